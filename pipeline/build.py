@@ -1,0 +1,264 @@
+"""`deploy build`: data -> float model -> QAT -> convert -> verify -> bench -> report, per model."""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pipeline import atomic, data, hashing
+from pipeline.config import BUILTIN_MODELS, INT8_PRECISIONS, BuildConfig, is_builtin, resolved_input_size
+from pipeline.errors import QualityGateError, UserInputError
+from pipeline.report import schema
+from pipeline.runner import Runner, tool_versions
+from pipeline.stages.base import StageOutput
+from pipeline.stages.bench import BenchConfig, BenchStage, host_identity
+from pipeline.stages.convert import ConvertConfig, ConvertStage
+from pipeline.stages.data import DataConfig, DataStage
+from pipeline.stages.model import ImportConfig, ImportStage, TrainConfig, TrainStage
+from pipeline.stages.qat import QatConfig, QatStage
+from pipeline.stages.reference import ReferenceConfig, ReferenceStage
+from pipeline.stages.verify import VerifyConfig, VerifyStage
+
+log = logging.getLogger("deploy")
+
+REPORTED_TOOLS = (
+    "mobile-deploy", "tensorflow", "tf-keras", "tensorflow-model-optimization",
+    "ai-edge-litert", "numpy", "scikit-learn",
+)
+
+
+@dataclass
+class ModelRun:
+    """What one model's stages produced, gathered for the report."""
+
+    name: str
+    source: str
+    data: StageOutput
+    float_model: StageOutput
+    reference: StageOutput
+    preprocessing: data.Preprocessing
+    qat: schema.QatStatus
+    artifacts: list[schema.Artifact]
+
+
+def prepare_out_dir(out: Path) -> Path:
+    """Create the output folder and prove it is writable before hours of work go into it."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise UserInputError(f"--out {out}: cannot write there ({e.strerror or e}); choose another folder") from e
+    return out
+
+
+def _preprocessing(config: BuildConfig, height: int, width: int) -> data.Preprocessing:
+    return data.Preprocessing(height, width, config.channel_order, tuple(config.mean), tuple(config.std))
+
+
+def _model_names(config: BuildConfig) -> list[tuple[str, str]]:
+    """(unique artifact name, source) per requested model."""
+    named, seen = [], set()
+    for source in config.models:
+        base = source if is_builtin(source) else Path(source).stem
+        name, n = base, 2
+        while name in seen:
+            name, n = f"{base}_{n}", n + 1
+        seen.add(name)
+        named.append((name, source))
+    return named
+
+
+class Build:
+    def __init__(self, config: BuildConfig, command: str):
+        self.config = config
+        self.command = command
+        self.out = prepare_out_dir(config.out)
+        self.runner = Runner(self.out, config.force)
+        self.data_fingerprint = data.fingerprint(config.data)
+
+    def _data(self, height: int, width: int) -> StageOutput:
+        c = self.config
+        return self.runner.run(
+            DataStage(), DataConfig(source=c.data, height=height, width=width, val_fraction=c.val_fraction, seed=c.seed),
+            label=f"{c.data} {height}x{width}", external={"data": self.data_fingerprint},
+        )
+
+    def _float_model(self, name: str, source: str) -> tuple[StageOutput, StageOutput, data.Preprocessing]:
+        c = self.config
+        if is_builtin(source):
+            size = resolved_input_size(c)
+            data_out = self._data(size, size)
+            prep = _preprocessing(c, size, size)
+            model_out = self.runner.run(
+                TrainStage(),
+                TrainConfig(
+                    architecture=source, input_size=size, alpha=c.alpha, preprocessing=prep.to_dict(),
+                    epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate, seed=c.seed,
+                ),
+                {"data": data_out}, label=name,
+            )
+            return data_out, model_out, prep
+        path = Path(source).resolve()
+        if not path.exists():
+            raise UserInputError(f"--model {source}: file not found (built-in models: {', '.join(BUILTIN_MODELS)})")
+        model_out = self.runner.run(
+            ImportStage(), ImportConfig(path=str(path), trusted=c.trust_model),
+            label=name, external={"model": hashing.digest(path)},
+        )
+        height, width = model_out.result["input_shape"][:2]
+        data_out = self._data(height, width)
+        classes = data_out.result["class_names"]
+        if model_out.result["num_classes"] != len(classes):
+            raise UserInputError(
+                f"{source}: model outputs {model_out.result['num_classes']} classes but {c.data} has {len(classes)} "
+                f"class folders; use the data the model was trained on"
+            )
+        return data_out, model_out, _preprocessing(c, height, width)
+
+    def _qat(self, name: str, source: str, model_out, data_out, prep) -> tuple[StageOutput | None, schema.QatStatus]:
+        c = self.config
+        qat_out = self.runner.run(
+            QatStage(),
+            QatConfig(preprocessing=prep.to_dict(), epochs=c.qat_epochs, batch_size=c.batch_size,
+                      learning_rate=c.qat_learning_rate, seed=c.seed),
+            {"model": model_out, "data": data_out}, label=name,
+        )
+        if qat_out.result["status"] == "ok":
+            return qat_out, schema.QatStatus(status="ok")
+        reason = qat_out.result["reason"]
+        if c.require_qat:
+            raise UserInputError(f"{source}: {reason}; QAT is impossible and --require-qat is set")
+        log.warning("%s: %s; falling back to post-training quantization (int8-ptq)", source, reason)
+        return None, schema.QatStatus(status="unsupported", reason=reason)
+
+    def _artifact(self, name, precision, source_model, data_out, reference, prep) -> schema.Artifact:
+        c = self.config
+        is_int8 = precision in INT8_PRECISIONS
+        label = f"{name} {precision}"
+        converted = self.runner.run(
+            ConvertStage(),
+            ConvertConfig(model_name=name, precision=precision, int8_io=is_int8 and c.io == "int8",
+                          calibration_images=c.calibration_images, seed=c.seed, preprocessing=prep.to_dict()),
+            {"model": source_model, "data": data_out}, label=label,
+        )
+        verified = self.runner.run(
+            VerifyStage(), VerifyConfig(preprocessing=prep.to_dict(), check_int8=is_int8),
+            {"artifact": converted, "data": data_out, "reference": reference}, label=label,
+        )
+        benchmarks = [self._bench(converted, label, threads) for threads in self._threads()]
+        path, metadata_path = self._publish(name, converted)
+        r, v = converted.result, verified.result
+        return schema.Artifact(
+            id=r["id"], model=name, format="tflite", precision=precision, path=path, metadata_path=metadata_path,
+            size_bytes=r["size_bytes"], io=r["io"], calibration_images=r["calibration_images"],
+            accuracy=schema.Accuracy(top1=v["top1"], agreement=v["agreement"], n=v["n"]),
+            accuracy_drop_points=round(100 * (reference.result["top1"] - v["top1"]), 4),
+            int8_check=v["int8_check"], benchmarks=benchmarks,
+        )
+
+    def _threads(self) -> list[int]:
+        from pipeline.targets.host import default_thread_counts
+
+        return self.config.threads or default_thread_counts()
+
+    def _bench(self, converted: StageOutput, label: str, threads: int) -> schema.Benchmark:
+        c = self.config
+        out = self.runner.run(
+            BenchStage(),
+            BenchConfig(target="host", target_identity=host_identity(), threads=threads, warmup=c.warmup, runs=c.runs),
+            {"artifact": converted}, label=f"{label} host {threads} thread(s)",
+        )
+        r = out.result
+        cpu = r["cpu"]
+        return schema.Benchmark(
+            target=r["target"], runtime=r["runtime"], runtime_version=r["runtime_version"], delegate=r["delegate"],
+            threads=r["threads"], warmup=r["warmup"], latency_ms=r["latency_ms"], init_ms=r["init_ms"],
+            peak_rss_mb=r["peak_rss_mb"], cpu=f"{cpu['model']} ({cpu['machine']}, {cpu['count']} cores)",
+        )
+
+    def _publish(self, name: str, converted: StageOutput) -> tuple[str, str]:
+        """Copy the artifact and its metadata out of the cache to artifacts/<model>/."""
+        folder = self.out / "artifacts" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for file in (converted.result["file"], converted.result["recipe"]):
+            atomic.copy_file(converted.path(file), folder / file)
+        rel = folder.relative_to(self.out)
+        return str(rel / converted.result["file"]), str(rel / converted.result["recipe"])
+
+    def model(self, name: str, source: str) -> ModelRun:
+        c = self.config
+        data_out, model_out, prep = self._float_model(name, source)
+        reference = self.runner.run(
+            ReferenceStage(), ReferenceConfig(preprocessing=prep.to_dict()),
+            {"model": model_out, "data": data_out}, label=name,
+        )
+        precisions = list(c.precisions)
+        qat_out, qat_status = None, schema.QatStatus(status="not-requested")
+        if "int8-qat" in precisions:
+            qat_out, qat_status = self._qat(name, source, model_out, data_out, prep)
+            if qat_out is None:
+                precisions.remove("int8-qat")
+                if "int8-ptq" not in precisions:
+                    precisions.append("int8-ptq")
+        artifacts = [
+            self._artifact(name, p, qat_out if p == "int8-qat" else model_out, data_out, reference, prep)
+            for p in precisions
+        ]
+        return ModelRun(name, source, data_out, model_out, reference, prep, qat_status, artifacts)
+
+    def report(self, runs: list[ModelRun]) -> schema.Report:
+        c = self.config
+        first = runs[0].data.result
+        models = [
+            schema.ModelInfo(
+                name=r.name, source=r.source, input_shape=r.float_model.result["input_shape"],
+                num_classes=r.float_model.result["num_classes"], labels=r.data.result["class_names"],
+                params=r.float_model.result["params"], macs=r.float_model.result["macs"],
+                float_accuracy=schema.Accuracy(top1=r.reference.result["top1"], agreement=1.0, n=r.reference.result["n"]),
+                qat=r.qat, preprocessing=r.preprocessing.to_dict(),
+            )
+            for r in runs
+        ]
+        artifacts = [a for r in runs for a in r.artifacts]
+        return schema.Report(
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            command=self.command,
+            tools=tool_versions(REPORTED_TOOLS),
+            data=schema.DataInfo(source=c.data, train=first["train"], val=first["val"], skipped=first["skipped"]),
+            models=models,
+            artifacts=artifacts,
+            quality_gate=schema.QualityGate(max_accuracy_drop_points=c.max_accuracy_drop, failures=gate_failures(artifacts, c.max_accuracy_drop)),
+        )
+
+
+def gate_failures(artifacts: list[schema.Artifact], max_drop: float | None) -> list[schema.GateFailure]:
+    failures = []
+    for a in artifacts:
+        if max_drop is not None and a.accuracy_drop_points > max_drop:
+            failures.append(schema.GateFailure(
+                artifact=a.id, reason=f"top-1 dropped {a.accuracy_drop_points:.2f} points (max {max_drop})"))
+        if a.int8_check is not None and not a.int8_check.fully_int8:
+            failures.append(schema.GateFailure(
+                artifact=a.id, reason=f"float compute left in an int8 model: {', '.join(a.int8_check.float_ops[:5])}"))
+    return failures
+
+
+def build(config: BuildConfig, command: str = "deploy build") -> schema.Report:
+    """Run every stage for every model, write report.json and report.md, then apply the gates."""
+    from pipeline import report as report_files
+
+    run = Build(config, command)
+    runs = [run.model(name, source) for name, source in _model_names(config)]
+    result = run.report(runs)
+    report_files.write(result, run.out)
+    log.info("report: %s", run.out / report_files.REPORT_MD)
+    if result.quality_gate.failures:
+        first = result.quality_gate.failures[0]
+        raise QualityGateError(
+            f"quality gate failed for {len(result.quality_gate.failures)} artifact(s), first {first.artifact}: {first.reason}"
+        )
+    return result

@@ -1,0 +1,145 @@
+"""The build configuration: typed, validated, from a YAML file plus flag overrides."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.errors import UserInputError
+
+Precision = Literal["fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat"]
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat")
+INT8_PRECISIONS = ("int8-ptq", "int8-qat")
+BUILTIN_MODELS = ("mobilenet_v1", "mobilenet_v2", "shufflenet_v2", "squeezenet")
+
+# The demo digits are 8x8 pixels: 32x32 is the smallest size every built-in
+# architecture accepts, and anything larger only adds compute.
+DEMO_INPUT_SIZE = 32
+DEFAULT_INPUT_SIZE = 224
+
+
+class BuildConfig(BaseModel):
+    """Everything `deploy build` needs; field names are the YAML keys and the flag names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models: list[str] = Field(default_factory=lambda: ["mobilenet_v2"], min_length=1)
+    data: str = "demo"
+    out: Path = Path("build")
+
+    # Model shape. None: the user's model's own input size, else DEMO_INPUT_SIZE on the
+    # demo data and DEFAULT_INPUT_SIZE on an image folder.
+    input_size: int | None = Field(default=None, ge=16, le=1024)
+    alpha: float | None = Field(default=None, gt=0)
+
+    # Preprocessing, recorded with every artifact: x = (pixel[0..255] - mean) / std.
+    mean: list[float] = Field(default_factory=lambda: [127.5, 127.5, 127.5], min_length=3, max_length=3)
+    std: list[float] = Field(default_factory=lambda: [127.5, 127.5, 127.5], min_length=3, max_length=3)
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = 0
+
+    # Float training (built-in architectures only) and quantization-aware fine-tuning.
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    qat_epochs: int = Field(default=3, ge=1)
+    qat_learning_rate: float = Field(default=1e-4, gt=0)
+    require_qat: bool = False
+
+    # Conversion.
+    precisions: list[Precision] = Field(default_factory=lambda: list(PRECISIONS), min_length=1)
+    calibration_images: int = Field(default=200, ge=1)
+    io: Literal["float", "int8"] = "float"
+
+    # Benchmarks.
+    targets: list[Literal["host"]] = Field(default_factory=lambda: ["host"])
+    threads: list[int] | None = None  # None: 1 and every core
+    warmup: int = Field(default=10, ge=0)
+    runs: int = Field(default=50, ge=1)
+
+    # Gates and safety.
+    max_accuracy_drop: float | None = Field(default=None, ge=0)
+    trust_model: bool = False
+    force: bool = False
+
+    @field_validator("models")
+    @classmethod
+    def _expand_all(cls, models: list[str]) -> list[str]:
+        expanded: list[str] = []
+        for m in models:
+            for name in BUILTIN_MODELS if m == "all" else [m]:
+                if name not in expanded:
+                    expanded.append(name)
+        return expanded
+
+    @field_validator("std")
+    @classmethod
+    def _std_nonzero(cls, std: list[float]) -> list[float]:
+        if any(s == 0 for s in std):
+            raise ValueError("std values must be non-zero")
+        return std
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_positive(cls, threads: list[int] | None) -> list[int] | None:
+        if threads is not None and (not threads or any(t < 1 for t in threads)):
+            raise ValueError("thread counts must be positive integers")
+        return threads
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise UserInputError(f"{path}: cannot read config file ({e.strerror or e})") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise UserInputError(f"{path}: not valid YAML{line}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserInputError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def _describe(error: dict[str, Any], from_flags: set[str], config_path: Path | None) -> str:
+    """One line naming the flag or the config key that is wrong, and why."""
+    loc = error["loc"]
+    key = str(loc[0]) if loc else "?"
+    if error["type"] == "extra_forbidden":
+        allowed = ", ".join(BuildConfig.model_fields)
+        return f"{config_path}: unknown key '{key}' (allowed: {allowed})"
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
+    if key in from_flags or config_path is None:
+        name = f"--{key.replace('_', '-')}"
+    else:
+        name = f"{config_path}: key '{key}{where}'"
+    return f"{name}: {error['msg']} (got {error.get('input')!r})"
+
+
+def load_config(config_path: Path | None = None, overrides: dict[str, Any] | None = None) -> BuildConfig:
+    """Merge a YAML file with flag overrides (flags win) into a validated BuildConfig."""
+    values = _read_yaml(config_path) if config_path else {}
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values.update(flags)
+    try:
+        return BuildConfig(**values)
+    except ValidationError as e:
+        raise UserInputError(_describe(e.errors()[0], set(flags), config_path)) from e
+
+
+def resolved_input_size(config: BuildConfig) -> int:
+    """The input size for built-in architectures (user models bring their own)."""
+    if config.input_size is not None:
+        return config.input_size
+    return DEMO_INPUT_SIZE if config.data == "demo" else DEFAULT_INPUT_SIZE
+
+
+def is_builtin(model: str) -> bool:
+    return model in BUILTIN_MODELS

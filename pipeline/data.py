@@ -1,0 +1,154 @@
+"""Image data: the demo digits or a folder of class subfolders, resized, split, preprocessed."""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import UserInputError
+from pipeline.hashing import digest_paths, visible_files
+
+log = logging.getLogger("deploy")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a runtime turns an image into the model's input; saved with every artifact."""
+
+    height: int
+    width: int
+    channel_order: str  # "RGB" or "BGR"
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize: str = "bilinear"
+    layout: str = "NHWC"
+    pixel_range: str = "0-255"
+    formula: str = "x = (pixel - mean) / std, per channel, after resize and channel reordering"
+
+    def apply(self, images_rgb_uint8: np.ndarray) -> np.ndarray:
+        """uint8 RGB NHWC images already at (height, width) -> float32 model input."""
+        x = images_rgb_uint8.astype(np.float32)
+        if self.channel_order == "BGR":
+            x = x[..., ::-1]
+        return (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
+
+
+@dataclass
+class ImageSet:
+    """Images as uint8 RGB NHWC at the model size, integer labels and class names."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+    skipped: dict[str, int] = field(default_factory=lambda: {"non_image": 0, "unreadable": 0})
+
+
+def demo_digits(height: int, width: int) -> ImageSet:
+    """scikit-learn's handwritten digits (shipped in its wheel), as RGB images of the model size."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    gray = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
+    images = np.stack([_resize(_gray_to_rgb(g), height, width) for g in gray])
+    return ImageSet(images, digits.target.astype(np.int64), [str(i) for i in range(10)])
+
+
+def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
+    return np.repeat(gray[:, :, None], 3, axis=2)
+
+
+def _resize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.BILINEAR))
+
+
+def load_image_file(path: Path, height: int, width: int) -> np.ndarray:
+    """One image file -> uint8 RGB (height, width, 3); raises OSError/ValueError if unreadable."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()
+        rgb = img.convert("RGB").resize((width, height), Image.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def class_folders(root: Path) -> list[Path]:
+    """The class subfolders of an image folder, checked before anything is read."""
+    if not root.exists():
+        raise UserInputError(f"{root}: data folder does not exist (use 'demo' for the built-in digits)")
+    if not root.is_dir():
+        raise UserInputError(f"{root}: --data must be a folder with one subfolder per class, or 'demo'")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise UserInputError(f"{root}: no class folders found; put each class's .jpg/.png images in a subfolder named after the class")
+    if len(folders) < 2:
+        raise UserInputError(f"{root}: only one class folder ('{folders[0].name}'); a classifier needs at least two")
+    return folders
+
+
+def load_image_folder(root: Path, height: int, width: int) -> ImageSet:
+    """Read every image of every class folder; skip and count what is not a readable image."""
+    folders = class_folders(root)
+    skipped = {"non_image": 0, "unreadable": 0}
+    images, labels = [], []
+    for index, folder in enumerate(folders):
+        found = 0
+        for path in visible_files(folder):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped["non_image"] += 1
+                continue
+            try:
+                images.append(load_image_file(path, height, width))
+            except (OSError, ValueError, SyntaxError) as e:
+                log.debug("skipping unreadable image %s: %s", path, e)
+                skipped["unreadable"] += 1
+                continue
+            labels.append(index)
+            found += 1
+        if found == 0:
+            raise UserInputError(
+                f"{folder}: class '{folder.name}' has no readable .jpg/.png images; add images or remove the folder"
+            )
+    if skipped["non_image"] or skipped["unreadable"]:
+        log.warning(
+            "%s: skipped %d non-image and %d unreadable files", root, skipped["non_image"], skipped["unreadable"]
+        )
+    return ImageSet(np.stack(images), np.asarray(labels, np.int64), [f.name for f in folders], skipped)
+
+
+def fingerprint(source: str) -> str:
+    """A content hash of the data, so a changed image invalidates every stage after it."""
+    if source == "demo":
+        from importlib.metadata import version
+
+        return f"sklearn-digits-{version('scikit-learn')}"
+    root = Path(source)
+    return digest_paths(root, [f for folder in class_folders(root) for f in visible_files(folder)])
+
+
+def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded, stratified train/validation indices."""
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(labels))
+    try:
+        train, val = train_test_split(indices, test_size=val_fraction, stratify=labels, random_state=seed)
+    except ValueError as e:
+        counts = np.bincount(labels)
+        raise UserInputError(
+            f"--val-fraction {val_fraction}: cannot split {len(labels)} images over {len(counts)} classes "
+            f"(smallest class has {counts.min()} images); add images or change --val-fraction ({e})"
+        ) from e
+    return np.sort(train), np.sort(val)

@@ -1,0 +1,112 @@
+"""report.json, as typed models. The JSON Schema in docs/report.schema.json is generated from these.
+
+Change SCHEMA_VERSION when a field is renamed or removed (major) or added (minor).
+Accuracies are fractions in [0, 1]; accuracy drops and gates are in percentage points.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Latency(_Strict):
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    std: float
+    n: int = Field(description="number of timed runs after warm-up")
+
+
+class Benchmark(_Strict):
+    target: str = Field(description="host, later arm64-emu, armv7-emu, adb:SERIAL, ssh:USER@HOST")
+    runtime: str
+    runtime_version: str
+    delegate: str = Field(description="'xnnpack' when LiteRT confirmed it applied the delegate, else 'none'")
+    threads: int
+    warmup: int
+    latency_ms: Latency
+    init_ms: float = Field(description="interpreter creation + tensor allocation")
+    peak_rss_mb: float = Field(description="peak resident memory of the benchmark process")
+    cpu: str
+    emulated: bool = False
+
+
+class Accuracy(_Strict):
+    top1: float = Field(description="fraction of validation images classified correctly")
+    agreement: float = Field(description="fraction of validation images where the top-1 class equals the float model's")
+    n: int
+
+
+class Int8Check(_Strict):
+    fully_int8: bool
+    float_ops: list[str] = Field(description="ops computing in float, besides quantize/dequantize at float I/O")
+
+
+class Artifact(_Strict):
+    id: str
+    model: str
+    format: Literal["tflite", "ncnn", "onnx"]
+    precision: Literal["fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat"]
+    path: str = Field(description="relative to the run folder")
+    metadata_path: str = Field(description="labels, preprocessing and recipe, beside the artifact")
+    size_bytes: int
+    io: dict[str, str] = Field(description="dtype of the input and output tensors")
+    calibration_images: int
+    accuracy: Accuracy
+    accuracy_drop_points: float = Field(description="float reference top-1 minus this artifact's, in points")
+    int8_check: Int8Check | None = None
+    benchmarks: list[Benchmark] = []
+
+
+class QatStatus(_Strict):
+    status: Literal["ok", "unsupported", "not-requested"]
+    reason: str | None = None
+
+
+class ModelInfo(_Strict):
+    name: str
+    source: str = Field(description="built-in architecture name or the model file given")
+    input_shape: list[int]
+    num_classes: int
+    labels: list[str]
+    params: int
+    macs: int = Field(description="multiply-accumulates for one image")
+    float_accuracy: Accuracy
+    qat: QatStatus
+    preprocessing: dict
+
+
+class DataInfo(_Strict):
+    source: str
+    train: int
+    val: int
+    skipped: dict[str, int]
+
+
+class GateFailure(_Strict):
+    artifact: str
+    reason: str
+
+
+class QualityGate(_Strict):
+    max_accuracy_drop_points: float | None
+    failures: list[GateFailure]
+
+
+class Report(_Strict):
+    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    created: str
+    command: str
+    tools: dict[str, str]
+    data: DataInfo
+    models: list[ModelInfo]
+    artifacts: list[Artifact]
+    quality_gate: QualityGate

@@ -1,0 +1,81 @@
+"""Running TFLite artifacts in LiteRT (ai-edge-litert), the runtime phones use."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+def _interpreter(path: Path, threads: int | None = None, delegates: bool = True):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    return Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    if detail["dtype"] == np.float32 or scale == 0:
+        return x.astype(detail["dtype"])
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    if detail["dtype"] == np.float32 or scale == 0:
+        return y.astype(np.float32)
+    return (y.astype(np.float32) - zero_point) * scale
+
+
+def predict(path: Path, x: np.ndarray, batch_size: int = 64, threads: int | None = None) -> np.ndarray:
+    """Float model inputs (N, H, W, C) -> float outputs (N, classes), batched when the model allows."""
+    interpreter = _interpreter(path, threads)
+    inp = interpreter.get_input_details()[0]
+    dynamic_batch = inp["shape_signature"][0] == -1
+    step = batch_size if dynamic_batch else 1
+    outputs, allocated = [], None
+    for start in range(0, len(x), step):
+        chunk = x[start : start + step]
+        if dynamic_batch and allocated != len(chunk):
+            interpreter.resize_tensor_input(inp["index"], [len(chunk), *inp["shape"][1:]])
+            interpreter.allocate_tensors()
+            allocated = len(chunk)
+        elif allocated is None:
+            interpreter.allocate_tensors()
+            allocated = 1
+        inp = interpreter.get_input_details()[0]
+        out = interpreter.get_output_details()[0]
+        interpreter.set_tensor(inp["index"], _quantize(chunk, inp))
+        interpreter.invoke()
+        outputs.append(_dequantize(interpreter.get_tensor(out["index"]), out))
+    return np.concatenate(outputs)
+
+
+def float_compute_ops(path: Path) -> list[str]:
+    """Ops of an int8 model that still compute in float, as 'OP_NAME#index'.
+
+    An op counts as float compute when it reads or writes a float32 tensor, except a
+    QUANTIZE reading a model input or a DEQUANTIZE writing a model output (float I/O).
+    """
+    interpreter = _interpreter(path, delegates=False)
+    inputs = {d["index"] for d in interpreter.get_input_details()}
+    outputs = {d["index"] for d in interpreter.get_output_details()}
+    offenders = []
+    for op in interpreter._get_ops_details():
+        name = op["op_name"]
+        if name == "QUANTIZE" and set(op["inputs"]) <= inputs:
+            continue
+        if name == "DEQUANTIZE" and set(op["outputs"]) <= outputs:
+            continue
+        types = [*op["operand_types"], *op["result_types"]]
+        if any(t == np.float32 for t in types):
+            offenders.append(f"{name}#{op['index']}")
+    return offenders
+
+
+def io_types(path: Path) -> dict[str, str]:
+    interpreter = _interpreter(path, delegates=False)
+    return {
+        "input": np.dtype(interpreter.get_input_details()[0]["dtype"]).name,
+        "output": np.dtype(interpreter.get_output_details()[0]["dtype"]).name,
+    }

@@ -1,0 +1,47 @@
+"""A stage: a small class with a typed config and one `run` method, registered by name."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class StageConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class StageOutput:
+    """What a finished stage left: its folder in the cache and its JSON result."""
+
+    stage: str
+    key: str
+    dir: Path
+    result: dict[str, Any]
+    cached: bool
+    seconds: float
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+
+class Stage:
+    name: ClassVar[str]
+    # Bumped when the stage's code changes what it writes, so old cache entries are not reused.
+    version: ClassVar[int] = 1
+    # Distributions whose versions enter the cache key.
+    tools: ClassVar[tuple[str, ...]] = ()
+    Config: ClassVar[type[StageConfig]] = StageConfig
+
+    registry: ClassVar[dict[str, type["Stage"]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            Stage.registry[cls.name] = cls
+
+    def run(self, config: StageConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict[str, Any]:
+        """Write outputs into `workdir` and return a JSON-serialisable result."""
+        raise NotImplementedError

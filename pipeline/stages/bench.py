@@ -1,0 +1,46 @@
+"""bench: latency, init time and memory of one artifact on one target, in a fresh process."""
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+from pipeline.errors import ToolError
+from pipeline.stages.base import Stage, StageConfig, StageOutput
+
+
+class BenchConfig(StageConfig):
+    target: str
+    # What the target is, so a result measured on another machine is never reused.
+    target_identity: str
+    threads: int
+    warmup: int
+    runs: int
+
+
+def host_identity() -> str:
+    import os
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.node()}|{platform.machine()}|{model}|{os.cpu_count()}"
+
+
+class BenchStage(Stage):
+    name = "bench"
+    tools = ("ai-edge-litert", "numpy")
+    Config = BenchConfig
+
+    def run(self, config: BenchConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
+        from pipeline.targets import host
+
+        artifact = inputs["artifact"]
+        try:
+            return host.run_benchmark(artifact.path(artifact.result["file"]), config.threads, config.warmup, config.runs)
+        except host.BenchError as e:
+            raise ToolError(str(e)) from e

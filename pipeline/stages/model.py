@@ -1,0 +1,89 @@
+"""train / import: produce the float Keras model every later stage starts from.
+
+train builds a built-in architecture and fits it on the training split; import takes a
+user's trained model file as it is. Both record the model's facts (parameters, MACs).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from pipeline.data import Preprocessing
+from pipeline.errors import UserInputError
+from pipeline.models import loading, training
+from pipeline.stages.base import Stage, StageConfig, StageOutput
+from pipeline.stages.data import load_split
+
+TF_TOOLS = ("tensorflow", "tf-keras", "numpy")
+
+
+class TrainConfig(StageConfig):
+    architecture: str
+    input_size: int
+    alpha: float | None
+    preprocessing: dict
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+
+
+class ImportConfig(StageConfig):
+    path: str
+    trusted: bool
+
+
+def model_facts(model) -> dict:
+    from pipeline.models.architectures import count_macs
+
+    return {
+        "params": int(model.count_params()),
+        "macs": int(count_macs(model)),
+        "input_shape": [int(d) for d in model.inputs[0].shape[1:]],
+        "num_classes": int(model.outputs[0].shape[-1]),
+    }
+
+
+class TrainStage(Stage):
+    name = "train"
+    tools = TF_TOOLS
+    Config = TrainConfig
+
+    def run(self, config: TrainConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
+        from pipeline.models import architectures
+
+        x_train, y_train, _, _ = load_split(inputs["data"])
+        classes = len(inputs["data"].result["class_names"])
+        try:
+            model = architectures.build(config.architecture, config.input_size, classes, config.alpha)
+        except ValueError as e:
+            raise UserInputError(f"--model {config.architecture}: {e}") from e
+        x = Preprocessing.from_dict(config.preprocessing).apply(x_train)
+        history = training.fit(
+            model, x, y_train, epochs=config.epochs, batch_size=config.batch_size,
+            learning_rate=config.learning_rate, seed=config.seed, what="train",
+        )
+        model.save(workdir / "model.keras")
+        return {"model_file": "model.keras", "trusted": False, "history": history, **model_facts(model)}
+
+
+class ImportStage(Stage):
+    name = "import"
+    tools = TF_TOOLS
+    Config = ImportConfig
+
+    def run(self, config: ImportConfig, inputs, workdir: Path) -> dict:
+        source = Path(config.path)
+        model = loading.load_keras_model(source, trusted=config.trusted)
+        loading.image_model_shape(model, source)
+        # A private copy: the cache stays valid if the user moves or edits their file.
+        target = workdir / source.name
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+        return {"model_file": source.name, "trusted": config.trusted, **model_facts(model)}
+
+
+def load_float_model(output: StageOutput):
+    return loading.load_keras_model(output.path(output.result["model_file"]), trusted=output.result["trusted"])

@@ -1,0 +1,86 @@
+"""qat: tensorflow-model-optimization's quantize_model, fine-tuned on the training split.
+
+A model tfmot cannot quantize is not an error here: the result says which layer (name
+and class) stopped it, and the build decides between falling back to PTQ and failing.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pipeline.data import Preprocessing
+from pipeline.models import training
+from pipeline.stages.base import Stage, StageConfig, StageOutput
+from pipeline.stages.data import load_split
+from pipeline.stages.model import TF_TOOLS, load_float_model
+
+log = logging.getLogger("deploy")
+
+QAT_MODEL_FILE = "qat_model.h5"  # tf_keras's .keras format cannot reload quantize wrappers
+
+
+class QatConfig(StageConfig):
+    preprocessing: dict
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+
+
+def unsupported_layers(model) -> list[str]:
+    """'name (Class)' of each layer the default 8-bit scheme has no recipe for."""
+    from pipeline.tf_import import tfmot
+
+    registry_module = tfmot().quantization.keras.default_8bit.default_8bit_quantize_registry
+    registry = registry_module.Default8BitQuantizeRegistry()
+    found = []
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer":
+            continue
+        if not registry.supports(layer):
+            found.append(f"'{layer.name}' ({type(layer).__name__})")
+    return found
+
+
+def quantize(model):
+    """quantize_model, or a ValueError naming the layer that stops it."""
+    from pipeline.tf_import import tfmot
+
+    try:
+        return tfmot().quantization.keras.quantize_model(model)
+    except Exception as e:  # tfmot raises ValueError, RuntimeError or TypeError by case
+        layers = unsupported_layers(model)
+        detail = f"layer {layers[0]} cannot be quantized" if layers else str(e).splitlines()[0]
+        raise ValueError(f"{detail}") from e
+
+
+class QatStage(Stage):
+    name = "qat"
+    tools = (*TF_TOOLS, "tensorflow-model-optimization")
+    Config = QatConfig
+
+    def run(self, config: QatConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
+        from pipeline.tf_import import tfmot
+
+        model = load_float_model(inputs["model"])
+        try:
+            qat_model = quantize(model)
+        except ValueError as e:
+            log.warning("QAT not possible for %s: %s", model.name, e)
+            return {"status": "unsupported", "reason": str(e)}
+        x_train, y_train, _, _ = load_split(inputs["data"])
+        x = Preprocessing.from_dict(config.preprocessing).apply(x_train)
+        history = training.fit(
+            qat_model, x, y_train, epochs=config.epochs, batch_size=config.batch_size,
+            learning_rate=config.learning_rate, seed=config.seed, what="qat",
+        )
+        with tfmot().quantization.keras.quantize_scope():
+            qat_model.save(workdir / QAT_MODEL_FILE)
+        return {"status": "ok", "model_file": QAT_MODEL_FILE, "history": history}
+
+
+def load_qat_model(output: StageOutput):
+    from pipeline.tf_import import keras, tfmot
+
+    with tfmot().quantization.keras.quantize_scope():
+        return keras().models.load_model(output.path(QAT_MODEL_FILE), compile=False)

@@ -1,0 +1,305 @@
+"""Benchmark one .tflite model in this process and print one JSON object on stdout.
+
+    python device_runner.py MODEL.tflite --threads N --warmup W --runs R [--seed S]
+
+Standalone on purpose: it is copied to ARM boards and emulated root filesystems, so it
+imports only the standard library, numpy and a TFLite runtime (ai-edge-litert, else
+tflite-runtime). Run it in a fresh process per measurement; the caller parses stdout.
+
+Exit codes: 0 ok; 2 bad arguments or a model that is missing or invalid; 3 no TFLite
+runtime, or the runtime failed on a model that loaded. Errors are one line on stderr.
+"""
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+RUNNER_VERSION = 1
+EXIT_BAD_MODEL = 2
+EXIT_RUNTIME_FAILED = 3
+XNNPACK_LOG_LINE = "Created TensorFlow Lite XNNPACK delegate"
+
+
+class RunnerError(Exception):
+    def __init__(self, message, exit_code):
+        super().__init__(" ".join(str(message).split()))  # always one line
+        self.exit_code = exit_code
+
+
+def parse_args(argv):
+    def positive(text):
+        value = int(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+        return value
+
+    def non_negative(text):
+        value = int(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+        return value
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--threads", type=positive, required=True)
+    parser.add_argument("--warmup", type=non_negative, required=True)
+    parser.add_argument("--runs", type=positive, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def stdout_reserved_for_result():
+    """Point fd 1 at stderr so native or library prints cannot corrupt the JSON.
+
+    Yields a writer for the one result line, which goes to the original stdout.
+    """
+    sys.stdout.flush()
+    result_fd = os.dup(1)
+    os.dup2(2, 1)
+    saved_stdout, sys.stdout = sys.stdout, sys.stderr
+    try:
+        with os.fdopen(result_fd, "w", closefd=False) as result:
+            yield result
+    finally:
+        sys.stdout = saved_stdout
+        os.dup2(result_fd, 1)
+        os.close(result_fd)
+
+
+@contextlib.contextmanager
+def captured_native_stderr():
+    """Collect what native code writes to fd 2; the lines are filled in on exit.
+
+    The runtime logs delegate creation from C++, which Python's sys.stderr never sees.
+    """
+    lines = []
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            capture.seek(0)
+            lines.extend(capture.read().decode("utf-8", "replace").splitlines())
+
+
+def load_runtime():
+    """Return (name, version, Interpreter class), preferring LiteRT."""
+    try:
+        import ai_edge_litert
+        from ai_edge_litert.interpreter import Interpreter
+
+        return "ai-edge-litert", package_version("ai-edge-litert", ai_edge_litert), Interpreter
+    except ImportError as litert_error:
+        first_error = litert_error
+    try:
+        import tflite_runtime
+        from tflite_runtime.interpreter import Interpreter
+
+        return "tflite-runtime", package_version("tflite-runtime", tflite_runtime), Interpreter
+    except ImportError as tflite_error:
+        raise RunnerError(
+            f"no TFLite runtime: ai_edge_litert ({first_error}); tflite_runtime ({tflite_error})",
+            EXIT_RUNTIME_FAILED,
+        ) from None
+
+
+def package_version(dist_name, module):
+    version = getattr(module, "__version__", None)
+    if version:
+        return str(version)
+    try:
+        from importlib.metadata import version as dist_version
+
+        return dist_version(dist_name)
+    except Exception:  # metadata can be missing on hand-copied installs
+        return "unknown"
+
+
+def batch_one_shapes(interpreter):
+    """Resize inputs whose batch is dynamic (-1) to batch 1; other dynamic dims are refused."""
+    for detail in interpreter.get_input_details():
+        signature = list(detail.get("shape_signature", detail["shape"]))
+        if -1 not in signature:
+            continue
+        if -1 in signature[1:]:
+            raise RunnerError(
+                f"input {detail['name']!r} has dynamic non-batch dims {signature}", EXIT_BAD_MODEL
+            )
+        interpreter.resize_tensor_input(detail["index"], [1] + signature[1:])
+
+
+def create_interpreter(interpreter_cls, model_path, threads):
+    """Create and allocate the interpreter; return (interpreter, init_ms, native log lines)."""
+    with captured_native_stderr() as native_log:
+        start = time.perf_counter_ns()
+        try:
+            interpreter = interpreter_cls(model_path=model_path, num_threads=threads)
+            batch_one_shapes(interpreter)
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            failure = error
+        else:
+            failure = None
+        init_ms = (time.perf_counter_ns() - start) / 1e6
+    if failure is not None:
+        errors = [line for line in native_log if line.startswith("ERROR")]
+        detail = f" ({errors[-1]})" if errors else ""
+        raise RunnerError(f"invalid model {model_path}: {failure}{detail}", EXIT_BAD_MODEL)
+    return interpreter, init_ms, native_log
+
+
+def delegate_name(interpreter, native_log):
+    """'xnnpack' if the runtime logged the delegate and, where visible, it took over nodes.
+
+    The log line only says the delegate was created; a DELEGATE node in the execution plan
+    shows it was applied. Runtimes without the (private) ops listing rely on the log alone.
+    """
+    if not any(XNNPACK_LOG_LINE in line for line in native_log):
+        return "none"
+    try:
+        op_names = [op["op_name"] for op in interpreter._get_ops_details()]
+    except Exception:
+        return "xnnpack"
+    return "xnnpack" if "DELEGATE" in op_names else "none"
+
+
+def random_input(detail, rng):
+    """Random data over the input's natural range: [-1, 1) for floats, full range for int8/uint8."""
+    dtype = np.dtype(detail["dtype"])
+    shape = tuple(int(dim) for dim in detail["shape"])
+    if np.issubdtype(dtype, np.floating):
+        return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+    if np.issubdtype(dtype, np.integer) and dtype.itemsize <= 2:
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+    raise RunnerError(f"input {detail['name']!r} has unsupported dtype {dtype}", EXIT_BAD_MODEL)
+
+
+def fill_inputs(interpreter, rng):
+    details = interpreter.get_input_details()
+    for detail in details:
+        interpreter.set_tensor(detail["index"], random_input(detail, rng))
+    first = details[0]
+    return {"shape": [int(dim) for dim in first["shape"]], "dtype": np.dtype(first["dtype"]).name}
+
+
+def time_invokes(interpreter, warmup, runs):
+    """Latencies in ms of `runs` invokes after `warmup` untimed ones; only invoke is timed."""
+    try:
+        for _ in range(warmup):
+            interpreter.invoke()
+        latencies_ns = []
+        for _ in range(runs):
+            start = time.perf_counter_ns()
+            interpreter.invoke()
+            latencies_ns.append(time.perf_counter_ns() - start)
+    except (ValueError, RuntimeError) as error:
+        raise RunnerError(f"invoke failed: {error}", EXIT_RUNTIME_FAILED) from None
+    return np.asarray(latencies_ns, dtype=np.float64) / 1e6
+
+
+def summarize(latencies_ms):
+    p50, p90, p99 = np.percentile(latencies_ms, [50, 90, 99])
+    std = float(np.std(latencies_ms, ddof=1)) if len(latencies_ms) > 1 else 0.0
+    stats = {"p50": p50, "p90": p90, "p99": p99, "mean": np.mean(latencies_ms), "std": std}
+    # 6 decimals of a millisecond is the nanosecond resolution the timer gave us.
+    summary = {key: round(float(value), 6) for key, value in stats.items()}
+    summary["n"] = int(len(latencies_ms))
+    return summary
+
+
+def peak_rss_mb():
+    # VmHWM is this process image's own peak. ru_maxrss is not: Linux carries it across
+    # exec, so a child forked from a big parent (TensorFlow loaded) reports the parent's.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 2)
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    bytes_per_unit = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes, Linux KB
+    return round(peak * bytes_per_unit / (1024 * 1024), 2)
+
+
+def cpu_info():
+    """Machine, a CPU description from /proc/cpuinfo where it exists, and the core count.
+
+    x86 and some ARM kernels give "model name"; ARM boards often only "Hardware" and
+    "CPU part" (several distinct parts on big.LITTLE phones).
+    """
+    fields = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                key, sep, value = line.partition(":")
+                if sep and value.strip():
+                    values = fields.setdefault(key.strip(), [])
+                    if value.strip() not in values:
+                        values.append(value.strip())
+    except OSError:
+        pass
+    parts = []
+    if "model name" in fields:
+        parts.append(fields["model name"][0])
+    if "Hardware" in fields:
+        parts.append(f"Hardware {fields['Hardware'][0]}")
+    if "CPU part" in fields:
+        parts.append("CPU part " + "/".join(fields["CPU part"]))
+    model = "; ".join(parts) or platform.processor() or None
+    return {"machine": platform.machine(), "model": model, "count": os.cpu_count()}
+
+
+def benchmark(args):
+    if not os.path.isfile(args.model):
+        raise RunnerError(f"model not found: {args.model}", EXIT_BAD_MODEL)
+    runtime, runtime_version, interpreter_cls = load_runtime()
+    interpreter, init_ms, native_log = create_interpreter(interpreter_cls, args.model, args.threads)
+    for line in native_log:  # keep the runtime's own log visible to whoever reads stderr
+        print(line, file=sys.stderr)
+    input_info = fill_inputs(interpreter, np.random.default_rng(args.seed))
+    latencies_ms = time_invokes(interpreter, args.warmup, args.runs)
+    return {
+        "runner_version": RUNNER_VERSION,
+        "runtime": runtime,
+        "runtime_version": runtime_version,
+        "delegate": delegate_name(interpreter, native_log),
+        "threads": args.threads,
+        "warmup": args.warmup,
+        "latency_ms": summarize(latencies_ms),
+        "init_ms": round(init_ms, 6),
+        "peak_rss_mb": peak_rss_mb(),
+        "cpu": cpu_info(),
+        "python": platform.python_version(),
+        "input": input_info,
+    }
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    with stdout_reserved_for_result() as result:
+        try:
+            report = benchmark(args)
+        except RunnerError as error:
+            print(f"device_runner: {error}", file=sys.stderr)
+            return error.exit_code
+        result.write(json.dumps(report) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The host target: benchmark a .tflite artifact on this machine, one fresh process per run.
+
+A fresh process keeps measurements independent: no warm caches, thread pools or allocator
+state carried over from an earlier model, and the peak RSS belongs to this model alone.
+The child runs device_runner.py, the same script the ARM targets copy, so every target
+measures the same way. Importing this module does not import TensorFlow.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.errors import ToolError
+
+RUNNER = Path(__file__).with_name("device_runner.py")
+STDERR_TAIL_LINES = 5
+
+
+class BenchError(ToolError):
+    """A benchmark run failed; carries the model path and the runner's last stderr lines."""
+
+    def __init__(self, model_path, reason: str, stderr_tail: list[str] = ()):
+        self.model_path = Path(model_path)
+        self.reason = reason
+        self.stderr_tail = list(stderr_tail)
+        message = f"benchmark of {self.model_path} failed: {reason}"
+        if self.stderr_tail:
+            message += "\n" + "\n".join(f"  {line}" for line in self.stderr_tail)
+        super().__init__(message)
+
+
+def run_benchmark(
+    model_path: Path, threads: int, warmup: int, runs: int, timeout_s: float = 600
+) -> dict:
+    """Run device_runner.py on model_path in a new interpreter and return its JSON result."""
+    command = [sys.executable, str(RUNNER), str(model_path), "--threads", str(threads)]
+    command += ["--warmup", str(warmup), "--runs", str(runs)]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as expired:
+        reason = f"timed out after {timeout_s} s"
+        raise BenchError(model_path, reason, _tail(expired.stderr)) from None
+    if proc.returncode != 0:
+        raise BenchError(model_path, f"runner exited with {proc.returncode}", _tail(proc.stderr))
+    result = _parse_result(proc.stdout)
+    if result is None:
+        raise BenchError(model_path, "runner printed no JSON result", _tail(proc.stderr))
+    result["target"] = "host"
+    return result
+
+
+def default_thread_counts() -> list[int]:
+    """Single-threaded plus all cores: the two settings a phone app is likely to use."""
+    return sorted({1, os.cpu_count() or 1})
+
+
+def _parse_result(stdout: str) -> dict | None:
+    # The runner guarantees stdout holds only its JSON object, so anything else is a failure.
+    try:
+        result = json.loads(stdout)
+    except json.JSONDecodeError:
+        return None
+    return result if isinstance(result, dict) else None
+
+
+def _tail(stderr) -> list[str]:
+    # TimeoutExpired keeps partial output as bytes even when text=True was asked for.
+    if isinstance(stderr, bytes):
+        stderr = stderr.decode("utf-8", "replace")
+    lines = [line for line in (stderr or "").splitlines() if line.strip()]
+    return lines[-STDERR_TAIL_LINES:]
