@@ -55,6 +55,14 @@ def prepare_out_dir(out: Path) -> Path:
     return out
 
 
+def _check_out_outside_data(config: BuildConfig) -> None:
+    if config.data == "demo":
+        return
+    data_root, out = Path(config.data).resolve(), config.out.resolve()
+    if out == data_root or data_root in out.parents:
+        raise UserInputError(f"--out {config.out} is inside --data {config.data}: its files would be read as a class; choose another folder")
+
+
 def _preprocessing(config: BuildConfig, height: int, width: int) -> data.Preprocessing:
     return data.Preprocessing(height, width, config.channel_order, tuple(config.mean), tuple(config.std))
 
@@ -76,9 +84,10 @@ class Build:
     def __init__(self, config: BuildConfig, command: str):
         self.config = config
         self.command = command
+        self.data_fingerprint = data.fingerprint(config.data)  # checks the data before anything is written
+        _check_out_outside_data(config)
         self.out = prepare_out_dir(config.out)
         self.runner = Runner(self.out, config.force)
-        self.data_fingerprint = data.fingerprint(config.data)
 
     def _data(self, height: int, width: int) -> StageOutput:
         c = self.config

@@ -37,7 +37,9 @@ class Preprocessing:
         return (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-native (lists, not tuples), so it round-trips through report.json unchanged."""
+        d = asdict(self)
+        return {**d, "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":

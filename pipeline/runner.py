@@ -1,12 +1,13 @@
 """Runs stages with a content-addressed cache, atomic outputs and a lineage record per stage.
 
-A stage's key hashes its name and version, its config, its inputs' keys, any external
-content (model file, data) and the versions of the tools it uses. Outputs are written to a
+A stage's key hashes its name, its config, its inputs' keys, any external content (model
+file, data), the versions of the tools it uses and this project's own source code. Outputs are written to a
 temporary folder and renamed into place only when complete, so a build killed at any moment
 never leaves a folder a later run would trust.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -18,6 +19,7 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from pipeline import hashing
 from pipeline.atomic import write_json
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 
@@ -25,6 +27,14 @@ log = logging.getLogger("deploy")
 
 LINEAGE = "lineage.json"
 RESULT = "result.json"
+
+
+@functools.cache
+def code_digest() -> str:
+    """Hash of this project's own source: a code change must not reuse results of old code."""
+    root = Path(__file__).resolve().parent.parent
+    files = [f for package in ("pipeline", "converters") for f in sorted((root / package).rglob("*.py"))]
+    return hashing.digest_paths(root, files)
 
 
 def tool_versions(names: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -44,12 +54,9 @@ class Runner:
         self.outputs: list[StageOutput] = []
 
     def key(self, stage: Stage, config: StageConfig, inputs: dict[str, StageOutput], external: dict[str, str]) -> str:
-        from pipeline import __version__
-
         blob = {
             "stage": stage.name,
-            "stage_version": stage.version,
-            "package": __version__,
+            "code": code_digest(),
             "config": config.model_dump(mode="json"),
             "inputs": {name: out.key for name, out in sorted(inputs.items())},
             "external": external,

@@ -29,8 +29,6 @@ class StageOutput:
 
 class Stage:
     name: ClassVar[str]
-    # Bumped when the stage's code changes what it writes, so old cache entries are not reused.
-    version: ClassVar[int] = 1
     # Distributions whose versions enter the cache key.
     tools: ClassVar[tuple[str, ...]] = ()
     Config: ClassVar[type[StageConfig]] = StageConfig

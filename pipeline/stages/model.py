@@ -59,6 +59,7 @@ class TrainStage(Stage):
         except ValueError as e:
             raise UserInputError(f"--model {config.architecture}: {e}") from e
         x = Preprocessing.from_dict(config.preprocessing).apply(x_train)
+        training.use_fast_batchnorm(model)
         history = training.fit(
             model, x, y_train, epochs=config.epochs, batch_size=config.batch_size,
             learning_rate=config.learning_rate, seed=config.seed, what="train",

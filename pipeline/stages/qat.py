@@ -31,8 +31,13 @@ def unsupported_layers(model) -> list[str]:
     """'name (Class)' of each layer the default 8-bit scheme has no recipe for."""
     from pipeline.tf_import import tfmot
 
-    registry_module = tfmot().quantization.keras.default_8bit.default_8bit_quantize_registry
-    registry = registry_module.Default8BitQuantizeRegistry()
+    tfmot()
+    # The public API does not expose the registry; this module path is stable across 0.7-0.8.
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry,
+    )
+
+    registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
     found = []
     for layer in model.layers:
         if type(layer).__name__ == "InputLayer":

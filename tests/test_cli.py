@@ -1,0 +1,161 @@
+"""The `deploy` command as a user runs it: real processes, exit codes, one-line errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEPLOY = [sys.executable, "-m", "pipeline.cli"]
+
+
+def deploy(*args, cwd=None):
+    return subprocess.run([*DEPLOY, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def assert_one_line_error(result, code, pattern):
+    assert result.returncode == code, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and pattern in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_does_not_import_tensorflow():
+    code = "import sys; from pipeline.cli import cli; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    result = deploy("--help")
+    assert result.returncode == 0
+    for command in ("build", "bench", "report", "models", "doctor"):
+        assert command in result.stdout
+    text = " ".join(result.stdout.split())  # click rewraps the epilog
+    assert "Exit codes: 0 success, 1 quality gate failed, 2 bad input or usage, 3 a tool failed." in text
+
+
+def test_dry_run_prints_the_resolved_config(tmp_path):
+    config = tmp_path / "deploy.yaml"
+    config.write_text("epochs: 4\nmodels: [squeezenet]\n")
+    result = deploy("build", "--config", config, "--seed", "9", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "epochs: 4" in result.stdout and "seed: 9" in result.stdout and "- squeezenet" in result.stdout
+    assert "input_size: 32 for built-in models" in result.stdout
+
+
+def test_bad_config_exits_2(tmp_path):
+    config = tmp_path / "deploy.yaml"
+    config.write_text("batch_size: [1]\n")
+    assert_one_line_error(deploy("build", "--config", config), 2, "deploy.yaml: key 'batch_size'")
+
+
+def test_bad_flag_exits_2():
+    result = deploy("build", "--epochs", "ten")
+    assert result.returncode == 2 and "Invalid value for '--epochs'" in result.stderr
+
+
+@pytest.mark.parametrize("content", [None, b"garbage"])
+def test_missing_or_corrupt_model_exits_2(tmp_path, image_folder, content):
+    model = tmp_path / "model.keras"
+    if content:
+        model.write_bytes(content)
+    result = deploy("build", "--model", model, "--data", image_folder, "--out", tmp_path / "out")
+    assert_one_line_error(result, 2, "model.keras")
+
+
+def test_data_folder_problems_exit_2(tmp_path):
+    (tmp_path / "data" / "only").mkdir(parents=True)
+    result = deploy("build", "--model", "squeezenet", "--data", tmp_path / "data", "--out", tmp_path / "out")
+    assert_one_line_error(result, 2, "only one class folder")
+    assert not (tmp_path / "out").exists()  # bad data is found before anything is written
+
+
+def test_out_inside_data_exits_2(image_folder):
+    result = deploy("build", "--model", "squeezenet", "--data", image_folder, "--out", image_folder / "build")
+    assert_one_line_error(result, 2, "is inside --data")
+    assert not (image_folder / "build").exists()
+
+
+def test_unwritable_out_exits_2(tmp_path):
+    (tmp_path / "f").write_text("")
+    result = deploy("build", "--out", tmp_path / "f" / "sub", "--dry-run")
+    assert result.returncode == 0  # dry-run writes nothing
+    result = deploy("build", "--out", tmp_path / "f" / "sub")
+    assert_one_line_error(result, 2, "cannot write there")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = deploy("--debug", "build", "--model", tmp_path / "nope.keras", "--data", tmp_path, "--out", tmp_path / "o")
+    assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_models_lists_the_builtin_architectures():
+    result = deploy("models")
+    assert result.returncode == 0
+    for name in ("mobilenet_v1", "mobilenet_v2", "shufflenet_v2", "squeezenet"):
+        assert name in result.stdout
+
+
+def test_doctor_reports_versions():
+    result = deploy("doctor")
+    assert result.returncode == 0, result.stdout
+    assert "tensorflow" in result.stdout and "2.21.0" in result.stdout
+    assert "ai-edge-litert" in result.stdout and "MISSING" not in result.stdout
+
+
+@pytest.fixture(scope="module")
+def built(trained_model_file, image_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli-run")
+    result = deploy(
+        "build", "--model", trained_model_file, "--data", image_folder, "--out", out, "--precisions", "fp32,int8-ptq",
+        "--threads", "1", "--runs", "3", "--warmup", "1", "--calibration-images", "10", "--val-fraction", "0.25",
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.mark.slow
+def test_build_then_report_regenerates_markdown_from_json(built):
+    md = built / "report.md"
+    original = md.read_text()
+    md.unlink()
+    result = deploy("report", built)
+    assert result.returncode == 0 and md.read_text() == original
+
+
+def test_report_without_a_run_exits_2(tmp_path):
+    assert_one_line_error(deploy("report", tmp_path), 2, "report.json: cannot read report")
+
+
+@pytest.mark.slow
+def test_quality_gate_exit_code_follows_the_measured_drops(built, trained_model_file, image_folder):
+    report = json.loads((built / "report.json").read_text())
+    worst = max(a["accuracy_drop_points"] for a in report["artifacts"])
+    result = deploy(
+        "build", "--model", trained_model_file, "--data", image_folder, "--out", built, "--precisions", "fp32,int8-ptq",
+        "--threads", "1", "--runs", "3", "--warmup", "1", "--calibration-images", "10", "--val-fraction", "0.25",
+        "--max-accuracy-drop", max(worst - 0.01, 0),
+    )
+    if worst > 0:
+        assert_one_line_error(result, 1, "quality gate failed")
+    else:
+        assert result.returncode == 0
+    assert json.loads((built / "report.json").read_text())["quality_gate"]["max_accuracy_drop_points"] == max(worst - 0.01, 0)
+
+
+@pytest.mark.slow
+def test_bench_one_artifact(built):
+    artifact = next(Path(built, "artifacts").rglob("*_int8-ptq.tflite"))
+    result = deploy("bench", artifact, "--threads", "1,2", "--runs", "4", "--warmup", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["threads"] for r in records] == [1, 2]
+    assert all(r["latency_ms"]["n"] == 4 and r["delegate"] == "xnnpack" for r in records)
+
+
+def test_bench_missing_artifact_exits_2(tmp_path):
+    assert_one_line_error(deploy("bench", tmp_path / "x.tflite"), 2, "x.tflite: artifact file not found")
+
+
+def test_bench_garbage_artifact_exits_3(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a flatbuffer")
+    assert_one_line_error(deploy("bench", bad, "--threads", "1"), 3, "bad.tflite")
