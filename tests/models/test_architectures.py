@@ -1,0 +1,200 @@
+"""Built-in architectures: build, QAT, int8 conversion, MAC counting, ShuffleNet's split/shuffle."""
+import functools
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.models import architectures as arch
+from pipeline.tf_import import keras, tensorflow, tfmot
+
+NAMES = sorted(arch.ARCHITECTURES)
+SIZE = 32
+CLASSES = 3
+
+
+def _smallest_alpha(name):
+    alphas = arch.ARCHITECTURES[name].alphas
+    return min(alphas) if alphas else 0.25
+
+
+# Building and quantizing cost seconds per model: do it once per architecture.
+@functools.cache
+def _float_model(name):
+    return arch.build(name, SIZE, CLASSES, _smallest_alpha(name))
+
+
+@functools.cache
+def _qat_model(name):
+    return tfmot().quantization.keras.quantize_model(_float_model(name))
+
+
+def test_import_does_not_load_tensorflow():
+    code = "import sys, pipeline.models.architectures; print('tensorflow' in sys.modules)"
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_min_input_size_is_supported_by_every_architecture():
+    # The tests below build at SIZE, so this is what proves each min_input_size works.
+    assert all(a.min_input_size == SIZE for a in arch.ARCHITECTURES.values())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_build_gives_softmax_over_classes(name):
+    model = _float_model(name)
+    assert model.name == name
+    assert model.input_shape == (None, SIZE, SIZE, 3)
+    assert model.output_shape == (None, CLASSES)
+    probs = model(np.random.default_rng(0).normal(size=(2, SIZE, SIZE, 3)).astype("float32")).numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_quantize_model_accepts_it(name):
+    qat = _qat_model(name)
+    assert qat.output_shape == (None, CLASSES)
+    assert any("quant" in layer.__class__.__name__.lower() for layer in qat.layers)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_qat_model_converts_to_full_int8(name, tmp_path):
+    qat = _qat_model(name)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(8, SIZE, SIZE, 3)).astype("float32")
+    y = rng.integers(0, CLASSES, size=8)
+    # Eager: tracing a training graph for one batch costs more than the batch (3-8 s).
+    qat.compile(optimizer="adam", loss="sparse_categorical_crossentropy", run_eagerly=True)
+    qat.fit(x, y, batch_size=8, epochs=1, verbose=0)
+
+    path = tmp_path / f"{name}.tflite"
+    path.write_bytes(_convert_int8(qat, x))
+    bad = _float_ops(path)
+    assert not bad, f"ops with float32 results besides the I/O (de)quantize: {bad}"
+
+
+def _convert_int8(model, samples):
+    tf = tensorflow()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.representative_dataset = lambda: ([s[None]] for s in samples[:4])
+    return converter.convert()
+
+
+def test_float_op_check_catches_a_float_model(tmp_path):
+    # Guards the int8 test above against a check that can never fail.
+    k = keras()
+    inputs = k.Input((8, 8, 3))
+    model = k.Model(inputs, k.layers.Dense(2)(k.layers.Conv2D(4, 3)(inputs)))
+    path = tmp_path / "float.tflite"
+    path.write_bytes(tensorflow().lite.TFLiteConverter.from_keras_model(model).convert())
+    assert "CONV_2D" in _float_ops(path)
+
+
+def _float_ops(path):
+    """Names of ops giving a float32 result, except a DEQUANTIZE giving a model output."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(
+        model_path=str(path),
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    outputs = {d["index"] for d in interp.get_output_details()}
+    bad = []
+    for op in interp._get_ops_details():
+        # QUANTIZE at the input gives int8, so only the output DEQUANTIZE may give float32.
+        at_output = op["op_name"] == "DEQUANTIZE" and set(op["outputs"]) <= outputs
+        if np.float32 in op["result_types"] and not at_output:
+            bad.append(op["op_name"])
+    return bad
+
+
+# --- count_macs ----------------------------------------------------------------------
+
+
+def _macs_of(*layers):
+    k = keras()
+    inputs = k.Input((8, 8, 3))
+    x = inputs
+    for layer in layers:
+        x = layer(x)
+    return arch.count_macs(k.Model(inputs, x))
+
+
+def test_count_macs_conv_and_dense():
+    layers = keras().layers
+    # Conv: 6*6 positions * 4 filters * 3*3*3 weights = 3888. Dense: 144 inputs * 10 = 1440.
+    macs = _macs_of(layers.Conv2D(4, 3), layers.Flatten(), layers.Dense(10))
+    assert macs == 6 * 6 * 4 * 27 + 144 * 10
+
+
+def test_count_macs_depthwise_and_separable():
+    layers = keras().layers
+    # Depthwise, multiplier 2, same padding: 8*8 positions * 6 channels * 3*3 = 3456.
+    assert _macs_of(layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)) == 8 * 8 * 6 * 9
+    # Separable to 5 channels, valid: 6*6 * (3 * 9 depthwise + 3 * 5 pointwise).
+    assert _macs_of(layers.SeparableConv2D(5, 3)) == 6 * 6 * (3 * 9 + 3 * 5)
+
+
+def test_count_macs_sees_through_qat_wrappers():
+    name = "squeezenet"
+    assert arch.count_macs(_qat_model(name)) == arch.count_macs(_float_model(name)) > 0
+
+
+# --- build errors --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(name="resnet50"), ["resnet50", "mobilenet_v2", "squeezenet"]),
+        (dict(name="mobilenet_v2", alpha=0.3), ["0.3", "0.35", "1.4"]),
+        (dict(name="shufflenet_v2", alpha=0.75), ["0.75", "0.5", "2.0"]),
+        (dict(name="squeezenet", alpha=0.0), ["0.0", "positive"]),
+        (dict(name="mobilenet_v1", input_size=31), ["31", "32"]),
+        (dict(name="mobilenet_v1", num_classes=1), ["1", "2"]),
+    ],
+)
+def test_build_rejects_bad_values(kwargs, words):
+    args = dict(input_size=SIZE, num_classes=CLASSES) | kwargs
+    with pytest.raises(ValueError) as err:
+        arch.build(**args)
+    message = str(err.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+# --- ShuffleNet split and shuffle ----------------------------------------------------
+
+
+def _apply(fn, x):
+    k = keras()
+    inputs = k.Input(x.shape[1:])
+    return k.Model(inputs, fn(inputs))(x).numpy()
+
+
+def _known_tensor(channels=6):
+    return np.arange(2 * 2 * 3 * channels, dtype="float32").reshape(2, 2, 3, channels)
+
+
+@pytest.mark.parametrize("half", [0, 1])
+def test_channel_split_takes_halves(half):
+    x = _known_tensor()
+    got = _apply(lambda t: arch._channel_split(t, half, name="split"), x)
+    np.testing.assert_array_equal(got, x[..., 3 * half : 3 * (half + 1)])
+
+
+def test_channel_shuffle_matches_reference():
+    x = _known_tensor()
+    got = _apply(lambda t: arch._channel_shuffle(t, name="shuffle"), x)
+    # Reference (ShuffleNet paper / torchvision): view as (groups, C/groups), transpose, flatten.
+    b, h, w, c = x.shape
+    want = x.reshape(b, h, w, 2, c // 2).transpose(0, 1, 2, 4, 3).reshape(b, h, w, c)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got[0, 0, 0], [0, 3, 1, 4, 2, 5])
