@@ -11,7 +11,8 @@ from pipeline import atomic, data, hashing
 from pipeline.config import BUILTIN_MODELS, INT8_PRECISIONS, BuildConfig, is_builtin, resolved_input_size
 from pipeline.errors import QualityGateError, UserInputError
 from pipeline.report import schema
-from pipeline.runner import Runner, tool_versions
+from pipeline.runner import Runner
+from pipeline.versions import tool_versions
 from pipeline.stages.base import StageOutput
 from pipeline.stages.bench import BenchConfig, BenchStage, host_identity
 from pipeline.stages.convert import ConvertConfig, ConvertStage
@@ -119,6 +120,10 @@ class Build:
             label=name, external={"model": hashing.digest(path)},
         )
         height, width = model_out.result["input_shape"][:2]
+        if c.input_size is not None and (c.input_size, c.input_size) != (height, width):
+            log.warning("--input-size %s ignored for %s: the model's input is %dx%d", c.input_size, source, height, width)
+        if c.alpha is not None:
+            log.warning("--alpha ignored for %s: it applies to built-in architectures only", source)
         data_out = self._data(height, width)
         classes = data_out.result["class_names"]
         if model_out.result["num_classes"] != len(classes):

@@ -9,7 +9,7 @@ import platform
 import shutil
 from dataclasses import dataclass
 
-from pipeline.runner import tool_versions
+from pipeline.versions import tool_versions
 
 
 @dataclass(frozen=True)

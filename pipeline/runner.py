@@ -1,12 +1,13 @@
 """Runs stages with a content-addressed cache, atomic outputs and a lineage record per stage.
 
 A stage's key hashes its name, its config, its inputs' keys, any external content (model
-file, data), the versions of the tools it uses and this project's own source code. Outputs are written to a
+file, data), the versions of the tools it uses and the project source the stage can reach. Outputs are written to a
 temporary folder and renamed into place only when complete, so a build killed at any moment
 never leaves a folder a later run would trust.
 """
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
@@ -16,11 +17,11 @@ import platform
 import shutil
 import time
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from pipeline import hashing
 from pipeline.atomic import write_json
+from pipeline.versions import tool_versions
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 
 log = logging.getLogger("deploy")
@@ -29,22 +30,59 @@ LINEAGE = "lineage.json"
 RESULT = "result.json"
 
 
+_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGES = ("pipeline", "converters")
+
+
+def _module_file(name: str) -> Path | None:
+    base = _ROOT.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _project_imports(file: Path) -> set[str]:
+    """Project modules a file imports anywhere, lazy imports inside functions included."""
+    names = set()
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {n for n in names if n.split(".")[0] in _PACKAGES}
+
+
+def reachable_modules(*modules: str) -> dict[str, Path]:
+    """The project modules (and their files) these modules import, transitively."""
+    seen: dict[str, Path] = {}
+    pending = list(modules)
+    while pending:
+        name = pending.pop()
+        file = _module_file(name)
+        if name in seen or file is None:
+            continue
+        seen[name] = file
+        pending.extend(_project_imports(file))
+    return seen
+
+
 @functools.cache
-def code_digest() -> str:
-    """Hash of this project's own source: a code change must not reuse results of old code."""
-    root = Path(__file__).resolve().parent.parent
-    files = [f for package in ("pipeline", "converters") for f in sorted((root / package).rglob("*.py"))]
-    return hashing.digest_paths(root, files)
+def code_digest(*modules: str) -> str:
+    """Hash of the project source these modules can reach: changed code never reuses old
+    results, and a change elsewhere (the report, the CLI) does not throw away a trained model."""
+    return hashing.digest_paths(_ROOT, sorted(set(reachable_modules(*modules).values())))
 
 
-def tool_versions(names: tuple[str, ...] | list[str]) -> dict[str, str]:
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "missing"
-    return versions
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Runner:
@@ -52,11 +90,19 @@ class Runner:
         self.cache = out / "cache"
         self.force = force
         self.outputs: list[StageOutput] = []
+        self._remove_abandoned_work()
+
+    def _remove_abandoned_work(self) -> None:
+        """Delete temporary stage folders left by killed runs (their process is gone)."""
+        for work in self.cache.glob("*/.tmp-*"):
+            pid = work.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(work, ignore_errors=True)
 
     def key(self, stage: Stage, config: StageConfig, inputs: dict[str, StageOutput], external: dict[str, str]) -> str:
         blob = {
             "stage": stage.name,
-            "code": code_digest(),
+            "code": code_digest(type(stage).__module__, *stage.scripts),
             "config": config.model_dump(mode="json"),
             "inputs": {name: out.key for name, out in sorted(inputs.items())},
             "external": external,

@@ -17,10 +17,12 @@ def tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from pipeline.native_stderr import capture_native_stderr
 
-    # At import TensorFlow prints oneDNN notes and a CUDA "error" on machines without a GPU,
-    # before its log level applies; keep them for --debug only.
+    # At import and device discovery TensorFlow prints oneDNN notes and a CUDA "error" on
+    # machines without a GPU, before its log level applies; keep them for --debug only.
     with capture_native_stderr() as native:
         import tensorflow as tf
+
+        tf.config.list_physical_devices()
     if native.text.strip():
         log.debug("tensorflow import: %s", native.tail(10))
     tf.get_logger().setLevel(logging.ERROR)

@@ -121,6 +121,49 @@ def test_qat_impossible_falls_back_to_ptq_or_fails_when_required(image_folder, t
         build(_config(path, image_folder, tmp_path / "out", precisions=["int8-qat"], trust_model=True, require_qat=True))
 
 
+@pytest.mark.slow
+def test_builtin_architecture_is_trained_on_the_data(image_folder, tmp_path):
+    config = load_config(overrides={
+        "models": ["squeezenet"], "data": str(image_folder), "out": tmp_path, "input_size": 32, "alpha": 0.25,
+        "epochs": 2, "precisions": ["fp32"], **FAST,
+    })
+    report = build(config)
+    model = report.models[0]
+    assert model.source == "squeezenet" and model.input_shape == [32, 32, 3] and model.num_classes == 3
+    [artifact] = report.artifacts
+    assert artifact.accuracy.agreement == 1.0
+    history = json.loads(next(tmp_path.glob("cache/train/*/result.json")).read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+@pytest.mark.slow
+def test_a_killed_build_resumes_and_trusts_nothing_half_written(trained_model_file, image_folder, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "pipeline.cli", "build", "--model", str(trained_model_file), "--data", str(image_folder),
+            "--out", str(out), "--threads", "1", "--runs", "3", "--warmup", "1", "--calibration-images", "10",
+            "--qat-epochs", "1", "--val-fraction", "0.25", "--precisions", "fp32,int8-ptq"]
+    process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:  # kill -9 in the middle of the first conversion
+        if "[run]    convert" in line:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (out / "report.json").exists()
+    assert list(out.glob("cache/convert/.tmp-*"))  # the unfinished stage's work is there, but not trusted
+    assert not list(out.glob("cache/convert/*/lineage.json"))
+
+    rerun = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "[cached] reference" in rerun.stderr and "[run]    convert" in rerun.stderr
+    assert not list(out.glob("cache/*/.tmp-*"))  # abandoned work was cleaned up
+    assert len(json.loads((out / "report.json").read_text())["artifacts"]) == 2
+
+
 def test_unwritable_output_folder(trained_model_file, image_folder, tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")

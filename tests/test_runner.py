@@ -96,3 +96,14 @@ def test_stages_register_by_name():
     import pipeline.build  # noqa: F401  (imports every pipeline stage)
 
     assert {"data", "train", "import", "reference", "qat", "convert", "verify", "bench"} <= set(Stage.registry)
+
+
+def test_cache_key_covers_the_code_a_stage_reaches_and_nothing_else():
+    from pipeline.runner import reachable_modules
+    from pipeline.stages.bench import BenchStage
+
+    train = reachable_modules("pipeline.stages.model")
+    assert "pipeline.models.architectures" in train  # imported lazily inside a function
+    assert "converters.tflite" not in train and "pipeline.report" not in train and "pipeline.cli" not in train
+    assert "converters.tflite" in reachable_modules("pipeline.stages.convert")
+    assert "pipeline.targets.device_runner" in reachable_modules(BenchStage.__module__, *BenchStage.scripts)

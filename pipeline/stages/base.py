@@ -31,6 +31,8 @@ class Stage:
     name: ClassVar[str]
     # Distributions whose versions enter the cache key.
     tools: ClassVar[tuple[str, ...]] = ()
+    # Project modules the stage runs as scripts rather than imports; their source enters the key too.
+    scripts: ClassVar[tuple[str, ...]] = ()
     Config: ClassVar[type[StageConfig]] = StageConfig
 
     registry: ClassVar[dict[str, type["Stage"]]] = {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from pipeline.errors import ToolError
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 
 
@@ -34,13 +33,11 @@ def host_identity() -> str:
 class BenchStage(Stage):
     name = "bench"
     tools = ("ai-edge-litert", "numpy")
+    scripts = ("pipeline.targets.device_runner",)
     Config = BenchConfig
 
     def run(self, config: BenchConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
         from pipeline.targets import host
 
         artifact = inputs["artifact"]
-        try:
-            return host.run_benchmark(artifact.path(artifact.result["file"]), config.threads, config.warmup, config.runs)
-        except host.BenchError as e:
-            raise ToolError(str(e)) from e
+        return host.run_benchmark(artifact.path(artifact.result["file"]), config.threads, config.warmup, config.runs)

@@ -7,7 +7,7 @@ from pathlib import Path
 from converters import tflite
 from pipeline.data import Preprocessing
 from pipeline.runtimes import litert
-from pipeline.runner import tool_versions
+from pipeline.versions import tool_versions
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 from pipeline.stages.data import calibration_images
 from pipeline.stages.model import TF_TOOLS, load_float_model

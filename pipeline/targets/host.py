@@ -25,8 +25,8 @@ class BenchError(ToolError):
         self.reason = reason
         self.stderr_tail = list(stderr_tail)
         message = f"benchmark of {self.model_path} failed: {reason}"
-        if self.stderr_tail:
-            message += "\n" + "\n".join(f"  {line}" for line in self.stderr_tail)
+        if self.stderr_tail:  # one line, like every error the CLI prints
+            message += " | " + " | ".join(line.strip() for line in self.stderr_tail)
         super().__init__(message)
 
 

@@ -1,0 +1,11 @@
+# The two commands in the README. Both set up .venv first (fast when it is already there).
+.PHONY: setup demo test
+
+setup:
+	./scripts/setup.sh
+
+demo: setup
+	.venv/bin/deploy build --model all --data demo --out build/demo
+
+test: setup
+	.venv/bin/pytest

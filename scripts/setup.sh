@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Create .venv and install the pinned package with its test tools. Safe to rerun: it only
+# reinstalls when pyproject.toml changed since the last successful install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' 2>/dev/null || {
+    echo "setup: Python 3.11 is required (TensorFlow 2.21 wheels); found $("$PYTHON" --version 2>&1)" >&2
+    exit 2
+}
+
+stamp=.venv/.installed
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
+    exit 0
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+touch "$stamp"
+echo "setup: installed into .venv ($(.venv/bin/deploy --version))"
