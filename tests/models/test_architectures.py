@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from converters import tflite
 from pipeline.models import architectures as arch
-from pipeline.tf_import import keras, tensorflow, tfmot
+from pipeline.runtimes import litert
+from pipeline.tf_import import keras, tfmot
 
 NAMES = sorted(arch.ARCHITECTURES)
 SIZE = 32
@@ -71,47 +73,9 @@ def test_qat_model_converts_to_full_int8(name, tmp_path):
     qat.compile(optimizer="adam", loss="sparse_categorical_crossentropy", run_eagerly=True)
     qat.fit(x, y, batch_size=8, epochs=1, verbose=0)
 
-    path = tmp_path / f"{name}.tflite"
-    path.write_bytes(_convert_int8(qat, x))
-    bad = _float_ops(path)
-    assert not bad, f"ops with float32 results besides the I/O (de)quantize: {bad}"
-
-
-def _convert_int8(model, samples):
-    tf = tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.representative_dataset = lambda: ([s[None]] for s in samples[:4])
-    return converter.convert()
-
-
-def test_float_op_check_catches_a_float_model(tmp_path):
-    # Guards the int8 test above against a check that can never fail.
-    k = keras()
-    inputs = k.Input((8, 8, 3))
-    model = k.Model(inputs, k.layers.Dense(2)(k.layers.Conv2D(4, 3)(inputs)))
-    path = tmp_path / "float.tflite"
-    path.write_bytes(tensorflow().lite.TFLiteConverter.from_keras_model(model).convert())
-    assert "CONV_2D" in _float_ops(path)
-
-
-def _float_ops(path):
-    """Names of ops giving a float32 result, except a DEQUANTIZE giving a model output."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interp = Interpreter(
-        model_path=str(path),
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-    )
-    outputs = {d["index"] for d in interp.get_output_details()}
-    bad = []
-    for op in interp._get_ops_details():
-        # QUANTIZE at the input gives int8, so only the output DEQUANTIZE may give float32.
-        at_output = op["op_name"] == "DEQUANTIZE" and set(op["outputs"]) <= outputs
-        if np.float32 in op["result_types"] and not at_output:
-            bad.append(op["op_name"])
-    return bad
+    # The pipeline's own converter and int8 check, as `deploy build` runs them.
+    path = tflite.write(tflite.convert(qat, "int8-qat", x), tmp_path / f"{name}.tflite")
+    assert litert.float_compute_ops(path) == []
 
 
 # --- count_macs ----------------------------------------------------------------------
