@@ -11,6 +11,7 @@ from pipeline import atomic, data, hashing
 from pipeline.config import BUILTIN_MODELS, INT8_PRECISIONS, BuildConfig, is_builtin, resolved_input_size
 from pipeline.errors import QualityGateError, UserInputError
 from pipeline.report import schema
+from pipeline.report.recommend import recommend
 from pipeline.runner import Runner
 from pipeline.versions import tool_versions
 from pipeline.stages.base import StageOutput
@@ -238,7 +239,7 @@ class Build:
             for r in runs
         ]
         artifacts = [a for r in runs for a in r.artifacts]
-        return schema.Report(
+        report = schema.Report(
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             command=self.command,
             tools=tool_versions(REPORTED_TOOLS),
@@ -247,6 +248,9 @@ class Build:
             artifacts=artifacts,
             quality_gate=schema.QualityGate(max_accuracy_drop_points=c.max_accuracy_drop, failures=gate_failures(artifacts, c.max_accuracy_drop)),
         )
+        constraints = schema.Constraints(
+            max_accuracy_drop=c.max_accuracy_drop, max_size_mb=c.max_size_mb, max_latency_ms=c.max_latency_ms)
+        return report.model_copy(update={"recommendations": recommend(report, constraints)})
 
 
 def gate_failures(artifacts: list[schema.Artifact], max_drop: float | None) -> list[schema.GateFailure]:
@@ -262,7 +266,7 @@ def gate_failures(artifacts: list[schema.Artifact], max_drop: float | None) -> l
 
 
 def build(config: BuildConfig, command: str = "deploy build") -> schema.Report:
-    """Run every stage for every model, write report.json and report.md, then apply the gates."""
+    """Run every stage for every model, write report.json, report.md and report.html, then apply the gates."""
     from pipeline import report as report_files
 
     run = Build(config, command)

@@ -19,6 +19,9 @@ BUILTIN_MODELS = ("mobilenet_v1", "mobilenet_v2", "shufflenet_v2", "squeezenet")
 DEMO_INPUT_SIZE = 32
 DEFAULT_INPUT_SIZE = 224
 
+# Keys whose flag name is not the key with dashes: the unit is in the key, the flag stays short.
+FLAG_NAMES = {"max_size_mb": "--max-size", "max_latency_ms": "--max-latency"}
+
 
 class BuildConfig(BaseModel):
     """Everything `deploy build` needs; field names are the YAML keys and the flag names."""
@@ -62,6 +65,10 @@ class BuildConfig(BaseModel):
 
     # Gates and safety.
     max_accuracy_drop: float | None = Field(default=None, ge=0)
+    # Constraints on the recommended artifact only (they fail nothing): MB = 10^6 bytes;
+    # latency = p50 at the fewest threads measured per target (1 by default).
+    max_size_mb: float | None = Field(default=None, gt=0)
+    max_latency_ms: float | None = Field(default=None, gt=0)
     trust_model: bool = False
     force: bool = False
 
@@ -117,7 +124,7 @@ def _describe(error: dict[str, Any], from_flags: set[str], config_path: Path | N
         return f"{config_path}: unknown key '{key}' (allowed: {allowed})"
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
     if key in from_flags or config_path is None:
-        name = f"--{key.replace('_', '-')}"
+        name = FLAG_NAMES.get(key, f"--{key.replace('_', '-')}")
     else:
         name = f"{config_path}: key '{key}{where}'"
     return f"{name}: {error['msg']} (got {error.get('input')!r})"

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1 only added fields with defaults, so 1.0 reports still load
 
 
 class _Strict(BaseModel):
@@ -25,6 +25,11 @@ class Latency(_Strict):
     n: int = Field(description="number of timed runs after warm-up")
 
 
+class OutputDiff(_Strict):
+    max_abs: float = Field(description="largest absolute difference between this target's outputs and the host's, same inputs")
+    max_lsb: int | None = Field(default=None, description="int8 outputs: the same difference in quantization steps")
+
+
 class Benchmark(_Strict):
     target: str = Field(description="host, later arm64-emu, armv7-emu, adb:SERIAL, ssh:USER@HOST")
     runtime: str
@@ -37,6 +42,8 @@ class Benchmark(_Strict):
     peak_rss_mb: float = Field(description="peak resident memory of the benchmark process")
     cpu: str
     emulated: bool = False
+    output_diff: OutputDiff | None = Field(
+        default=None, description="emulated and device targets: outputs compared with the host's on the same inputs")
 
 
 class Accuracy(_Strict):
@@ -101,8 +108,23 @@ class QualityGate(_Strict):
     failures: list[GateFailure]
 
 
+class Constraints(_Strict):
+    max_accuracy_drop: float | None = Field(default=None, description="points of top-1 below the float model")
+    max_size_mb: float | None = Field(default=None, description="artifact file size, 1 MB = 10^6 bytes")
+    max_latency_ms: float | None = Field(
+        default=None, description="p50 at the fewest threads measured on the target (1 by default); not applied on emulated targets")
+
+
+class Recommendation(_Strict):
+    target: str
+    model: str
+    artifact: str | None = Field(description="id of the artifact to ship on this target, or null when none meets the constraints")
+    reason: str
+    constraints: Constraints
+
+
 class Report(_Strict):
-    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "1.1"] = SCHEMA_VERSION
     created: str
     command: str
     tools: dict[str, str]
@@ -110,3 +132,5 @@ class Report(_Strict):
     models: list[ModelInfo]
     artifacts: list[Artifact]
     quality_gate: QualityGate
+    recommendations: list[Recommendation] = Field(
+        default=[], description="per target, then per model (target 'host' first): what to ship under the constraints")
