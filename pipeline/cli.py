@@ -100,11 +100,14 @@ def cli(ctx, debug):
 @click.option("--warmup", type=int, help="Untimed runs before timing [10].")
 @click.option("--runs", type=int, help="Timed runs per benchmark [50].")
 @click.option("--max-accuracy-drop", type=float, help="Fail (exit 1) if any artifact's top-1 drops more than this many points.")
+@click.option("--max-size", "max_size_mb", type=float, help="Recommend only artifacts of at most this many MB (10^6 bytes).")
+@click.option("--max-latency", "max_latency_ms", type=float,
+              help="Recommend only artifacts whose p50 at the fewest threads measured (1 by default) is at most this many ms, per target.")
 @click.option("--trust-model", is_flag=True, default=None, help="Allow Lambda layers (they run code stored in the model file).")
 @click.option("--force", is_flag=True, default=None, help="Recompute every stage instead of reusing the cache.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 def build(config_path, dry_run, **flags):
-    """Train or load, quantize, convert, verify and benchmark; write report.json and report.md."""
+    """Train or load, quantize, convert, verify and benchmark; write report.json, report.md and report.html."""
     from pipeline.config import load_config, resolved_input_size
 
     config = load_config(config_path, flags)
@@ -151,11 +154,54 @@ def bench(artifact, target, threads, warmup, runs, as_json):
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("run_dir", type=click.Path(path_type=Path))
-def report(run_dir):
-    """Rebuild report.md from a run's report.json, without rerunning anything."""
-    from pipeline import report as report_files
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0),
+              help="Recommend only artifacts whose top-1 drops at most this many points.")
+@click.option("--max-size", "max_size_mb", type=click.FloatRange(min=0, min_open=True),
+              help="Recommend only artifacts of at most this many MB (10^6 bytes).")
+@click.option("--max-latency", "max_latency_ms", type=click.FloatRange(min=0, min_open=True),
+              help="Recommend only artifacts whose p50 at the fewest threads measured is at most this many ms, per target.")
+def report(run_dir, **constraints):
+    """Rebuild report.json, report.md and report.html from a run's report.json, without rerunning anything.
 
-    click.echo(report_files.regenerate(run_dir))
+    Constraints given here replace the stored ones (from `deploy build`) and the recommendations are made again.
+    """
+    from pipeline import report as report_files
+    from pipeline.report.schema import Constraints
+
+    for path in report_files.regenerate(run_dir, Constraints(**constraints)):
+        click.echo(path)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--accuracy-points", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Flag a top-1 fall of more than this many points.")
+@click.option("--size-pct", type=click.FloatRange(min=0), default=5.0, show_default=True, help="Flag a size growth of more than this percent.")
+@click.option("--latency-pct", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Flag a p50 rise of more than this percent, if it also exceeds --latency-k spreads.")
+@click.option("--latency-k", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="...and of more than this many combined spreads, spread = (p90 - p50) / 1.2816 per run.")
+@click.option("--json", "as_json", is_flag=True, help="Print every compared figure as JSON lines instead of a table.")
+def compare(run_a, run_b, as_json, **thresholds):
+    """Compare two runs per artifact and target; exit 1 when RUN_B regressed against RUN_A."""
+    from dataclasses import asdict
+
+    from pipeline import report as report_files
+    from pipeline.errors import QualityGateError
+    from pipeline.report import compare as comparison
+
+    limits = comparison.Thresholds(**thresholds)
+    changes = comparison.compare(report_files.load(run_a), report_files.load(run_b), limits)
+    if as_json:
+        for change in changes:
+            click.echo(json.dumps(asdict(change)))
+    else:
+        click.echo(comparison.render(changes, run_a, run_b))
+    regressions = [c for c in changes if c.verdict == comparison.REGRESSION]
+    if regressions:
+        first = regressions[0]
+        raise QualityGateError(f"{len(regressions)} regression(s) from {run_a} to {run_b}, first {first.artifact} {first.metric}: {first.note}")
 
 
 @cli.command()
