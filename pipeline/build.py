@@ -187,13 +187,7 @@ class Build:
             BenchConfig(target="host", target_identity=host_identity(), threads=threads, warmup=c.warmup, runs=c.runs),
             {"artifact": converted}, label=f"{label} host {threads} thread(s)",
         )
-        r = out.result
-        cpu = r["cpu"]
-        return schema.Benchmark(
-            target=r["target"], runtime=r["runtime"], runtime_version=r["runtime_version"], delegate=r["delegate"],
-            threads=r["threads"], warmup=r["warmup"], latency_ms=r["latency_ms"], init_ms=r["init_ms"],
-            peak_rss_mb=r["peak_rss_mb"], cpu=f"{cpu['model']} ({cpu['machine']}, {cpu['count']} cores)",
-        )
+        return benchmark_record(out.result)
 
     def _publish(self, name: str, converted: StageOutput) -> tuple[str, str]:
         """Copy the artifact and its metadata out of the cache to artifacts/<model>/."""
@@ -251,6 +245,16 @@ class Build:
         constraints = schema.Constraints(
             max_accuracy_drop=c.max_accuracy_drop, max_size_mb=c.max_size_mb, max_latency_ms=c.max_latency_ms)
         return report.model_copy(update={"recommendations": recommend(report, constraints)})
+
+
+def benchmark_record(r: dict) -> schema.Benchmark:
+    """A benchmark runner's result as report.json records it."""
+    cpu = r["cpu"]
+    return schema.Benchmark(
+        target=r["target"], runtime=r["runtime"], runtime_version=r["runtime_version"], delegate=r["delegate"],
+        threads=r["threads"], warmup=r["warmup"], latency_ms=r["latency_ms"], init_ms=r["init_ms"],
+        peak_rss_mb=r["peak_rss_mb"], cpu=f"{cpu['model']} ({cpu['machine']}, {cpu['count']} cores)",
+    )
 
 
 def gate_failures(artifacts: list[schema.Artifact], max_drop: float | None) -> list[schema.GateFailure]:

@@ -163,7 +163,8 @@ def bench(artifact, target, threads, warmup, runs, as_json):
 def report(run_dir, **constraints):
     """Rebuild report.json, report.md and report.html from a run's report.json, without rerunning anything.
 
-    Constraints given here replace the stored ones (from `deploy build`) and the recommendations are made again.
+    A constraint given here replaces the stored one of the same name (from `deploy build` or an earlier
+    `deploy report`), and the recommendations are made again.
     """
     from pipeline import report as report_files
     from pipeline.report.schema import Constraints
@@ -181,7 +182,7 @@ def report(run_dir, **constraints):
 @click.option("--latency-pct", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Flag a p50 rise of more than this percent, if it also exceeds --latency-k spreads.")
 @click.option("--latency-k", type=click.FloatRange(min=0), default=2.0, show_default=True,
-              help="...and of more than this many combined spreads, spread = (p90 - p50) / 1.2816 per run.")
+              help="A p50 rise must also exceed this many combined spreads; spread = (p90 - p50) / 1.2816 per run.")
 @click.option("--json", "as_json", is_flag=True, help="Print every compared figure as JSON lines instead of a table.")
 def compare(run_a, run_b, as_json, **thresholds):
     """Compare two runs per artifact and target; exit 1 when RUN_B regressed against RUN_A."""
@@ -201,7 +202,8 @@ def compare(run_a, run_b, as_json, **thresholds):
     regressions = [c for c in changes if c.verdict == comparison.REGRESSION]
     if regressions:
         first = regressions[0]
-        raise QualityGateError(f"{len(regressions)} regression(s) from {run_a} to {run_b}, first {first.artifact} {first.metric}: {first.note}")
+        detail = ", ".join(x for x in (first.change, first.limit and f"limit {first.limit}", first.note) if x)
+        raise QualityGateError(f"{len(regressions)} regression(s) from {run_a} to {run_b}, first {first.artifact} {first.metric}: {detail}")
 
 
 @cli.command()
