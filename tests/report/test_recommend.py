@@ -106,3 +106,40 @@ def test_recommendation_of_a_real_build_under_a_size_limit(tiny_run):
     [stored] = report_.recommendations
     assert stored.artifact == min(report_.artifacts, key=_p50_at_one_thread).id
     assert stored.constraints == Constraints()
+
+
+def test_constraint_flags_and_keys_are_validated_by_name(tmp_path):
+    from pipeline.config import load_config
+    from pipeline.errors import UserInputError
+
+    with pytest.raises(UserInputError, match=r"^--max-size: Input should be greater than 0"):
+        load_config(overrides={"max_size_mb": -1})
+    with pytest.raises(UserInputError, match=r"^--max-latency: "):
+        load_config(overrides={"max_latency_ms": 0})
+    config = tmp_path / "deploy.yaml"
+    config.write_text("max_size_mb: 3.5\nmax_latency_ms: 0.2\n")
+    loaded = load_config(config)
+    assert (loaded.max_size_mb, loaded.max_latency_ms) == (3.5, 0.2)
+
+
+@pytest.mark.slow
+def test_build_flags_reach_the_stored_recommendation(tiny_run, trained_model_file, image_folder, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from pipeline.report.schema import Report
+
+    _, out = tiny_run
+    again = tmp_path / "again"
+    shutil.copytree(out, again)  # the cache comes along: constraints change no stage, so nothing reruns
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "build", "--model", str(trained_model_file), "--data", str(image_folder),
+         "--out", str(again), "--qat-epochs", "1", "--calibration-images", "12", "--warmup", "1", "--runs", "5",
+         "--threads", "1,2", "--val-fraction", "0.25", "--max-size", "0.000001", "--max-latency", "5"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[run]" not in result.stderr
+    [rec] = Report.model_validate_json((again / "report.json").read_text()).recommendations
+    assert rec.artifact is None and rec.constraints == Constraints(max_size_mb=1e-6, max_latency_ms=5)
