@@ -75,6 +75,8 @@ def accuracy_vs_latency(report: Report, target: str) -> Plot:
             ax.annotate(a.precision, point, textcoords="offset points", xytext=(5, 5 if i % 2 else -11), fontsize=7)
         ax.axhline(100 * model.float_accuracy.top1, color="0.6", linewidth=0.8, linestyle=":")
         ax.margins(x=0.15, y=0.25)
+        low, high = ax.get_ylim()
+        ax.set_ylim(max(low, -1), min(high, 101))  # a top-1 axis past 0..100 % only wastes room
         ax.set_title(model.name, fontsize=9)
     for ax in list(axes.flat)[len(models):]:
         ax.set_visible(False)

@@ -96,7 +96,7 @@ def headlines(report: Report) -> list[Headline]:
         ]
         size_ratio = metrics.size_ratio(artifact, baseline)
         if size_ratio and artifact.precision != "fp32":
-            costs[-1] += f", {1 / size_ratio:.1f}x smaller than fp32"
+            costs[-1] += f", {1 / size_ratio:.1f}x smaller than fp32" if size_ratio < 1 else f", {size_ratio:.2f}x the fp32 size"
         bench = metrics.reference_benchmark(artifact, rec.target)
         if bench is not None and not bench.emulated:
             speed = f"p50 {ms(bench.latency_ms.p50)} ms at {bench.threads} thread(s)"
