@@ -179,10 +179,12 @@ def report(run_dir, **constraints):
 @click.option("--accuracy-points", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Flag a top-1 fall of more than this many points.")
 @click.option("--size-pct", type=click.FloatRange(min=0), default=5.0, show_default=True, help="Flag a size growth of more than this percent.")
-@click.option("--latency-pct", type=click.FloatRange(min=0), default=10.0, show_default=True,
+@click.option("--latency-pct", type=click.FloatRange(min=0), default=15.0, show_default=True,
               help="Flag a p50 rise of more than this percent, if it also exceeds --latency-k spreads.")
 @click.option("--latency-k", type=click.FloatRange(min=0), default=2.0, show_default=True,
               help="A p50 rise must also exceed this many combined spreads; spread = (p90 - p50) / 1.2816 per run.")
+@click.option("--all-threads", is_flag=True,
+              help="Judge every thread count, not only the fewest measured per target (those swing with machine load).")
 @click.option("--json", "as_json", is_flag=True, help="Print every compared figure as JSON lines instead of a table.")
 def compare(run_a, run_b, as_json, **thresholds):
     """Compare two runs per artifact and target; exit 1 when RUN_B regressed against RUN_A."""

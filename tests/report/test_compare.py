@@ -19,8 +19,8 @@ def _verdicts(changes):
 
 def test_latency_change_must_beat_the_relative_threshold_and_the_noise():
     steady, noisy = latency(1.0, p90=1.02), latency(1.0, p90=1.5)
-    # steady runs: the 10 % threshold decides
-    assert latency_limit(steady, steady, Thresholds()) == pytest.approx(0.1)
+    # steady runs: the 15 % threshold decides
+    assert latency_limit(steady, steady, Thresholds()) == pytest.approx(0.15)
     # noisy runs: 2 x hypot(0.5/1.2816, 0.5/1.2816) = 1.10 ms, far more than 10 %
     assert latency_limit(noisy, noisy, Thresholds()) == pytest.approx(2 * (2 ** 0.5) * 0.5 / 1.2816)
 
@@ -33,6 +33,14 @@ def test_latency_change_must_beat_the_relative_threshold_and_the_noise():
     noisy_after = report([artifact("fp32", 1.0, 0.0, [bench(p50=1.5, p90=2.0)])])
     assert _verdicts(compare(noisy_before, noisy_after)) == {}  # +50 %, but within the measured spread
     assert _verdicts(compare(noisy_before, noisy_after, Thresholds(latency_k=0.5))) != {}
+
+
+def test_only_the_fewest_threads_are_judged_unless_asked():
+    before = report([artifact("fp32", 1.0, 0.0, [bench(p50=1.0), bench(p50=0.6, threads=2)])])
+    after = report([artifact("fp32", 1.0, 0.0, [bench(p50=1.0), bench(p50=6.0, threads=2)])])
+    [two] = [c for c in compare(before, after) if c.metric == "p50 ms on host, 2 thread(s)"]
+    assert (two.verdict, two.note) == (UNCHANGED, "more threads: not judged (--all-threads)")
+    assert _verdicts(compare(before, after, Thresholds(all_threads=True))) == {("m_fp32", "p50 ms on host, 2 thread(s)"): REGRESSION}
 
 
 def test_accuracy_size_int8_and_missing_artifacts():
