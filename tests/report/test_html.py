@@ -137,3 +137,18 @@ def test_emulated_target_shows_output_difference_instead_of_speed():
     page = html.render(r)
     assert 'id="output-diff-arm64-emu"' in page and 'id="accuracy-latency-arm64-emu"' not in page
     assert 'id="accuracy-latency-host"' in page
+
+
+def test_a_float_model_at_chance_level_gets_a_warning():
+    from pipeline.report import tables
+    from pipeline.report.recommend import recommend
+    from pipeline.report.schema import Constraints
+
+    guessing, learned = model("guess", float_top1=0.34), model("learned", float_top1=0.9)  # 3 classes: chance is 33 %
+    r = report([artifact("fp32", 1.0, 0.0, [bench()], model="guess", float_top1=0.34),
+                artifact("fp32", 1.0, 0.0, [bench()], model="learned")], models=[guessing, learned])
+    r = r.model_copy(update={"recommendations": recommend(r, Constraints())})
+    warnings = {h.model: h.warning for h in tables.headlines(r)}
+    assert warnings["learned"] is None
+    assert warnings["guess"].startswith("the float model itself is at chance level (34.00 % top-1 for 3 classes)")
+    assert warnings["guess"] in html.render(r) and warnings["guess"] in markdown.render(r)
