@@ -50,7 +50,7 @@ class ExportResult:
 
 def read_report(run_dir: Path) -> dict:
     """report.json as plain JSON: export needs a few artifact fields and must accept any minor version."""
-    path = run_dir / "report.json" if run_dir.is_dir() else run_dir
+    path = run_dir if run_dir.suffix == ".json" else run_dir / "report.json"
     try:
         report = json.loads(path.read_text())
     except OSError as e:
@@ -94,7 +94,7 @@ def export(run_dir: Path, platform: str, artifact_id: str | None = None, app_dir
     app_dir = app_dir or default_app_dir(platform)
     if not app_dir.is_dir():
         raise UserInputError(f"--app-dir {app_dir}: not a folder; pass the {APP_DIRS[platform]}/ folder of a mobile-deploy checkout")
-    folder = run_dir if run_dir.is_dir() else run_dir.parent
+    folder = run_dir.parent if run_dir.suffix == ".json" else run_dir
     artifact = choice.artifact
     sources = {"model.tflite": folder / artifact["path"], "model.json": folder / artifact["metadata_path"]}
     for name, source in sources.items():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline import golden
-from tests.apps.conftest import run_kotlin_tests
+from tests.conftest import run_kotlin_tests
 
 
 def _artifact(run_dir, precision):
