@@ -170,8 +170,10 @@ def _bench_app(run_dir, target, threads, warmup, runs, as_json, app_result, seri
     elif target != "adb":
         raise UserInputError("--app runs the Android demo app on a phone: add --target adb (or use --app-result FILE)")
     else:
+        from pipeline import report as report_files
         from pipeline.targets import android_app
 
+        report_files.load(run_dir)  # a wrong RUN_DIR fails before the phone spends minutes benchmarking
         records = [
             (android_app.run_app_benchmark(serial, n, warmup, runs, gpu), f"adb {serial or 'device'}")
             for n in threads or [1]

@@ -89,7 +89,7 @@ def kotlin_core_jar(tmp_path_factory) -> Path:
     """android-demo/core (main + test sources) compiled by kotlinc into one runnable jar."""
     kotlinc = shutil.which("kotlinc")
     if kotlinc is None:
-        pytest.fail("kotlinc not found: run ./scripts/setup-kotlin.sh (make test does)")
+        pytest.fail("kotlinc not found: run ./scripts/setup-system.sh (make test does)")
     jar = tmp_path_factory.mktemp("kotlin") / "core-tests.jar"
     proc = subprocess.run(
         [kotlinc, str(KOTLIN_CORE / "main" / "kotlin"), str(KOTLIN_CORE / "test" / "kotlin"), "-include-runtime", "-d", str(jar)],

@@ -14,6 +14,10 @@ from pipeline.errors import UserInputError
 from pipeline.report import schema
 
 APP_TARGETS = ("android-app", "ios-app")
+# What an app's record must hold besides its target: the keys benchmark_from_record reads and the
+# id of the artifact the app ran.
+RECORD_KEYS = ("artifact", "runtime", "runtime_version", "delegate", "threads", "warmup", "latency_ms",
+               "init_ms", "peak_rss_mb", "cpu")
 
 
 def benchmark_from_record(record: dict, emulated: bool = False) -> schema.Benchmark:
