@@ -1,6 +1,8 @@
 """Shared fixtures: tiny image folders and tiny trained Keras models, built in code."""
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -91,13 +93,28 @@ def kotlin_core_jar(tmp_path_factory) -> Path:
     if kotlinc is None:
         pytest.fail("kotlinc not found: run ./scripts/setup-system.sh (make test does)")
     jar = tmp_path_factory.mktemp("kotlin") / "core-tests.jar"
+    # The JIT's first tier only: a one-shot compile spends half its CPU time in the optimizing JIT.
+    env = {**os.environ, "JAVA_OPTS": "-Xmx512M -Xms128M -XX:TieredStopAtLevel=1"}
     proc = subprocess.run(
         [kotlinc, str(KOTLIN_CORE / "main" / "kotlin"), str(KOTLIN_CORE / "test" / "kotlin"), "-include-runtime", "-d", str(jar)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, env=env,
     )
     errors = [line for line in proc.stderr.splitlines() if ": error:" in line]
     assert proc.returncode == 0 and jar.is_file(), "kotlinc failed:\n" + "\n".join(errors or proc.stderr.splitlines()[-20:])
     return jar
+
+
+@pytest.fixture(scope="session")
+def golden_dirs(app_run, tmp_path_factory) -> dict[str, Path]:
+    """Golden vectors of each app_run artifact, by precision, written once: copy one before changing it."""
+    from pipeline import golden
+
+    root = tmp_path_factory.mktemp("golden")
+    dirs = {}
+    for a in json.loads((app_run / "report.json").read_text())["artifacts"]:
+        dirs[a["precision"]] = root / a["precision"]
+        golden.write(app_run / a["path"], app_run / a["metadata_path"], dirs[a["precision"]])
+    return dirs
 
 
 def run_kotlin_tests(jar: Path, golden_dir: Path, record_out: Path | None = None) -> subprocess.CompletedProcess:

@@ -8,23 +8,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
 
-from pipeline import golden
 from tests.conftest import run_kotlin_tests
-
-
-def _artifact(run_dir, precision):
-    report = json.loads((run_dir / "report.json").read_text())
-    return next(a for a in report["artifacts"] if a["precision"] == precision)
-
-
-def _golden(run_dir, precision, out):
-    a = _artifact(run_dir, precision)
-    golden.write(run_dir / a["path"], run_dir / a["metadata_path"], out)
-    return out
 
 
 def _counts(stdout):
@@ -35,8 +24,8 @@ def _counts(stdout):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "int8-ptq"])
-def test_kotlin_core_reproduces_the_golden_vectors(app_run, kotlin_core_jar, tmp_path, precision):
-    folder = _golden(app_run, precision, tmp_path / "golden")
+def test_kotlin_core_reproduces_the_golden_vectors(golden_dirs, kotlin_core_jar, precision):
+    folder = golden_dirs[precision]
     index = json.loads((folder / "golden.json").read_text())
     assert len(index["cases"]) == 4 and all(len(c["top_k"]) == 3 for c in index["cases"])
     if precision == "int8-ptq":  # --io int8: the quantized input and raw int8 output are checked too
@@ -51,8 +40,8 @@ def test_kotlin_core_reproduces_the_golden_vectors(app_run, kotlin_core_jar, tmp
 
 @pytest.mark.slow
 @pytest.mark.parametrize("corrupt", ["input", "scores", "latency"])
-def test_kotlin_core_tests_fail_on_any_mismatch(app_run, kotlin_core_jar, tmp_path, corrupt):
-    folder = _golden(app_run, "fp32", tmp_path / "golden")
+def test_kotlin_core_tests_fail_on_any_mismatch(golden_dirs, kotlin_core_jar, tmp_path, corrupt):
+    folder = shutil.copytree(golden_dirs["fp32"], tmp_path / "golden")
     index = json.loads((folder / "golden.json").read_text())
     case = index["cases"][0]
     if corrupt == "input":  # flip the lowest mantissa bit of one float: one ulp must be caught

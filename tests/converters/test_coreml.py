@@ -5,14 +5,14 @@ import pytest
 
 from converters import coreml
 from pipeline.errors import ToolError
-from tests.conftest import tiny_model
 
-LABELS = ["red", "green", "blue"]
+LABELS = ["blue", "green", "red"]  # the class folders of tests/conftest.py's image_folder, sorted
 
 
 @pytest.fixture(scope="module")
-def package(tmp_path_factory):
-    return coreml.convert(tiny_model(size=16), LABELS, tmp_path_factory.mktemp("coreml") / "tiny.mlpackage")
+def package(app_run):
+    """The package `deploy build --coreml` converted from the tiny model (no second conversion)."""
+    return app_run / "artifacts" / "tiny" / "tiny_coreml.mlpackage"
 
 
 @pytest.mark.slow
@@ -27,7 +27,7 @@ def test_converted_spec_has_the_apps_input_outputs_and_labels(package):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("labels, shape, message", [
-    (["red", "green"], [16, 16, 3], "class labels ['red', 'green', 'blue'] (expected ['red', 'green'])"),
+    (["blue", "green"], [16, 16, 3], "class labels ['blue', 'green', 'red'] (expected ['blue', 'green'])"),
     (LABELS, [32, 32, 3], "inputs"),
 ])
 def test_check_fails_on_a_mismatch(package, labels, shape, message):
@@ -36,6 +36,7 @@ def test_check_fails_on_a_mismatch(package, labels, shape, message):
     assert message in str(error.value)
 
 
+@pytest.mark.slow  # importing coremltools imports TensorFlow: seconds
 def test_unreadable_package_is_a_tool_error(tmp_path):
     (tmp_path / "x.mlpackage").mkdir()
     with pytest.raises(ToolError, match="cannot read the Core ML model"):

@@ -17,17 +17,11 @@ def run_copy(app_run, tmp_path):
     return shutil.copytree(app_run, tmp_path / "run")
 
 
-@pytest.fixture
-def kotlin_record(app_run, kotlin_core_jar, tmp_path):
+@pytest.fixture(scope="module")
+def kotlin_record(golden_dirs, kotlin_core_jar, tmp_path_factory):
     """A record written by the app's own code path (Benchmark + LatencyStats + BenchmarkRecord) on this JVM."""
-    from pipeline import golden
-
-    report = json.loads((app_run / "report.json").read_text())
-    a = next(a for a in report["artifacts"] if a["precision"] == "int8-ptq")
-    folder = tmp_path / "golden"
-    golden.write(app_run / a["path"], app_run / a["metadata_path"], folder)
-    out = tmp_path / "benchmark.json"
-    proc = run_kotlin_tests(kotlin_core_jar, folder, out)
+    out = tmp_path_factory.mktemp("kotlin-record") / "benchmark.json"
+    proc = run_kotlin_tests(kotlin_core_jar, golden_dirs["int8-ptq"], out)
     assert proc.returncode == 0, proc.stdout
     return out
 
