@@ -12,11 +12,13 @@ from pipeline.config import BUILTIN_MODELS, INT8_PRECISIONS, BuildConfig, is_bui
 from pipeline.errors import QualityGateError, UserInputError
 from pipeline.report import schema
 from pipeline.report.recommend import recommend
+from pipeline.report.ingest import benchmark_from_record
 from pipeline.runner import Runner
 from pipeline.versions import tool_versions
 from pipeline.stages.base import StageOutput
 from pipeline.stages.bench import BenchConfig, BenchStage, host_identity
 from pipeline.stages.convert import ConvertConfig, ConvertStage
+from pipeline.stages.coreml import CoreMLConfig, CoreMLStage
 from pipeline.stages.data import DataConfig, DataStage
 from pipeline.stages.model import ImportConfig, ImportStage, TrainConfig, TrainStage
 from pipeline.stages.qat import QatConfig, QatStage
@@ -187,16 +189,26 @@ class Build:
             BenchConfig(target="host", target_identity=host_identity(), threads=threads, warmup=c.warmup, runs=c.runs),
             {"artifact": converted}, label=f"{label} host {threads} thread(s)",
         )
-        return benchmark_record(out.result)
+        return benchmark_from_record(out.result)
 
     def _publish(self, name: str, converted: StageOutput) -> tuple[str, str]:
         """Copy the artifact and its metadata out of the cache to artifacts/<model>/."""
         folder = self.out / "artifacts" / name
         folder.mkdir(parents=True, exist_ok=True)
         for file in (converted.result["file"], converted.result["recipe"]):
-            atomic.copy_file(converted.path(file), folder / file)
+            copy = atomic.copy_tree if converted.path(file).is_dir() else atomic.copy_file
+            copy(converted.path(file), folder / file)
         rel = folder.relative_to(self.out)
         return str(rel / converted.result["file"]), str(rel / converted.result["recipe"])
+
+    def _coreml(self, name: str, model_out: StageOutput, data_out: StageOutput, prep) -> None:
+        """The float model as Core ML for the iOS app, published beside the TFLite artifacts."""
+        out = self.runner.run(
+            CoreMLStage(), CoreMLConfig(model_name=name, preprocessing=prep.to_dict()),
+            {"model": model_out, "data": data_out}, label=name,
+        )
+        path, _ = self._publish(name, out)
+        log.info("Core ML model (spec checked): %s", self.out / path)
 
     def model(self, name: str, source: str) -> ModelRun:
         c = self.config
@@ -217,6 +229,8 @@ class Build:
             self._artifact(name, p, qat_out if p == "int8-qat" else model_out, data_out, reference, prep)
             for p in precisions
         ]
+        if c.coreml:
+            self._coreml(name, model_out, data_out, prep)
         return ModelRun(name, source, data_out, model_out, reference, prep, qat_status, artifacts)
 
     def report(self, runs: list[ModelRun]) -> schema.Report:
@@ -245,16 +259,6 @@ class Build:
         constraints = schema.Constraints(
             max_accuracy_drop=c.max_accuracy_drop, max_size_mb=c.max_size_mb, max_latency_ms=c.max_latency_ms)
         return report.model_copy(update={"recommendations": recommend(report, constraints)})
-
-
-def benchmark_record(r: dict) -> schema.Benchmark:
-    """A benchmark runner's result as report.json records it."""
-    cpu = r["cpu"]
-    return schema.Benchmark(
-        target=r["target"], runtime=r["runtime"], runtime_version=r["runtime_version"], delegate=r["delegate"],
-        threads=r["threads"], warmup=r["warmup"], latency_ms=r["latency_ms"], init_ms=r["init_ms"],
-        peak_rss_mb=r["peak_rss_mb"], cpu=f"{cpu['model']} ({cpu['machine']}, {cpu['count']} cores)",
-    )
 
 
 def gate_failures(artifacts: list[schema.Artifact], max_drop: float | None) -> list[schema.GateFailure]:

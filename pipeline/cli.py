@@ -95,6 +95,7 @@ def cli(ctx, debug):
 @click.option("--precisions", callback=_split, help="Comma-separated subset of fp32,fp16,dynamic-int8,int8-ptq,int8-qat [all].")
 @click.option("--calibration-images", type=int, help="Training images used to calibrate int8 PTQ [200].")
 @click.option("--io", type=click.Choice(["float", "int8"]), help="Input/output type of the int8 artifacts [float].")
+@click.option("--coreml", is_flag=True, default=None, help="Also convert each float model to Core ML (.mlpackage) for the iOS app.")
 @click.option("--targets", callback=_split, help="Where to benchmark: host [host].")
 @click.option("--threads", callback=_ints, help="Comma-separated thread counts to benchmark [1 and all cores].")
 @click.option("--warmup", type=int, help="Untimed runs before timing [10].")
@@ -126,17 +127,27 @@ def build(config_path, dry_run, **flags):
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
-@click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("--target", type=click.Choice(["host"]), default="host", show_default=True)
-@click.option("--threads", callback=_ints, help="Comma-separated thread counts [1 and all cores].")
+@click.argument("artifact", metavar="ARTIFACT|RUN_DIR", type=click.Path(path_type=Path))
+@click.option("--target", type=click.Choice(["host", "adb"]), default="host", show_default=True)
+@click.option("--threads", callback=_ints, help="Comma-separated thread counts [1 and all cores; 1 with --app].")
 @click.option("--warmup", type=int, default=10, show_default=True)
 @click.option("--runs", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the raw result records as JSON lines.")
-def bench(artifact, target, threads, warmup, runs, as_json):
-    """Benchmark one .tflite artifact, each measurement in a fresh process."""
+@click.option("--app", is_flag=True, help="With --target adb: run the android-demo app's benchmark screen on the phone and add "
+              "its result to RUN_DIR/report.json as target android-app.")
+@click.option("--app-result", type=click.Path(path_type=Path), help="Add a benchmark JSON a demo app wrote (iOS, or copied by hand) to RUN_DIR/report.json.")
+@click.option("--serial", help="adb device serial (default: the only attached device).")
+@click.option("--gpu", is_flag=True, help="With --app: use the app's GPU delegate instead of XNNPACK.")
+def bench(artifact, target, threads, warmup, runs, as_json, app, app_result, serial, gpu):
+    """Benchmark one .tflite artifact, each measurement in a fresh process; or the demo app on a phone (--app)."""
     from pipeline.errors import UserInputError
     from pipeline.targets import host
 
+    if app or app_result:
+        _bench_app(artifact, target, threads, warmup, runs, as_json, app_result, serial, gpu)
+        return
+    if target == "adb":
+        raise UserInputError("--target adb benchmarks the demo app: add --app and pass the run folder (deploy bench RUN_DIR --target adb --app)")
     if not artifact.is_file():
         raise UserInputError(f"{artifact}: artifact file not found")
     for n in threads or host.default_thread_counts():
@@ -150,6 +161,54 @@ def bench(artifact, target, threads, warmup, runs, as_json):
                 f"p90 {lat['p90']:.3f}, p99 {lat['p99']:.3f}, mean {lat['mean']:.3f} ± {lat['std']:.3f} (n={lat['n']}), "
                 f"init {result['init_ms']:.1f} ms, peak RSS {result['peak_rss_mb']:.1f} MB"
             )
+
+
+def _bench_app(run_dir, target, threads, warmup, runs, as_json, app_result, serial, gpu):
+    """Records from a demo app -> run_dir/report.json (and report.md), one line each."""
+    from pipeline.errors import UserInputError
+    from pipeline.report import ingest
+
+    if app_result is not None:
+        records = [(ingest.read_record(app_result), str(app_result))]
+    elif target != "adb":
+        raise UserInputError("--app runs the Android demo app on a phone: add --target adb (or use --app-result FILE)")
+    else:
+        from pipeline import report as report_files
+        from pipeline.targets import android_app
+
+        report_files.load(run_dir)  # a wrong RUN_DIR fails before the phone spends minutes benchmarking
+        records = [
+            (android_app.run_app_benchmark(serial, n, warmup, runs, gpu), f"adb {serial or 'device'}")
+            for n in threads or [1]
+        ]
+    for record, source in records:
+        artifact, bench = ingest.add_app_benchmark(run_dir, record, source)
+        if as_json:
+            click.echo(json.dumps(record))
+        else:
+            lat = bench.latency_ms
+            click.echo(
+                f"{artifact.id} {bench.target} threads={bench.threads} delegate={bench.delegate}: p50 {lat.p50:.3f} ms, "
+                f"p90 {lat.p90:.3f}, p99 {lat.p99:.3f} (n={lat.n}) -> added to {run_dir}/report.json"
+            )
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("platform", type=click.Choice(["android", "ios"]))
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--artifact", "artifact_id", help="Artifact id to export [the report's recommendation, else the most accurate fully-int8 one].")
+@click.option("--app-dir", type=click.Path(path_type=Path), help="The app folder [android-demo/ or ios-demo/ of this checkout].")
+def export(platform, run_dir, artifact_id, app_dir):
+    """Copy an artifact, its labels, preprocessing and golden vectors into the Android or iOS demo app."""
+    from pipeline.export import export as run_export
+
+    result = run_export(run_dir, platform, artifact_id, app_dir)
+    click.echo(f"exported {result.artifact_id} ({result.reason}) to {result.model_dir}:")
+    for path in result.files:
+        click.echo(f"  {path.relative_to(result.model_dir)}")
+    if platform == "ios" and not result.coreml:
+        click.echo("no Core ML model in this run (build with --coreml to add one); the app will run TFLite only")
+    click.echo(f"next: {result.next_steps(run_dir)}")
 
 
 @cli.command(epilog=EXIT_CODES_HELP)

@@ -56,6 +56,7 @@ class BuildConfig(BaseModel):
     precisions: list[Precision] = Field(default_factory=lambda: list(PRECISIONS), min_length=1)
     calibration_images: int = Field(default=200, ge=1)
     io: Literal["float", "int8"] = "float"
+    coreml: bool = False  # also convert each float model to Core ML (.mlpackage) for the iOS app
 
     # Benchmarks.
     targets: list[Literal["host"]] = Field(default_factory=lambda: ["host"])

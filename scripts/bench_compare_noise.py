@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from pipeline import report as report_files
-from pipeline.build import benchmark_record
+from pipeline.report.ingest import benchmark_from_record
 from pipeline.report.compare import IMPROVED, REGRESSION, Thresholds, compare
 from pipeline.targets import host
 
@@ -27,7 +27,7 @@ original = report_files.load(args.run_dir)
 for repeat in range(1, args.repeats + 1):
     artifacts = []
     for a in original.artifacts:
-        fresh = [benchmark_record(host.run_benchmark(args.run_dir / a.path, b.threads, b.warmup, b.latency_ms.n))
+        fresh = [benchmark_from_record(host.run_benchmark(args.run_dir / a.path, b.threads, b.warmup, b.latency_ms.n))
                  for b in a.benchmarks if b.target == "host"]
         artifacts.append(a.model_copy(update={"benchmarks": fresh}))
     again = original.model_copy(update={"artifacts": artifacts})

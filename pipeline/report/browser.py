@@ -119,7 +119,7 @@ class _Pipe:
 def chromium_executable() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        raise ToolError("chromium not found: run scripts/setup-chromium.sh (Debian's package `chromium`)")
+        raise ToolError("chromium not found: run scripts/setup-system.sh (Debian's package `chromium`)")
     return path
 
 

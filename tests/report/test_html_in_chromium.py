@@ -1,4 +1,4 @@
-"""report.html in a real headless Chromium (Debian's package, installed by scripts/setup-chromium.sh).
+"""report.html in a real headless Chromium (Debian's package, installed by scripts/setup-system.sh).
 
 It must render with no console error, request nothing but itself and its inline images, show every
 plot, and its tables must hold the numbers of report.json. The screenshot is saved beside the test's
