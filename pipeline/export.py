@@ -7,7 +7,6 @@ run built one (`deploy build --coreml`). Fixed file names keep the apps free of 
 """
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from pipeline import atomic, golden
 from pipeline.errors import UserInputError
+from pipeline.report.ingest import read_json_object
 
 PLATFORMS = ("android", "ios")
 APP_DIRS = {"android": "android-demo", "ios": "ios-demo"}
@@ -51,13 +51,8 @@ class ExportResult:
 def read_report(run_dir: Path) -> dict:
     """report.json as plain JSON: export needs a few artifact fields and must accept any minor version."""
     path = run_dir if run_dir.suffix == ".json" else run_dir / "report.json"
-    try:
-        report = json.loads(path.read_text())
-    except OSError as e:
-        raise UserInputError(f"{path}: cannot read report ({e.strerror or e}); run `deploy build` first") from e
-    except json.JSONDecodeError as e:
-        raise UserInputError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from e
-    if not isinstance(report, dict) or not isinstance(report.get("artifacts"), list) or not report["artifacts"]:
+    report = read_json_object(path, "report", "; run `deploy build` first")
+    if not isinstance(report.get("artifacts"), list) or not report["artifacts"]:
         raise UserInputError(f"{path}: no artifacts in this report; run `deploy build` first")
     return report
 

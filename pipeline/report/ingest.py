@@ -31,16 +31,21 @@ def benchmark_from_record(record: dict, emulated: bool = False) -> schema.Benchm
     )
 
 
-def read_record(path: Path) -> dict:
+def read_json_object(path: Path, what: str, hint: str = "") -> dict:
+    """A JSON file holding one object, or a one-line UserInputError naming the file and `what`."""
     try:
-        record = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except OSError as e:
-        raise UserInputError(f"{path}: cannot read the benchmark record ({e.strerror or e})") from e
+        raise UserInputError(f"{path}: cannot read {what} ({e.strerror or e}){hint}") from e
     except json.JSONDecodeError as e:
-        raise UserInputError(f"{path}: not JSON ({e.msg} at line {e.lineno}); expected one benchmark record") from e
-    if not isinstance(record, dict):
-        raise UserInputError(f"{path}: expected one JSON object (a benchmark record)")
-    return record
+        raise UserInputError(f"{path}: not JSON ({e.msg} at line {e.lineno}); expected {what}") from e
+    if not isinstance(data, dict):
+        raise UserInputError(f"{path}: expected one JSON object ({what})")
+    return data
+
+
+def read_record(path: Path) -> dict:
+    return read_json_object(path, "the benchmark record")
 
 
 def add_app_benchmark(run_dir: Path, record: dict, source: str) -> tuple[schema.Artifact, schema.Benchmark]:
