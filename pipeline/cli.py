@@ -183,8 +183,17 @@ def bench(artifact, target_text, threads, warmup, runs, as_json, app, app_result
             click.echo(
                 f"{artifact.name} {target.name} threads={n} delegate={result['delegate']}: p50 {lat['p50']:.3f} ms, "
                 f"p90 {lat['p90']:.3f}, p99 {lat['p99']:.3f}, mean {lat['mean']:.3f} ± {lat['std']:.3f} (n={lat['n']}), "
-                f"init {result['init_ms']:.1f} ms, peak RSS {result['peak_rss_mb']:.1f} MB"
+                f"init {result['init_ms']:.1f} ms, peak RSS {result['peak_rss_mb']:.1f} MB" + _emulated_note(result)
             )
+
+
+def _emulated_note(result: dict) -> str:
+    """Emulated timings say nothing about a device; the output difference to the host is the point."""
+    if not result.get("emulated"):
+        return ""
+    diff = result["output_diff"]
+    lsb = "" if diff["max_lsb"] is None else f" ({diff['max_lsb']} LSB)"
+    return f"; EMULATED, max output difference to the host {diff['max_abs']:.3g}{lsb}"
 
 
 def _bench_app(run_dir, target, threads, warmup, runs, as_json, app_result, serial, gpu):

@@ -10,7 +10,7 @@ from pipeline.targets.spec import AdbTarget, EmulatedTarget, HostTarget, SshTarg
 
 def require_benchmarkable(target: Target) -> None:
     """Fail before any work when a target cannot run the device runner in this version."""
-    if isinstance(target, EmulatedTarget):
+    if isinstance(target, EmulatedTarget) and not emulated.is_set_up(target.arch):
         raise ToolError(f"--targets {target.name}: {emulated.status(target.arch)}")
     if isinstance(target, AdbTarget):
         raise ToolError(f"--targets {target.name}: benchmarking artifacts with benchmark_model over adb is not "
@@ -22,6 +22,8 @@ def run_benchmark(target: Target, ssh_options, model_path: Path, threads: int, w
     from pipeline.targets import host, ssh
 
     require_benchmarkable(target)
+    if isinstance(target, EmulatedTarget):
+        return emulated.run_benchmark(target.arch, model_path, threads, warmup, runs)
     if isinstance(target, SshTarget):
         return ssh.run_benchmark(target, ssh_options or ssh.SshOptions(), model_path, threads, warmup, runs)
     assert isinstance(target, HostTarget)

@@ -31,11 +31,11 @@ class BenchError(ToolError):
 
 
 def run_benchmark(
-    model_path: Path, threads: int, warmup: int, runs: int, timeout_s: float = 600
+    model_path: Path, threads: int, warmup: int, runs: int, timeout_s: float = 600, extra_args: list[str] = ()
 ) -> dict:
     """Run device_runner.py on model_path in a new interpreter and return its JSON result."""
     command = [sys.executable, str(RUNNER), str(model_path), "--threads", str(threads)]
-    command += ["--warmup", str(warmup), "--runs", str(runs)]
+    command += ["--warmup", str(warmup), "--runs", str(runs), *extra_args]
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as expired:

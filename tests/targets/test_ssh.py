@@ -150,8 +150,9 @@ def test_deploy_bench_on_the_board_prints_its_records(sshd, model):
     assert [(r["target"], r["threads"]) for r in records] == [(target.name, 1), (target.name, 2)]
 
 
-def test_deploy_devices_probes_the_board(sshd):
+def test_deploy_devices_probes_the_board(sshd, tmp_path, monkeypatch):
     target, options = sshd
+    monkeypatch.setenv("DEPLOY_EMU_HOME", str(tmp_path))
     unreachable = f"ssh:{target.user}@127.0.0.1:{_free_port()}"
     result = CliRunner().invoke(cli, ["devices", "--board", target.name, "--board", unreachable, *_ssh_flags(options)])
     assert result.exit_code == 0, result.output

@@ -2,19 +2,9 @@
 import pytest
 
 from pipeline.errors import ToolError
-from pipeline.targets import emulated
 from pipeline.targets.bench import require_benchmarkable
 from pipeline.targets.spec import parse_target
 from tests.test_cli import assert_one_line_error, deploy
-
-
-def test_emulator_status_follows_its_root_filesystem(tmp_path, monkeypatch):
-    monkeypatch.setenv("DEPLOY_EMU_HOME", str(tmp_path))
-    assert emulated.status("arm64").startswith(f"not set up (no root filesystem at {tmp_path / 'arm64'})")
-    (tmp_path / "arm64").mkdir()
-    (tmp_path / "arm64" / emulated.READY_MARK).write_text("")
-    assert emulated.status("arm64").startswith("root filesystem ready")
-    assert emulated.status("armv7").startswith("not set up")
 
 
 @pytest.mark.parametrize("name, says", [("arm64-emu", "not set up"), ("adb:phone 1", "deploy bench RUN_DIR --target adb --app")])
