@@ -64,6 +64,13 @@ def _ssh_options(func):
     return func
 
 
+def _ssh_settings(ssh_flags: dict):
+    """--ssh-* flags -> SshOptions; flags not given keep its defaults."""
+    from pipeline.targets.ssh import SshOptions
+
+    return SshOptions(**{k.removeprefix("ssh_"): v for k, v in ssh_flags.items() if v is not None})
+
+
 def _setup_logging(debug: bool) -> None:
     from rich.console import Console
     from rich.logging import RichHandler
@@ -159,7 +166,7 @@ def build(config_path, dry_run, **flags):
 def bench(artifact, target_text, threads, warmup, runs, as_json, app, app_result, serial, gpu, **ssh_flags):
     """Benchmark one .tflite artifact, each measurement in a fresh process; or the demo app on a phone (--app)."""
     from pipeline.errors import UserInputError
-    from pipeline.targets import bench as targets_bench, host, spec, ssh
+    from pipeline.targets import bench as targets_bench, host, spec
 
     if app or app_result:
         _bench_app(artifact, target_text, threads, warmup, runs, as_json, app_result, serial, gpu)
@@ -173,7 +180,7 @@ def bench(artifact, target_text, threads, warmup, runs, as_json, app, app_result
     targets_bench.require_benchmarkable(target)
     if not artifact.is_file():
         raise UserInputError(f"{artifact}: artifact file not found")
-    options = ssh.SshOptions(**{k.removeprefix("ssh_"): v for k, v in ssh_flags.items() if v is not None})
+    options = _ssh_settings(ssh_flags)
     for n in threads or host.default_thread_counts():
         result = targets_bench.run_benchmark(target, options, artifact, n, warmup, runs)
         if as_json:
@@ -233,7 +240,7 @@ def _bench_app(run_dir, target, threads, warmup, runs, as_json, app_result, seri
 def devices(boards, **ssh_flags):
     """List the benchmark targets and whether each is usable now: host, emulators, adb devices, ssh boards."""
     from pipeline.errors import UserInputError
-    from pipeline.targets import devices as target_devices, spec, ssh
+    from pipeline.targets import devices as target_devices, spec
 
     parsed = []
     for text in boards or []:
@@ -244,7 +251,7 @@ def devices(boards, **ssh_flags):
         if not isinstance(board, spec.SshTarget):
             raise UserInputError(f"--board {text!r}: a board is ssh:USER@HOST[:PORT]")
         parsed.append(board)
-    options = ssh.SshOptions(**{k.removeprefix("ssh_"): v for k, v in ssh_flags.items() if v is not None})
+    options = _ssh_settings(ssh_flags)
     rows = target_devices.all_rows(parsed, options)
     width = max(len(name) for name, _ in rows)
     for name, status in rows:

@@ -11,6 +11,7 @@ board key is an error, never silently accepted. `known_hosts` points ssh at a fi
 """
 from __future__ import annotations
 
+import logging
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pipeline.errors import ToolError
 from pipeline.targets.host import RUNNER, BenchError, parse_result, tail
 from pipeline.targets.spec import SshTarget
 
+log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10
 # ssh's own exit status for "could not connect or authenticate"; the runner uses 0, 2 and 3.
 SSH_FAILED = 255
@@ -93,7 +95,10 @@ def run_benchmark(target: SshTarget, options: SshOptions, model_path: Path, thre
         command = [options.python, runner, model, "--threads", str(threads), "--warmup", str(warmup), "--runs", str(runs)]
         proc = run_ssh(target, options, command, timeout_s=timeout_s)
     finally:
-        run_ssh(target, options, ["rm", "-rf", "--", remote_dir])
+        try:
+            run_ssh(target, options, ["rm", "-rf", "--", remote_dir])
+        except ToolError as e:  # keep the error that got us here; a leftover temp folder is only a warning
+            log.warning("%s: could not remove %s: %s", target.name, remote_dir, e)
     if proc.returncode != 0:
         raise BenchError(model_path, f"on {target.name}: runner exited with {proc.returncode} (is {options.python} on the board "
                                 f"with numpy and ai-edge-litert or tflite-runtime? see --ssh-python)", tail(proc.stderr))
