@@ -24,6 +24,9 @@ from pipeline.stages.model import ImportConfig, ImportStage, TrainConfig, TrainS
 from pipeline.stages.qat import QatConfig, QatStage
 from pipeline.stages.reference import ReferenceConfig, ReferenceStage
 from pipeline.stages.verify import VerifyConfig, VerifyStage
+from pipeline.targets.bench import require_benchmarkable
+from pipeline.targets.spec import HostTarget, SshTarget, Target, parse_targets
+from pipeline.targets.ssh import SshOptions
 
 log = logging.getLogger("deploy")
 
@@ -89,6 +92,9 @@ class Build:
         self.config = config
         self.command = command
         self.data_fingerprint = data.fingerprint(config.data)  # checks the data before anything is written
+        self.targets = parse_targets(config.targets)
+        for target in self.targets:  # an unsupported target fails before minutes of training
+            require_benchmarkable(target)
         _check_out_outside_data(config)
         self.out = prepare_out_dir(config.out)
         self.runner = Runner(self.out, config.force)
@@ -166,7 +172,7 @@ class Build:
             VerifyStage(), VerifyConfig(preprocessing=prep.to_dict(), check_int8=is_int8),
             {"artifact": converted, "data": data_out, "reference": reference}, label=label,
         )
-        benchmarks = [self._bench(converted, label, threads) for threads in self._threads()]
+        benchmarks = [self._bench(converted, label, target, threads) for target in self.targets for threads in self._threads()]
         path, metadata_path = self._publish(name, converted)
         r, v = converted.result, verified.result
         return schema.Artifact(
@@ -182,12 +188,15 @@ class Build:
 
         return self.config.threads or default_thread_counts()
 
-    def _bench(self, converted: StageOutput, label: str, threads: int) -> schema.Benchmark:
+    def _bench(self, converted: StageOutput, label: str, target: Target, threads: int) -> schema.Benchmark:
         c = self.config
+        # The host is identified by its CPU; a board by its address (its CPU is only known once it ran).
+        identity = host_identity() if isinstance(target, HostTarget) else target.name
+        ssh = SshOptions(python=c.ssh_python, key=c.ssh_key, known_hosts=c.ssh_known_hosts, dir=c.ssh_dir) if isinstance(target, SshTarget) else None
         out = self.runner.run(
             BenchStage(),
-            BenchConfig(target="host", target_identity=host_identity(), threads=threads, warmup=c.warmup, runs=c.runs),
-            {"artifact": converted}, label=f"{label} host {threads} thread(s)",
+            BenchConfig(target=target.name, target_identity=identity, threads=threads, warmup=c.warmup, runs=c.runs, ssh=ssh),
+            {"artifact": converted}, label=f"{label} {target.name} {threads} thread(s)",
         )
         return benchmark_from_record(out.result)
 

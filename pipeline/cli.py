@@ -49,6 +49,28 @@ def _ints(ctx, param, value):
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
 
 
+SSH_OPTIONS = (
+    click.option("--ssh-python", help="ssh targets: the board's Python with numpy and a TFLite runtime [python3]."),
+    click.option("--ssh-key", type=click.Path(path_type=Path), help="ssh targets: identity file [ssh's default]."),
+    click.option("--ssh-known-hosts", type=click.Path(path_type=Path),
+                 help="ssh targets: known_hosts file holding the boards' host keys (unknown keys are refused) [~/.ssh/known_hosts]."),
+    click.option("--ssh-dir", help="ssh targets: board folder for the per-run temp folder [the board's /tmp]."),
+)
+
+
+def _ssh_options(func):
+    for option in reversed(SSH_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _ssh_settings(ssh_flags: dict):
+    """--ssh-* flags -> SshOptions; flags not given keep its defaults."""
+    from pipeline.targets.ssh import SshOptions
+
+    return SshOptions(**{k.removeprefix("ssh_"): v for k, v in ssh_flags.items() if v is not None})
+
+
 def _setup_logging(debug: bool) -> None:
     from rich.console import Console
     from rich.logging import RichHandler
@@ -96,7 +118,7 @@ def cli(ctx, debug):
 @click.option("--calibration-images", type=int, help="Training images used to calibrate int8 PTQ [200].")
 @click.option("--io", type=click.Choice(["float", "int8"]), help="Input/output type of the int8 artifacts [float].")
 @click.option("--coreml", is_flag=True, default=None, help="Also convert each float model to Core ML (.mlpackage) for the iOS app.")
-@click.option("--targets", callback=_split, help="Where to benchmark: host [host].")
+@click.option("--targets", callback=_split, help="Where to benchmark: host, ssh:USER@HOST[:PORT] (comma-separated; see `deploy devices`) [host].")
 @click.option("--threads", callback=_ints, help="Comma-separated thread counts to benchmark [1 and all cores].")
 @click.option("--warmup", type=int, help="Untimed runs before timing [10].")
 @click.option("--runs", type=int, help="Timed runs per benchmark [50].")
@@ -106,6 +128,7 @@ def cli(ctx, debug):
               help="Recommend only artifacts whose p50 at the fewest threads measured (1 by default) is at most this many ms, per target.")
 @click.option("--trust-model", is_flag=True, default=None, help="Allow Lambda layers (they run code stored in the model file).")
 @click.option("--force", is_flag=True, default=None, help="Recompute every stage instead of reusing the cache.")
+@_ssh_options
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 def build(config_path, dry_run, **flags):
     """Train or load, quantize, convert, verify and benchmark; write report.json, report.md and report.html."""
@@ -128,7 +151,8 @@ def build(config_path, dry_run, **flags):
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("artifact", metavar="ARTIFACT|RUN_DIR", type=click.Path(path_type=Path))
-@click.option("--target", type=click.Choice(["host", "adb"]), default="host", show_default=True)
+@click.option("--target", "target_text", default="host", show_default=True,
+              help="host or ssh:USER@HOST[:PORT]; adb with --app.")
 @click.option("--threads", callback=_ints, help="Comma-separated thread counts [1 and all cores; 1 with --app].")
 @click.option("--warmup", type=int, default=10, show_default=True)
 @click.option("--runs", type=int, default=50, show_default=True)
@@ -138,29 +162,45 @@ def build(config_path, dry_run, **flags):
 @click.option("--app-result", type=click.Path(path_type=Path), help="Add a benchmark JSON a demo app wrote (iOS, or copied by hand) to RUN_DIR/report.json.")
 @click.option("--serial", help="adb device serial (default: the only attached device).")
 @click.option("--gpu", is_flag=True, help="With --app: use the app's GPU delegate instead of XNNPACK.")
-def bench(artifact, target, threads, warmup, runs, as_json, app, app_result, serial, gpu):
+@_ssh_options
+def bench(artifact, target_text, threads, warmup, runs, as_json, app, app_result, serial, gpu, **ssh_flags):
     """Benchmark one .tflite artifact, each measurement in a fresh process; or the demo app on a phone (--app)."""
     from pipeline.errors import UserInputError
-    from pipeline.targets import host
+    from pipeline.targets import bench as targets_bench, host, spec
 
     if app or app_result:
-        _bench_app(artifact, target, threads, warmup, runs, as_json, app_result, serial, gpu)
+        _bench_app(artifact, target_text, threads, warmup, runs, as_json, app_result, serial, gpu)
         return
-    if target == "adb":
+    if target_text == "adb":
         raise UserInputError("--target adb benchmarks the demo app: add --app and pass the run folder (deploy bench RUN_DIR --target adb --app)")
+    try:
+        target = spec.parse_target(target_text)
+    except spec.TargetNameError as e:
+        raise UserInputError(f"--target {e.value!r}: {e.why}") from None
+    targets_bench.require_benchmarkable(target)
     if not artifact.is_file():
         raise UserInputError(f"{artifact}: artifact file not found")
+    options = _ssh_settings(ssh_flags)
     for n in threads or host.default_thread_counts():
-        result = host.run_benchmark(artifact, n, warmup, runs)
+        result = targets_bench.run_benchmark(target, options, artifact, n, warmup, runs)
         if as_json:
             click.echo(json.dumps(result))
         else:
             lat = result["latency_ms"]
             click.echo(
-                f"{artifact.name} {target} threads={n} delegate={result['delegate']}: p50 {lat['p50']:.3f} ms, "
+                f"{artifact.name} {target.name} threads={n} delegate={result['delegate']}: p50 {lat['p50']:.3f} ms, "
                 f"p90 {lat['p90']:.3f}, p99 {lat['p99']:.3f}, mean {lat['mean']:.3f} ± {lat['std']:.3f} (n={lat['n']}), "
-                f"init {result['init_ms']:.1f} ms, peak RSS {result['peak_rss_mb']:.1f} MB"
+                f"init {result['init_ms']:.1f} ms, peak RSS {result['peak_rss_mb']:.1f} MB" + _emulated_note(result)
             )
+
+
+def _emulated_note(result: dict) -> str:
+    """Emulated timings say nothing about a device; the output difference to the host is the point."""
+    if not result.get("emulated"):
+        return ""
+    diff = result["output_diff"]
+    lsb = "" if diff["max_lsb"] is None else f" ({diff['max_lsb']} LSB)"
+    return f"; EMULATED, max output difference to the host {diff['max_abs']:.3g}{lsb}"
 
 
 def _bench_app(run_dir, target, threads, warmup, runs, as_json, app_result, serial, gpu):
@@ -191,6 +231,31 @@ def _bench_app(run_dir, target, threads, warmup, runs, as_json, app_result, seri
                 f"{artifact.id} {bench.target} threads={bench.threads} delegate={bench.delegate}: p50 {lat.p50:.3f} ms, "
                 f"p90 {lat.p90:.3f}, p99 {lat.p99:.3f} (n={lat.n}) -> added to {run_dir}/report.json"
             )
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option("--board", "boards", multiple=True, callback=_split,
+              help="An ARM board to probe, ssh:USER@HOST[:PORT]; repeatable or comma-separated.")
+@_ssh_options
+def devices(boards, **ssh_flags):
+    """List the benchmark targets and whether each is usable now: host, emulators, adb devices, ssh boards."""
+    from pipeline.errors import UserInputError
+    from pipeline.targets import devices as target_devices, spec
+
+    parsed = []
+    for text in boards or []:
+        try:
+            board = spec.parse_target(text)
+        except spec.TargetNameError as e:
+            raise UserInputError(f"--board {e.value!r}: {e.why}") from None
+        if not isinstance(board, spec.SshTarget):
+            raise UserInputError(f"--board {text!r}: a board is ssh:USER@HOST[:PORT]")
+        parsed.append(board)
+    options = _ssh_settings(ssh_flags)
+    rows = target_devices.all_rows(parsed, options)
+    width = max(len(name) for name, _ in rows)
+    for name, status in rows:
+        click.echo(f"{name:<{width}}  {status}")
 
 
 @cli.command(epilog=EXIT_CODES_HELP)

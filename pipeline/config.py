@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from pipeline.errors import UserInputError
 
@@ -59,10 +60,16 @@ class BuildConfig(BaseModel):
     coreml: bool = False  # also convert each float model to Core ML (.mlpackage) for the iOS app
 
     # Benchmarks.
-    targets: list[Literal["host"]] = Field(default_factory=lambda: ["host"])
+    targets: list[str] = Field(default_factory=lambda: ["host"], min_length=1)  # see pipeline/targets/spec.py
     threads: list[int] | None = None  # None: 1 and every core
     warmup: int = Field(default=10, ge=0)
     runs: int = Field(default=50, ge=1)
+    # ssh targets (pipeline/targets/ssh.py): the board's Python, the key, the known_hosts file and
+    # the board folder for the per-run temp folder; None: ssh's own defaults and the board's /tmp.
+    ssh_python: str = "python3"
+    ssh_key: Path | None = None
+    ssh_known_hosts: Path | None = None
+    ssh_dir: str | None = None
 
     # Gates and safety.
     max_accuracy_drop: float | None = Field(default=None, ge=0)
@@ -89,6 +96,16 @@ class BuildConfig(BaseModel):
         if any(s == 0 for s in std):
             raise ValueError("std values must be non-zero")
         return std
+
+    @field_validator("targets")
+    @classmethod
+    def _targets_known(cls, targets: list[str]) -> list[str]:
+        from pipeline.targets.spec import TargetNameError, parse_targets
+
+        try:
+            return [target.name for target in parse_targets(targets)]
+        except TargetNameError as e:  # the message names the bad value; _describe adds the flag
+            raise PydanticCustomError("target", "{message}", {"message": f"{e.value!r}: {e.why}"}) from None
 
     @field_validator("threads")
     @classmethod

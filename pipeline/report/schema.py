@@ -31,7 +31,7 @@ class OutputDiff(_Strict):
 
 
 class Benchmark(_Strict):
-    target: str = Field(description="host, later arm64-emu, armv7-emu, adb:SERIAL, ssh:USER@HOST")
+    target: str = Field(description="host, ssh:USER@HOST:PORT; later arm64-emu, armv7-emu, adb:SERIAL (pipeline/targets/spec.py)")
     runtime: str
     runtime_version: str
     delegate: str = Field(description="'xnnpack' when LiteRT confirmed it applied the delegate, else 'none'")

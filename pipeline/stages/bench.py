@@ -5,6 +5,7 @@ import platform
 from pathlib import Path
 
 from pipeline.stages.base import Stage, StageConfig, StageOutput
+from pipeline.targets.ssh import SshOptions
 
 
 class BenchConfig(StageConfig):
@@ -14,6 +15,7 @@ class BenchConfig(StageConfig):
     threads: int
     warmup: int
     runs: int
+    ssh: SshOptions | None = None  # ssh targets only: how to reach the board and its Python
 
 
 def host_identity() -> str:
@@ -37,7 +39,9 @@ class BenchStage(Stage):
     Config = BenchConfig
 
     def run(self, config: BenchConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
-        from pipeline.targets import host
+        from pipeline.targets.bench import run_benchmark
+        from pipeline.targets.spec import parse_target
 
         artifact = inputs["artifact"]
-        return host.run_benchmark(artifact.path(artifact.result["file"]), config.threads, config.warmup, config.runs)
+        return run_benchmark(parse_target(config.target), config.ssh, artifact.path(artifact.result["file"]),
+                             config.threads, config.warmup, config.runs)

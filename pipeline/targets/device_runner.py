@@ -1,6 +1,11 @@
 """Benchmark one .tflite model in this process and print one JSON object on stdout.
 
     python device_runner.py MODEL.tflite --threads N --warmup W --runs R [--seed S]
+        [--inputs IN.npz] [--outputs OUT.npz]
+
+--inputs feeds the arrays input_0, input_1... instead of random data; --outputs saves the inputs
+fed and the outputs of the last timed run (output_N, and output_N_quant = [scale, zero_point]),
+so two targets can be compared on the same inputs.
 
 Standalone on purpose: it is copied to ARM boards and emulated root filesystems, so it
 imports only the standard library, numpy and a TFLite runtime (ai-edge-litert, else
@@ -52,6 +57,8 @@ def parse_args(argv):
     parser.add_argument("--warmup", type=non_negative, required=True)
     parser.add_argument("--runs", type=positive, required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--inputs", help="npz with input_0, input_1... to feed instead of random data")
+    parser.add_argument("--outputs", help="write the inputs fed and the last run's outputs to this npz")
     return parser.parse_args(argv)
 
 
@@ -188,12 +195,48 @@ def random_input(detail, rng):
     raise RunnerError(f"input {detail['name']!r} has unsupported dtype {dtype}", EXIT_BAD_MODEL)
 
 
-def fill_inputs(interpreter, rng):
+def fill_inputs(interpreter, rng, given=None):
+    """Random inputs, or the arrays `given` (input_0...) when they match the model's inputs."""
     details = interpreter.get_input_details()
-    for detail in details:
-        interpreter.set_tensor(detail["index"], random_input(detail, rng))
+    fed = {}
+    for i, detail in enumerate(details):
+        if given is None:
+            fed[f"input_{i}"] = random_input(detail, rng)
+        else:
+            fed[f"input_{i}"] = given_input(detail, given, f"input_{i}")
+        interpreter.set_tensor(detail["index"], fed[f"input_{i}"])
     first = details[0]
-    return {"shape": [int(dim) for dim in first["shape"]], "dtype": np.dtype(first["dtype"]).name}
+    return {"shape": [int(dim) for dim in first["shape"]], "dtype": np.dtype(first["dtype"]).name}, fed
+
+
+def given_input(detail, given, key):
+    if key not in given:
+        raise RunnerError(f"--inputs has no {key} for input {detail['name']!r}", EXIT_BAD_MODEL)
+    array = given[key]
+    shape = tuple(int(dim) for dim in detail["shape"])
+    if array.shape != shape or array.dtype != np.dtype(detail["dtype"]):
+        raise RunnerError(
+            f"--inputs {key} is {array.dtype}{list(array.shape)}, input {detail['name']!r} "
+            f"wants {np.dtype(detail['dtype'])}{list(shape)}", EXIT_BAD_MODEL)
+    return array
+
+
+def load_inputs(path):
+    try:
+        with np.load(path) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError) as error:
+        raise RunnerError(f"cannot read --inputs {path}: {error}", EXIT_BAD_MODEL) from None
+
+
+def save_outputs(interpreter, fed, path):
+    arrays = dict(fed)
+    for i, detail in enumerate(interpreter.get_output_details()):
+        arrays[f"output_{i}"] = interpreter.get_tensor(detail["index"])
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        arrays[f"output_{i}_quant"] = np.asarray([scale, zero_point], dtype=np.float64)
+    with open(path, "wb") as out:  # a file object: np.savez would append ".npz" to a bare name
+        np.savez(out, **arrays)
 
 
 def time_invokes(interpreter, warmup, runs):
@@ -271,8 +314,11 @@ def benchmark(args):
     interpreter, init_ms, native_log = create_interpreter(interpreter_cls, args.model, args.threads)
     for line in native_log:  # keep the runtime's own log visible to whoever reads stderr
         print(line, file=sys.stderr)
-    input_info = fill_inputs(interpreter, np.random.default_rng(args.seed))
+    given = load_inputs(args.inputs) if args.inputs else None
+    input_info, fed = fill_inputs(interpreter, np.random.default_rng(args.seed), given)
     latencies_ms = time_invokes(interpreter, args.warmup, args.runs)
+    if args.outputs:
+        save_outputs(interpreter, fed, args.outputs)
     return {
         "runner_version": RUNNER_VERSION,
         "runtime": runtime,

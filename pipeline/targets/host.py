@@ -31,21 +31,21 @@ class BenchError(ToolError):
 
 
 def run_benchmark(
-    model_path: Path, threads: int, warmup: int, runs: int, timeout_s: float = 600
+    model_path: Path, threads: int, warmup: int, runs: int, timeout_s: float = 600, extra_args: list[str] = ()
 ) -> dict:
     """Run device_runner.py on model_path in a new interpreter and return its JSON result."""
     command = [sys.executable, str(RUNNER), str(model_path), "--threads", str(threads)]
-    command += ["--warmup", str(warmup), "--runs", str(runs)]
+    command += ["--warmup", str(warmup), "--runs", str(runs), *extra_args]
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as expired:
         reason = f"timed out after {timeout_s} s"
-        raise BenchError(model_path, reason, _tail(expired.stderr)) from None
+        raise BenchError(model_path, reason, tail(expired.stderr)) from None
     if proc.returncode != 0:
-        raise BenchError(model_path, f"runner exited with {proc.returncode}", _tail(proc.stderr))
-    result = _parse_result(proc.stdout)
+        raise BenchError(model_path, f"runner exited with {proc.returncode}", tail(proc.stderr))
+    result = parse_result(proc.stdout)
     if result is None:
-        raise BenchError(model_path, "runner printed no JSON result", _tail(proc.stderr))
+        raise BenchError(model_path, "runner printed no JSON result", tail(proc.stderr))
     result["target"] = "host"
     return result
 
@@ -55,7 +55,7 @@ def default_thread_counts() -> list[int]:
     return sorted({1, os.cpu_count() or 1})
 
 
-def _parse_result(stdout: str) -> dict | None:
+def parse_result(stdout: str) -> dict | None:
     # The runner guarantees stdout holds only its JSON object, so anything else is a failure.
     try:
         result = json.loads(stdout)
@@ -64,7 +64,7 @@ def _parse_result(stdout: str) -> dict | None:
     return result if isinstance(result, dict) else None
 
 
-def _tail(stderr) -> list[str]:
+def tail(stderr) -> list[str]:
     # TimeoutExpired keeps partial output as bytes even when text=True was asked for.
     if isinstance(stderr, bytes):
         stderr = stderr.decode("utf-8", "replace")

@@ -1,0 +1,30 @@
+"""Run one benchmark on any target `deploy build` and `deploy bench` support; refuse the others early."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.errors import ToolError
+from pipeline.targets import emulated
+from pipeline.targets.spec import AdbTarget, EmulatedTarget, HostTarget, SshTarget, Target
+
+
+def require_benchmarkable(target: Target) -> None:
+    """Fail before any work when a target cannot run the device runner in this version."""
+    if isinstance(target, EmulatedTarget) and not emulated.is_set_up(target.arch):
+        raise ToolError(f"--targets {target.name}: {emulated.status(target.arch)}")
+    if isinstance(target, AdbTarget):
+        raise ToolError(f"--targets {target.name}: benchmarking artifacts with benchmark_model over adb is not "
+                        f"implemented yet; the demo app runs on a phone with `deploy bench RUN_DIR --target adb --app`")
+
+
+def run_benchmark(target: Target, ssh_options, model_path: Path, threads: int, warmup: int, runs: int) -> dict:
+    """The device runner's record (+ target) for model_path on target."""
+    from pipeline.targets import host, ssh
+
+    require_benchmarkable(target)
+    if isinstance(target, EmulatedTarget):
+        return emulated.run_benchmark(target.arch, model_path, threads, warmup, runs)
+    if isinstance(target, SshTarget):
+        return ssh.run_benchmark(target, ssh_options or ssh.SshOptions(), model_path, threads, warmup, runs)
+    assert isinstance(target, HostTarget)
+    return host.run_benchmark(model_path, threads, warmup, runs)

@@ -1,0 +1,130 @@
+"""ARM boards over ssh: copy device_runner.py and the artifact, run them with the board's python3.
+
+Every local command is an argument list. The command a board runs is one string, because ssh
+hands it to the remote user's shell; each word is quoted with shlex so paths with spaces or
+shell metacharacters arrive unchanged. Files are copied as `cat > PATH` over ssh rather than
+with scp, whose remote paths some servers still expand in a shell.
+
+Host keys: BatchMode (never a prompt) and StrictHostKeyChecking=yes, so an unknown or changed
+board key is an error, never silently accepted. `known_hosts` points ssh at a file of your own
+(default: ~/.ssh/known_hosts); add a board with `ssh-keyscan -p PORT HOST >> FILE` once.
+"""
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import ToolError
+from pipeline.targets.host import RUNNER, BenchError, parse_result, tail
+from pipeline.targets.spec import SshTarget
+
+log = logging.getLogger(__name__)
+CONNECT_TIMEOUT_S = 10
+# ssh's own exit status for "could not connect or authenticate"; the runner uses 0, 2 and 3.
+SSH_FAILED = 255
+
+
+@dataclass(frozen=True)
+class SshOptions:
+    python: str = "python3"  # the board's interpreter with numpy and a TFLite runtime
+    key: Path | None = None  # identity file (default: ssh's own choice, an agent, ~/.ssh/config)
+    known_hosts: Path | None = None
+    dir: str | None = None  # board folder where the per-run temp folder is made (default: the board's $TMPDIR or /tmp)
+
+
+def ssh_args(target: SshTarget, options: SshOptions, command: list[str]) -> list[str]:
+    """argv of `ssh` running `command` (words, quoted here) on the board."""
+    args = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}", "-p", str(target.port), "-l", target.user]
+    if options.known_hosts is not None:
+        args += ["-o", f"UserKnownHostsFile={options.known_hosts}"]
+    if options.key is not None:
+        args += ["-i", str(options.key), "-o", "IdentitiesOnly=yes"]
+    return args + ["--", target.host, shlex.join(command)]
+
+
+def run_ssh(target: SshTarget, options: SshOptions, command: list[str], stdin: Path | None = None,
+            timeout_s: float = 120) -> subprocess.CompletedProcess:
+    """Run one command on the board; a connection or authentication failure is a ToolError."""
+    args = ssh_args(target, options, command)
+    try:
+        if stdin is None:
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+        else:
+            with open(stdin, "rb") as source:
+                proc = subprocess.run(args, capture_output=True, timeout=timeout_s, stdin=source)
+            proc.stdout, proc.stderr = (s.decode("utf-8", "replace") for s in (proc.stdout, proc.stderr))
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"{target.name}: `{shlex.join(command)}` timed out after {timeout_s:.0f} s") from None
+    except OSError as e:
+        raise ToolError(f"cannot run ssh ({e.strerror or e}): install the OpenSSH client") from e
+    if proc.returncode == SSH_FAILED:
+        said = " ".join(proc.stderr.split()) or "no message"
+        raise ToolError(f"{target.name}: ssh failed ({said}); {_hint(proc.stderr)}")
+    return proc
+
+
+def make_remote_dir(target: SshTarget, options: SshOptions) -> str:
+    template = "mobile-deploy.XXXXXXXX"
+    command = ["mktemp", "-d", f"{options.dir}/{template}"] if options.dir else ["mktemp", "-d", "-t", template]
+    proc = run_ssh(target, options, command)
+    path = proc.stdout.strip()
+    if proc.returncode != 0 or not path:
+        raise ToolError(f"{target.name}: cannot make a temp folder ({' '.join(proc.stderr.split()) or proc.returncode}); "
+                        f"check --ssh-dir")
+    return path
+
+
+def copy_to(target: SshTarget, options: SshOptions, local: Path, remote: str) -> None:
+    proc = run_ssh(target, options, ["sh", "-c", 'cat > "$1"', "sh", remote], stdin=local)
+    if proc.returncode != 0:
+        raise ToolError(f"{target.name}: cannot copy {local} to {remote} ({' '.join(proc.stderr.split())})")
+
+
+def run_benchmark(target: SshTarget, options: SshOptions, model_path: Path, threads: int, warmup: int, runs: int,
+                  timeout_s: float = 600) -> dict:
+    """Benchmark model_path on the board with device_runner.py; its JSON record plus `target`."""
+    remote_dir = make_remote_dir(target, options)
+    try:
+        runner, model = f"{remote_dir}/device_runner.py", f"{remote_dir}/{Path(model_path).name}"
+        copy_to(target, options, RUNNER, runner)
+        copy_to(target, options, Path(model_path), model)
+        command = [options.python, runner, model, "--threads", str(threads), "--warmup", str(warmup), "--runs", str(runs)]
+        proc = run_ssh(target, options, command, timeout_s=timeout_s)
+    finally:
+        try:
+            run_ssh(target, options, ["rm", "-rf", "--", remote_dir])
+        except ToolError as e:  # keep the error that got us here; a leftover temp folder is only a warning
+            log.warning("%s: could not remove %s: %s", target.name, remote_dir, e)
+    if proc.returncode != 0:
+        raise BenchError(model_path, f"on {target.name}: runner exited with {proc.returncode} (is {options.python} on the board "
+                                f"with numpy and ai-edge-litert or tflite-runtime? see --ssh-python)", tail(proc.stderr))
+    result = parse_result(proc.stdout)
+    if result is None:
+        raise BenchError(model_path, f"on {target.name}: runner printed no JSON result", tail(proc.stderr))
+    result["target"] = target.name
+    return result
+
+
+def probe(target: SshTarget, options: SshOptions) -> str:
+    """One line on what the board offers: its machine and Python, or why it is not usable."""
+    command = [options.python, "-c", "import platform; print(platform.machine(), platform.python_version())"]
+    try:
+        proc = run_ssh(target, options, command, timeout_s=CONNECT_TIMEOUT_S + 10)
+    except ToolError as e:
+        return f"not reachable: {e}"
+    if proc.returncode != 0:
+        return f"reachable, but {options.python} failed: {' '.join(proc.stderr.split())[:200]}"
+    machine, _, python = proc.stdout.strip().partition(" ")
+    return f"ready ({machine}, Python {python})"
+
+
+def _hint(stderr: str) -> str:
+    if "Host key verification failed" in stderr or "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr:
+        return "the board's host key is unknown or changed: add it with ssh-keyscan to your known_hosts (or --ssh-known-hosts FILE)"
+    if "Permission denied" in stderr:
+        return "key authentication failed: install your public key on the board, or pass --ssh-key"
+    return "check that the board is up, the port is right and sshd is running"

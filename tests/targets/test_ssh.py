@@ -1,0 +1,182 @@
+"""The ssh target against a real OpenSSH server on loopback, with the runner executing for real.
+
+The sshd is Debian's (scripts/setup-system.sh installs it), started here on a free port with its
+own config, a throwaway host key and user key in tmp; the system's sshd config is not touched.
+The board's Python is this venv's (--ssh-python), so the runner has numpy and ai-edge-litert.
+"""
+import getpass
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import cli
+from pipeline.errors import ToolError
+from pipeline.targets import ssh
+from pipeline.targets.host import BenchError
+from pipeline.targets.spec import SshTarget, parse_target
+
+SSHD = "/usr/sbin/sshd"
+# A board folder no shell may interpret: spaces, quotes, $(...), backticks, ';' and a glob.
+NASTY = "board dir; touch PWNED $(touch PWNED2) `touch PWNED3` 'q' \"dq\" *"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """(target, options) for a live sshd on 127.0.0.1 that accepts only a throwaway key."""
+    if not os.access(SSHD, os.X_OK):
+        pytest.fail(f"{SSHD} missing: run scripts/setup-system.sh (installs openssh-server)")
+    home = tmp_path_factory.mktemp("sshd")
+    _keygen(home / "host_key")
+    _keygen(home / "user_key")
+    shutil.copy(home / "user_key.pub", home / "authorized_keys")
+    port = _free_port()
+    config = home / "sshd_config"
+    config.write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {home / 'host_key'}",
+        f"AuthorizedKeysFile {home / 'authorized_keys'}", "PidFile none", "UsePAM no",
+        "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
+        "StrictModes no",  # pytest's tmp folders sit under a world-writable /tmp
+    ]) + "\n")
+    known_hosts = home / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {(home / 'host_key.pub').read_text()}")
+    if os.geteuid() == 0:  # sshd started as root insists on its (empty) privilege separation folder
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    log = open(home / "sshd.log", "w")
+    server = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=log)
+    deadline = time.monotonic() + 10
+    while "Server listening" not in (home / "sshd.log").read_text():
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail(f"sshd did not start: {(home / 'sshd.log').read_text()}")
+        time.sleep(0.05)
+    target = SshTarget(getpass.getuser(), "127.0.0.1", port)
+    options = ssh.SshOptions(python=sys.executable, key=home / "user_key", known_hosts=known_hosts)
+    yield target, options
+    server.terminate()
+    server.wait(timeout=10)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A tiny float .tflite in a local folder whose name needs quoting too."""
+    from tests.targets.test_host_bench import _convert, _tiny_classifier
+
+    path = tmp_path_factory.mktemp("models") / "my model $(x).tflite"
+    path.write_bytes(_convert(_tiny_classifier(), int8=False))
+    return path
+
+
+def test_argv_keeps_every_word_one_item_and_the_host_after_double_dash():
+    target = SshTarget("pi", "board", 2222)
+    args = ssh.ssh_args(target, ssh.SshOptions(key=Path("my key"), known_hosts=Path("k h")), ["cat", "a b; c"])
+    assert args[:1] == ["ssh"] and args[-3:] == ["--", "board", "cat 'a b; c'"]
+    assert ["-p", "2222"] == args[args.index("-p"):args.index("-p") + 2] and "my key" in args
+    assert "UserKnownHostsFile=k h" in args and "StrictHostKeyChecking=yes" in args and "BatchMode=yes" in args
+
+
+def test_benchmark_runs_on_the_board_with_a_nasty_remote_folder(sshd, model, tmp_path):
+    target, options = sshd
+    board_dir = tmp_path / NASTY
+    board_dir.mkdir()
+    options = ssh.SshOptions(python=options.python, key=options.key, known_hosts=options.known_hosts, dir=str(board_dir))
+    result = ssh.run_benchmark(target, options, model, threads=1, warmup=1, runs=5)
+    assert result["target"] == f"ssh:{target.user}@127.0.0.1:{target.port}"
+    assert result["latency_ms"]["n"] == 5 and result["latency_ms"]["p50"] > 0
+    assert result["runtime"] == "ai-edge-litert" and result["delegate"] == "xnnpack"
+    assert result["input"]["shape"] == [1, 16, 16, 3]
+    assert list(board_dir.iterdir()) == []  # the per-run folder is removed
+    assert not any(tmp_path.rglob("PWNED*")) and not any(Path.home().glob("PWNED*"))
+    assert parse_target(result["target"]) == target
+
+
+def test_unknown_host_key_is_refused_with_a_hint(sshd, tmp_path):
+    target, options = sshd
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    strict = ssh.SshOptions(python=options.python, key=options.key, known_hosts=empty)
+    with pytest.raises(ToolError, match="host key is unknown or changed"):
+        ssh.make_remote_dir(target, strict)
+    assert empty.read_text() == ""  # nothing was added behind the user's back
+
+
+def test_wrong_key_is_refused_with_a_hint(sshd, tmp_path):
+    target, options = sshd
+    ssh_keygen = tmp_path / "other_key"
+    _keygen(ssh_keygen)
+    other = ssh.SshOptions(python=options.python, key=ssh_keygen, known_hosts=options.known_hosts)
+    with pytest.raises(ToolError, match="key authentication failed"):
+        ssh.make_remote_dir(target, other)
+
+
+def test_board_without_the_runtime_names_the_python_and_cleans_up(sshd, model, tmp_path):
+    target, options = sshd
+    options = ssh.SshOptions(python="/usr/bin/python3", key=options.key, known_hosts=options.known_hosts, dir=str(tmp_path))
+    # Debian's python3 has no numpy here (exit 1 on import); with python3-numpy, no TFLite runtime (exit 3).
+    with pytest.raises(BenchError, match=r"runner exited with [13] .*/usr/bin/python3.*--ssh-python") as caught:
+        ssh.run_benchmark(target, options, model, threads=1, warmup=0, runs=1)
+    assert "No module named 'numpy'" in str(caught.value) or "no TFLite runtime" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _ssh_flags(options):
+    return ["--ssh-python", options.python, "--ssh-key", str(options.key), "--ssh-known-hosts", str(options.known_hosts)]
+
+
+def test_deploy_bench_on_the_board_prints_its_records(sshd, model):
+    target, options = sshd
+    result = CliRunner().invoke(cli, ["bench", str(model), "--target", f"ssh:{target.user}@127.0.0.1:{target.port}",
+                                      "--threads", "1,2", "--warmup", "0", "--runs", "3", "--json", *_ssh_flags(options)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.output.splitlines()]
+    assert [(r["target"], r["threads"]) for r in records] == [(target.name, 1), (target.name, 2)]
+
+
+def test_deploy_devices_probes_the_board(sshd, tmp_path, monkeypatch):
+    target, options = sshd
+    monkeypatch.setenv("DEPLOY_EMU_HOME", str(tmp_path))
+    unreachable = f"ssh:{target.user}@127.0.0.1:{_free_port()}"
+    result = CliRunner().invoke(cli, ["devices", "--board", target.name, "--board", unreachable, *_ssh_flags(options)])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()}
+    assert "ready (x86_64, Python" in lines[target.name] or "ready (aarch64, Python" in lines[target.name]
+    assert "not reachable" in lines[unreachable]
+    assert lines["arm64-emu"].split(None, 1)[1].startswith("not set up")
+
+
+@pytest.mark.slow
+def test_build_benchmarks_host_and_board_into_the_report(sshd, trained_model_file, image_folder, tmp_path):
+    from pipeline import report as report_files
+    from pipeline.build import build
+    from pipeline.config import load_config
+
+    target, options = sshd
+    config = load_config(overrides={
+        "models": [str(trained_model_file)], "data": str(image_folder), "out": tmp_path / "run", "precisions": ["fp32"],
+        "warmup": 1, "runs": 3, "threads": [1], "val_fraction": 0.25, "targets": ["host", target.name],
+        "ssh_python": options.python, "ssh_key": options.key, "ssh_known_hosts": options.known_hosts,
+    })
+    build(config)
+    (artifact,) = report_files.load(tmp_path / "run").artifacts
+    by_target = {b.target: b for b in artifact.benchmarks}
+    assert set(by_target) == {"host", target.name}
+    assert by_target[target.name].latency_ms.n == 3 and not by_target[target.name].emulated
+    assert target.name in (tmp_path / "run" / "report.md").read_text()
