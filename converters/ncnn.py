@@ -126,7 +126,8 @@ def convert(onnx_path: Path, input_shape: list[int], fp16: bool, out_dir: Path, 
     param, weights = scratch / "model.ncnn.param", scratch / "model.ncnn.bin"
     if proc.returncode != 0 or not param.is_file() or not weights.is_file():
         raise ToolError(f"pnnx failed on {onnx_path.name} ({_exit_status(proc.returncode)}): {_tail(proc)}")
-    unsupported_ops(param, onnx_path, pnnx_log=proc.stdout + proc.stderr)
+    unsupported_ops(param, onnx_path)
+    _record_input_shape(param, input_shape)
     final_param, final_bin = out_dir / f"{stem}.ncnn.param", out_dir / f"{stem}.ncnn.bin"
     shutil.move(param, final_param)
     shutil.move(weights, final_bin)
@@ -143,7 +144,17 @@ def _tail(proc: subprocess.CompletedProcess) -> str:
     return " | ".join(lines[-STDERR_TAIL_LINES:]) or "no output"
 
 
-def unsupported_ops(param: Path, onnx_path: Path, pnnx_log: str = "") -> None:
+def _record_input_shape(param_path: Path, input_shape: list[int]) -> None:
+    """Write (w, h, c) into the Input layer, so a runner can make an input without other files."""
+    param = read_param(param_path)
+    _, c, h, w = input_shape
+    for layer in param.layers:
+        if layer.type == "Input":
+            layer.params.update({"0": str(w), "1": str(h), "2": str(c)})
+    param_path.write_text(param.text())
+
+
+def unsupported_ops(param: Path, onnx_path: Path) -> None:
     """Raise naming the ONNX op and node(s) pnnx passed through as a layer ncnn does not have."""
     import ncnn
     import onnx

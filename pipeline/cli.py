@@ -76,7 +76,7 @@ def cli(ctx, debug):
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with build settings; flags override it.")
 @click.option("--model", "models", multiple=True, callback=_split,
-              help="Built-in architecture (see `deploy models`), 'all', or a trained .keras/.h5/SavedModel; repeatable or comma-separated.")
+              help="Built-in architecture (see `deploy models`), 'all', or a trained .keras/.h5/SavedModel/.onnx; repeatable or comma-separated.")
 @click.option("--data", help="'demo' (scikit-learn digits) or a folder with one subfolder of .jpg/.png images per class.")
 @click.option("--out", type=click.Path(path_type=Path), help="Output folder for artifacts, cache and reports [build].")
 @click.option("--input-size", type=int, help="Square input size for built-in models [32 on demo, else 224].")
@@ -95,6 +95,12 @@ def cli(ctx, debug):
 @click.option("--precisions", callback=_split, help="Comma-separated subset of fp32,fp16,dynamic-int8,int8-ptq,int8-qat [all].")
 @click.option("--calibration-images", type=int, help="Training images used to calibrate int8 PTQ [200].")
 @click.option("--io", type=click.Choice(["float", "int8"]), help="Input/output type of the int8 artifacts [float].")
+@click.option("--formats", callback=_split, help="Comma-separated subset of tflite,ncnn,onnx [all].")
+@click.option("--ncnn-precisions", callback=_split, help="Comma-separated subset of fp32,fp16,int8 for ncnn [all].")
+@click.option("--ncnn-calibration", type=click.Choice(["kl", "percentile", "minmax"]), help="ncnn int8 activation calibration [kl, as ncnn2table].")
+@click.option("--ncnn-percentile", type=float, help="Percentile of |activation| kept by --ncnn-calibration percentile [99.99].")
+@click.option("--ncnn-float-layers", callback=_split, help="ncnn layers kept in float in int8 artifacts: first, last or layer names [none].")
+@click.option("--input-shape", callback=_ints, help="ONNX input: N,C,H,W to fix dynamic dimensions to, e.g. 1,3,224,224.")
 @click.option("--targets", callback=_split, help="Where to benchmark: host [host].")
 @click.option("--threads", callback=_ints, help="Comma-separated thread counts to benchmark [1 and all cores].")
 @click.option("--warmup", type=int, help="Untimed runs before timing [10].")
@@ -130,7 +136,7 @@ def build(config_path, dry_run, **flags):
 @click.option("--runs", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the raw result records as JSON lines.")
 def bench(artifact, target, threads, warmup, runs, as_json):
-    """Benchmark one .tflite artifact, each measurement in a fresh process."""
+    """Benchmark one artifact (.tflite, .ncnn.param, .onnx), each measurement in a fresh process."""
     from pipeline.errors import UserInputError
     from pipeline.targets import host
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 class _Strict(BaseModel):
@@ -37,6 +37,8 @@ class Benchmark(_Strict):
     peak_rss_mb: float = Field(description="peak resident memory of the benchmark process")
     cpu: str
     emulated: bool = False
+    options: dict[str, bool | int | str] = Field(
+        default_factory=dict, description="runtime options used: ncnn fp16/packing/int8 flags and CPU support, onnxruntime provider")
 
 
 class Accuracy(_Strict):
@@ -54,7 +56,7 @@ class Artifact(_Strict):
     id: str
     model: str
     format: Literal["tflite", "ncnn", "onnx"]
-    precision: Literal["fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat"]
+    precision: Literal["fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat", "int8"]
     path: str = Field(description="relative to the run folder")
     metadata_path: str = Field(description="labels, preprocessing and recipe, beside the artifact")
     size_bytes: int
@@ -82,6 +84,8 @@ class ModelInfo(_Strict):
     float_accuracy: Accuracy
     qat: QatStatus
     preprocessing: dict
+    reference_runtime: str = Field(
+        default="tf-keras", description="where float_accuracy and every artifact's agreement come from: tf-keras or onnxruntime (ONNX input)")
 
 
 class DataInfo(_Strict):
@@ -101,8 +105,15 @@ class QualityGate(_Strict):
     failures: list[GateFailure]
 
 
+class ArtifactFailure(_Strict):
+    model: str
+    format: str
+    precision: str
+    error: str = Field(description="one line: the converter or runtime, what failed, its last stderr lines")
+
+
 class Report(_Strict):
-    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    schema_version: Literal["1.1"] = SCHEMA_VERSION
     created: str
     command: str
     tools: dict[str, str]
@@ -110,3 +121,4 @@ class Report(_Strict):
     models: list[ModelInfo]
     artifacts: list[Artifact]
     quality_gate: QualityGate
+    failures: list[ArtifactFailure] = Field(default_factory=list, description="artifacts that could not be built; the others still were")

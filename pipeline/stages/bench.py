@@ -14,6 +14,7 @@ class BenchConfig(StageConfig):
     threads: int
     warmup: int
     runs: int
+    fp16: bool = False  # ncnn: fp16 storage, packing and arithmetic
 
 
 def host_identity() -> str:
@@ -32,7 +33,7 @@ def host_identity() -> str:
 
 class BenchStage(Stage):
     name = "bench"
-    tools = ("ai-edge-litert", "numpy")
+    tools = ("ai-edge-litert", "ncnn", "onnxruntime", "numpy")
     scripts = ("pipeline.targets.device_runner",)
     Config = BenchConfig
 
@@ -40,4 +41,5 @@ class BenchStage(Stage):
         from pipeline.targets import host
 
         artifact = inputs["artifact"]
-        return host.run_benchmark(artifact.path(artifact.result["file"]), config.threads, config.warmup, config.runs)
+        return host.run_benchmark(artifact.path(artifact.result["file"]), config.threads, config.warmup, config.runs,
+                                  fp16=config.fp16)

@@ -1,4 +1,4 @@
-"""The host target: benchmark a .tflite artifact on this machine, one fresh process per run.
+"""The host target: benchmark an artifact (.tflite, .ncnn.param, .onnx) on this machine, one fresh process per run.
 
 A fresh process keeps measurements independent: no warm caches, thread pools or allocator
 state carried over from an earlier model, and the peak RSS belongs to this model alone.
@@ -31,11 +31,11 @@ class BenchError(ToolError):
 
 
 def run_benchmark(
-    model_path: Path, threads: int, warmup: int, runs: int, timeout_s: float = 600
+    model_path: Path, threads: int, warmup: int, runs: int, timeout_s: float = 600, fp16: bool = False
 ) -> dict:
     """Run device_runner.py on model_path in a new interpreter and return its JSON result."""
     command = [sys.executable, str(RUNNER), str(model_path), "--threads", str(threads)]
-    command += ["--warmup", str(warmup), "--runs", str(runs)]
+    command += ["--warmup", str(warmup), "--runs", str(runs)] + (["--fp16"] if fp16 else [])
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as expired:
