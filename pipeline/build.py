@@ -205,9 +205,9 @@ class Build:
         )
         return self._finish(name, converted, data_out, reference, prep)
 
-    def _onnx_tflite_artifacts(self, name, onnx_out, data_out, reference, prep) -> list[schema.Artifact]:
+    def _onnx_tflite_artifacts(self, name, precisions, onnx_out, data_out, reference, prep) -> list[schema.Artifact]:
         c = self.config
-        precisions = [p for p in c.precisions if p in ONNX_TFLITE_PRECISIONS]
+        precisions = [p for p in precisions if p in ONNX_TFLITE_PRECISIONS]
         try:
             converted = self.runner.run(
                 Onnx2TfStage(),
@@ -317,7 +317,7 @@ class Build:
                 self.failures += [schema.ArtifactFailure(model=name, format=f, precision=p, error=str(e)) for f, p in wanted]
         if onnx_out is not None:
             if "tflite" in c.formats and onnx_model:
-                artifacts += self._onnx_tflite_artifacts(name, onnx_out, data_out, reference, prep)
+                artifacts += self._onnx_tflite_artifacts(name, precisions, onnx_out, data_out, reference, prep)
             if "onnx" in c.formats:
                 artifacts += self._attempt(name, "onnx", "fp32", lambda: self._finish(name, onnx_out, data_out, reference, prep))
             if "ncnn" in c.formats:
