@@ -157,18 +157,13 @@ def _record_input_shape(param_path: Path, input_shape: list[int]) -> None:
 def unsupported_ops(param: Path, onnx_path: Path) -> None:
     """Raise naming the ONNX op and node(s) pnnx passed through as a layer ncnn does not have."""
     import ncnn
-    import onnx
+
+    from converters.onnx import describe_op
 
     unknown = [t for t in dict.fromkeys(layer.type for layer in read_param(param).layers) if ncnn.layer_to_index(t) == -1]
     if not unknown:
         return
-    proto = onnx.load(str(onnx_path))
-    described = []
-    for op in unknown:
-        op_name = op.split(".")[-1]
-        nodes = [n.name or n.output[0] for n in proto.graph.node if n.op_type == op_name]
-        where = f"node{'s' if len(nodes) > 1 else ''} {', '.join(repr(n) for n in nodes[:3])}" if nodes else "no matching node"
-        described.append(f"op {op_name} ({where})")
+    described = [describe_op(onnx_path, op.split(".")[-1]) for op in unknown]
     raise ToolError(f"pnnx cannot convert {onnx_path.name} to ncnn: {'; '.join(described)} has no ncnn layer; "
                     "replace it in the model or skip ncnn with --formats")
 

@@ -169,3 +169,15 @@ def count_macs(proto) -> int:
             transposed = any(a.name == "transB" and a.i == 1 for a in node.attribute)
             macs += int(np.prod(out)) * int(weights[node.input[1]][1 if transposed else 0])
     return macs
+
+
+def describe_op(onnx_path: Path, op_type: str) -> str:
+    """'op X (node 'a')' naming the graph's nodes of that type, for converter errors."""
+    import onnx
+
+    proto = onnx.load(str(onnx_path))
+    nodes = [n.name or n.output[0] for n in proto.graph.node if n.op_type == op_type]
+    if not nodes:
+        return f"op {op_type}"
+    listed = ", ".join(repr(n) for n in nodes[:3]) + (" ..." if len(nodes) > 3 else "")
+    return f"op {op_type} (node{'s' if len(nodes) > 1 else ''} {listed})"

@@ -114,9 +114,9 @@ def from_onnx(onnx_path: Path, calibration_nhwc: np.ndarray | None, out_dir: Pat
     found = {p: path for p, path in found.items() if path.is_file()}
     missing_op = re.search(r"(\S+) OP is not yet implemented", log)
     if missing_op:
-        node = re.search(r"onnx_op_name: (\S+)", log)
-        where = f" (node '{node.group(1)}')" if node else ""
-        raise ToolError(f"onnx2tf cannot convert {onnx_path.name}: op {_plain(missing_op.group(1))}{where} is not implemented; "
+        from converters.onnx import describe_op
+
+        raise ToolError(f"onnx2tf cannot convert {onnx_path.name}: {describe_op(onnx_path, _plain(missing_op.group(1)))} is not implemented; "
                         "replace it in the model or skip TFLite with --formats")
     if proc.returncode != 0 or "fp32" not in found:
         tail = " | ".join(_plain(line) for line in log.splitlines() if line.strip() and "oneDNN" not in line)

@@ -244,7 +244,7 @@ class Build:
             id=r["id"], model=name, format=fmt, precision=precision,
             path=path, metadata_path=metadata_path,
             size_bytes=r["size_bytes"], io=r["io"], calibration_images=r["calibration_images"],
-            accuracy=schema.Accuracy(top1=v["top1"], agreement=v["agreement"], n=v["n"]),
+            accuracy=schema.Accuracy(top1=v["top1"], agreement=v["agreement"], n=v["n"], max_abs_diff=v.get("max_abs_diff")),
             accuracy_drop_points=round(100 * (reference.result["top1"] - v["top1"]), 4),
             int8_check=v["int8_check"], benchmarks=benchmarks,
         )

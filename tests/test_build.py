@@ -10,7 +10,8 @@ from pipeline.config import load_config
 from pipeline.errors import UserInputError
 from pipeline.report import schema
 
-FAST = {"qat_epochs": 1, "calibration_images": 12, "warmup": 1, "runs": 3, "threads": [1], "val_fraction": 0.25}
+FAST = {"qat_epochs": 1, "calibration_images": 12, "warmup": 1, "runs": 3, "threads": [1], "val_fraction": 0.25,
+        "formats": ["tflite"]}  # ncnn and ONNX: tests/test_build_formats.py
 
 
 def _config(model, data, out, **extra):

@@ -45,6 +45,8 @@ class Accuracy(_Strict):
     top1: float = Field(description="fraction of validation images classified correctly")
     agreement: float = Field(description="fraction of validation images where the top-1 class equals the float model's")
     n: int
+    max_abs_diff: float | None = Field(
+        default=None, description="largest |output - float model output| over the validation images (the model's own outputs: softmax or logits)")
 
 
 class Int8Check(_Strict):

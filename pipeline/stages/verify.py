@@ -29,11 +29,13 @@ class VerifyStage(Stage):
         artifact = inputs["artifact"]
         _, _, x_val, y_val = load_split(inputs["data"])
         x = Preprocessing.from_dict(config.preprocessing).apply(x_val)
-        predicted = predict(artifact, x).argmax(1)
-        reference = reference_predictions(inputs["reference"]).argmax(1)
+        outputs = predict(artifact, x)
+        reference_outputs = reference_predictions(inputs["reference"])
+        predicted, reference = outputs.argmax(1), reference_outputs.argmax(1)
         result = {
             "top1": float(np.mean(predicted == y_val)),
             "agreement": float(np.mean(predicted == reference)),
+            "max_abs_diff": float(np.abs(outputs - reference_outputs).max()),
             "n": int(len(y_val)),
             "int8_check": None,
         }
