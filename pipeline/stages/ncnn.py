@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from converters import ncnn as ncnn_converter
 from converters import onnx as onnx_converter
-from pipeline.data import Preprocessing
+from pipeline.data import Preprocessing, to_nchw
 from pipeline.stages.artifact import write_recipe
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 from pipeline.stages.data import calibration_images
@@ -29,10 +27,6 @@ class NcnnConvertConfig(StageConfig):
     calibration_method: str
     percentile: float
     float_layers: list[str]
-
-
-def to_nchw(x_nhwc: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))
 
 
 class NcnnConvertStage(Stage):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data import Preprocessing
+from pipeline.data import Preprocessing, to_nchw
 from pipeline.models import training
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 from pipeline.stages.data import load_split
@@ -35,7 +35,7 @@ class ReferenceStage(Stage):
         if model.result.get("format") == "onnx":
             from pipeline.runtimes import onnxruntime as ort_runtime
 
-            probs = ort_runtime.predict(model.path(model.result["model_file"]), x.transpose(0, 3, 1, 2))
+            probs = ort_runtime.predict(model.path(model.result["model_file"]), to_nchw(x))
         else:
             probs = training.predict(load_float_model(model), x)
         np.save(workdir / PREDICTIONS_FILE, probs)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data import Preprocessing
+from pipeline.data import Preprocessing, to_nchw
 from pipeline.runtimes import litert
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 from pipeline.stages.data import load_split
@@ -50,7 +50,7 @@ def predict(artifact: StageOutput, x_nhwc: np.ndarray) -> np.ndarray:
     fmt = artifact.result["format"]
     if fmt == "tflite":
         return litert.predict(path, x_nhwc)
-    x_nchw = np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))
+    x_nchw = to_nchw(x_nhwc)
     if fmt == "ncnn":
         from pipeline.runtimes import ncnn as ncnn_runtime
 
