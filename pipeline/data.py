@@ -46,11 +46,6 @@ class Preprocessing:
         return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
 
 
-def to_nchw(x_nhwc: np.ndarray) -> np.ndarray:
-    """Preprocessed NHWC images as the NCHW layout ncnn and ONNX models take."""
-    return np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))
-
-
 @dataclass
 class ImageSet:
     """Images as uint8 RGB NHWC at the model size, integer labels and class names."""

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from converters import ncnn as ncnn_converter
 from converters import onnx as onnx_converter
-from pipeline.data import Preprocessing, to_nchw
+from pipeline.data import Preprocessing
+from pipeline.layout import to_nchw
 from pipeline.stages.artifact import write_recipe
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 from pipeline.stages.data import calibration_images

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data import Preprocessing, to_nchw
+from pipeline.data import Preprocessing
+from pipeline.layout import to_nchw
 from pipeline.models import training
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 from pipeline.stages.data import load_split
