@@ -16,7 +16,7 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 NO_DEPS=(pnnx==20261020 onnx2tf==1.29.24)
 
 stamp=.venv/.installed
-if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt "$0" ]; then
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt scripts/setup.sh ]; then
     exit 0
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

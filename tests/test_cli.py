@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 DEPLOY = [sys.executable, "-m", "pipeline.cli"]
@@ -62,6 +63,24 @@ def test_missing_or_corrupt_model_exits_2(tmp_path, image_folder, content):
         model.write_bytes(content)
     result = deploy("build", "--model", model, "--data", image_folder, "--out", tmp_path / "out")
     assert_one_line_error(result, 2, "model.keras")
+
+
+@pytest.mark.parametrize("content", [b"not a protobuf at all \xff\xfe", None])
+def test_not_onnx_or_truncated_onnx_exits_2(tmp_path, image_folder, content):
+    model = tmp_path / "model.onnx"
+    if content is None:  # a real ONNX file cut in half, as an interrupted download leaves it
+        import onnx
+
+        graph = onnx.helper.make_graph(
+            [onnx.helper.make_node("Relu", ["x"], ["y"])], "g",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+            [onnx.numpy_helper.from_array(np.zeros((64, 64), np.float32), "padding_weights")])
+        data = onnx.helper.make_model(graph).SerializeToString()
+        content = data[: len(data) // 2]
+    model.write_bytes(content)
+    result = deploy("build", "--model", model, "--data", image_folder, "--out", tmp_path / "out")
+    assert_one_line_error(result, 2, "model.onnx: not a readable ONNX file")
 
 
 def test_data_folder_problems_exit_2(tmp_path):
