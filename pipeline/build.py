@@ -314,6 +314,7 @@ class Build:
             except ToolError as e:
                 log.error("%s onnx: %s", name, e)
                 wanted = [("onnx", "fp32")] * ("onnx" in c.formats) + [("ncnn", p) for p in c.ncnn_precisions] * ("ncnn" in c.formats)
+                wanted += [("tflite", p) for p in precisions] * ("tflite" in c.formats and onnx_model)
                 self.failures += [schema.ArtifactFailure(model=name, format=f, precision=p, error=str(e)) for f, p in wanted]
         if onnx_out is not None:
             if "tflite" in c.formats and onnx_model:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import ToolError
+
 INPUT_BLOB = "in0"
 OUTPUT_BLOB = "out0"
 
@@ -36,9 +38,9 @@ def open_net(param: Path, weights: Path, precision: str = "fp32", threads: int =
     for name, value in options(precision).items():
         setattr(net.opt, name, value)
     if net.load_param(str(param)) != 0:
-        raise RuntimeError(f"ncnn cannot load {param}")
+        raise ToolError(f"ncnn cannot load {param.name}: not a valid .param, or a layer type ncnn does not have")
     if net.load_model(str(weights)) != 0:
-        raise RuntimeError(f"ncnn cannot load {weights}")
+        raise ToolError(f"ncnn cannot load {weights.name}: its size does not match {param.name}")
     return net
 
 
@@ -60,7 +62,7 @@ def blobs(net, x_nchw: np.ndarray, names: list[str]) -> Iterator[dict[str, np.nd
                 continue
             ret, out = extractor.extract(name)
             if ret != 0 or out.w == 0:  # numpy on an empty Mat would crash
-                raise RuntimeError(f"ncnn failed to compute blob {name!r} (code {ret})")
+                raise ToolError(f"ncnn failed to compute blob {name!r} (code {ret})")
             values[name] = np.array(out)
         yield values
 

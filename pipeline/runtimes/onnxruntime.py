@@ -7,6 +7,7 @@ import numpy as np
 
 
 def session(path: Path, threads: int | None = None):
+    """An onnxruntime CPU session; raises whatever onnxruntime raises for a file it cannot load."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -19,6 +20,11 @@ def session(path: Path, threads: int | None = None):
 
 def predict(path: Path, x_nchw: np.ndarray, threads: int | None = None) -> np.ndarray:
     """Float NCHW inputs -> (N, classes) outputs, one image per call (the model's batch is 1)."""
-    sess = session(path, threads)
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: image[None].astype(np.float32)})[0].reshape(1, -1) for image in x_nchw])
+    from pipeline.errors import ToolError
+
+    try:
+        sess = session(path, threads)
+        name = sess.get_inputs()[0].name
+        return np.concatenate([sess.run(None, {name: image[None].astype(np.float32)})[0].reshape(1, -1) for image in x_nchw])
+    except Exception as e:  # onnxruntime's exception types are its own
+        raise ToolError(f"onnxruntime failed on {path.name}: {str(e).splitlines()[0][:300]}") from e
