@@ -109,6 +109,8 @@ def from_onnx(onnx_path: Path, calibration_nhwc: np.ndarray | None, out_dir: Pat
     except subprocess.TimeoutExpired:
         raise ToolError(f"onnx2tf timed out after {ONNX2TF_TIMEOUT_S} s on {onnx_path.name}") from None
     log = proc.stdout + proc.stderr
+    for scratch in (_ONNX2TF_SAMPLE, "calibration.npy"):  # 4 MB of zeros and the images: not artifacts
+        (out_dir / scratch).unlink(missing_ok=True)
     stem = onnx_path.stem
     found = {p: out_dir / "tf" / f"{stem}_{suffix}.tflite" for p, suffix in ONNX2TF_OUTPUTS.items()}
     found = {p: path for p, path in found.items() if path.is_file()}
