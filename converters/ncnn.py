@@ -325,6 +325,7 @@ def write_int8(param_path: Path, bin_path: Path, activation_scales: dict[str, fl
     scales; every other layer is copied unchanged. Returns the names of the int8 layers."""
     param = read_param(param_path)
     arrays = split_bin(param, bin_path.read_bytes(), bin_path.name)
+    requantize = requantize_scales(param, activation_scales)
     out, quantized = [], []
     for layer, layer_arrays in zip(param.layers, arrays):
         if layer.name not in activation_scales:
@@ -334,15 +335,46 @@ def write_int8(param_path: Path, bin_path: Path, activation_scales: dict[str, fl
             raise ToolError(f"{param_path.name}: layer '{layer.name}' ({layer.type}) cannot be quantized again")
         weights = _float_weights(layer_arrays[0], f"{param_path.name} layer '{layer.name}'")
         q, weight_scales = _quantize_weights(weights, quantization_groups(layer), _weight_levels(layer))
-        layer.params["8"] = str(INT8_SCALE_TERM[layer.type])
+        term = INT8_SCALE_TERM[layer.type] + (100 if layer.name in requantize else 0)
+        layer.params["8"] = str(term)
         out.append(_int8_array(q))
         out.extend(layer_arrays[1:])  # bias stays float
         out.append(weight_scales.astype("<f4").tobytes())
         out.append(np.float32(activation_scales[layer.name]).astype("<f4").tobytes())
+        if layer.name in requantize:
+            out.append(np.float32(requantize[layer.name]).astype("<f4").tobytes())
         quantized.append(layer.name)
     out_param.write_text(param.text())
     out_bin.write_bytes(b"".join(out))
     return quantized
+
+
+def requantize_scales(param: Param, activation_scales: dict[str, float]) -> dict[str, float]:
+    """Layers whose int8 output can feed the next int8 layers directly, with the scale to requantize to.
+
+    As ncnn2int8's fuse_requantize: an int8 convolution whose output goes to an int8 convolution,
+    or through a Split only to int8 convolutions, writes int8 (int8_scale_term + 100) instead of
+    dequantizing to float for the next layer to quantize again. In a .param every blob has one
+    consumer (ncnn inserts Split layers), and all Split outputs carry the same values.
+    """
+    convs = ("Convolution", "ConvolutionDepthWise")
+    consumer = {blob: layer for layer in param.layers for blob in layer.bottoms}
+
+    def int8_conv(layer) -> bool:
+        return layer is not None and layer.type in convs and len(layer.bottoms) == 1 and layer.name in activation_scales
+
+    fused = {}
+    for layer in param.layers:
+        if layer.type not in convs or layer.name not in activation_scales or len(layer.tops) != 1:
+            continue
+        nxt = consumer.get(layer.tops[0])
+        if nxt is not None and nxt.type == "Split":
+            branches = [consumer.get(top) for top in nxt.tops]
+            if branches and all(int8_conv(b) for b in branches):
+                fused[layer.name] = activation_scales[branches[0].name]
+        elif int8_conv(nxt):
+            fused[layer.name] = activation_scales[nxt.name]
+    return fused
 
 
 def int8_layers(param_path: Path) -> tuple[list[str], list[str]]:

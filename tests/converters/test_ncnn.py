@@ -99,6 +99,8 @@ def test_int8_layers_load_in_ncnn_and_stay_close_to_fp32(tiny_ncnn, tmp_path):
     q_param, q_bin = tmp_path / "q.ncnn.param", tmp_path / "q.ncnn.bin"
     quantized = ncnn_converter.write_int8(param, weights, scales, q_param, q_bin)
     assert ncnn_converter.int8_layers(q_param) == (quantized, [])
+    first_conv = next(l for l in ncnn_converter.read_param(q_param).layers if l.type == "Convolution")
+    assert first_conv.int_param(8) == 102  # int8 output requantized straight into the depthwise conv
     assert q_bin.stat().st_size < 0.5 * weights.stat().st_size  # int8 weights, float biases and scales
     # ncnn's own loader accounts for every byte: the file splits exactly at the layer boundaries.
     assert len(ncnn_converter.split_bin(ncnn_converter.read_param(q_param), q_bin.read_bytes(), "q")) == len(layers) + 5
