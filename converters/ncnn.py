@@ -37,9 +37,9 @@ def fuse_pad_into_conv(proto):
 
 
 def explicit_split_sizes(proto):
-    """A Split without sizes (tf2onnx writes them for equal halves, e.g. ShuffleNet's channel
-    split in other exporters) crashes ncnn; write the equal sizes into the graph."""
-    import numpy as np
+    """tf2onnx exports `tf.split(x, 2)` (a Keras ShuffleNet's channel split) as a Split without
+    sizes; pnnx turns it into a Slice without sizes, which crashes ncnn. Write the equal sizes
+    into the graph."""
     import onnx
     from onnx import numpy_helper
 
