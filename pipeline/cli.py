@@ -143,7 +143,7 @@ def bench(artifact, target, threads, warmup, runs, as_json):
     if not artifact.is_file():
         raise UserInputError(f"{artifact}: artifact file not found")
     for n in threads or host.default_thread_counts():
-        result = host.run_benchmark(artifact, n, warmup, runs)
+        result = host.run_benchmark(artifact, n, warmup, runs, fp16=host.recorded_fp16(artifact))
         if as_json:
             click.echo(json.dumps(result))
         else:

@@ -193,6 +193,7 @@ def test_bench_ncnn_and_onnx_artifacts_report_the_same_fields(built):
         record = json.loads(result.stdout)
         assert record["runtime"] == runtime and record["latency_ms"]["n"] == 3 and set(record) == set(tflite)
         assert record["input"]["shape"] == [1, 3, 16, 16]
+        assert record["options"].get("use_fp16_arithmetic", False) is (runtime == "ncnn")  # from the fp16 recipe
 
 
 @pytest.mark.slow

@@ -50,6 +50,15 @@ def run_benchmark(
     return result
 
 
+def recorded_fp16(artifact: Path) -> bool:
+    """Whether an ncnn artifact's recipe (beside it) says to run it with fp16 on (the fp16 artifacts)."""
+    try:
+        recipe = json.loads(Path(artifact).with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(recipe.get("runtime_options", {}).get("fp16", False)) if isinstance(recipe, dict) else False
+
+
 def default_thread_counts() -> list[int]:
     """Single-threaded plus all cores: the two settings a phone app is likely to use."""
     return sorted({1, os.cpu_count() or 1})
