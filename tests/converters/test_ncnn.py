@@ -142,3 +142,22 @@ def test_converter_crash_reports_exit_status_and_last_stderr_lines(tiny_ncnn, tm
     path, _, _ = tiny_ncnn
     with pytest.raises(ToolError, match="pnnx failed on tiny.onnx \\(killed by signal 11\\): loading model \\| fatal: graph rewrite failed"):
         ncnn_converter.convert(path, [1, 3, 16, 16], False, tmp_path, "crash")
+
+
+def test_requantize_only_where_every_consumer_is_an_int8_convolution(tmp_path):
+    text = """7767517
+7 8
+Input                    in0                      0 1 in0
+Convolution              a                        1 1 in0 1 0=4 1=1 6=12
+Split                    s                        1 2 1 2 3
+Convolution              b                        1 1 2 4 0=4 1=1 6=16
+ConvolutionDepthWise     c                        1 1 3 5 0=4 1=3 6=36 7=4
+Convolution              d                        1 1 4 6 0=4 1=1 6=16
+Pooling                  p                        1 1 6 out0 0=1 4=1
+"""
+    (tmp_path / "m.param").write_text(text)
+    param = ncnn_converter.read_param(tmp_path / "m.param")
+    scales = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}
+    assert ncnn_converter.requantize_scales(param, scales) == {"a": 2.0, "b": 4.0}
+    # d feeds pooling (float); with c kept float, a's Split no longer leads only to int8 layers.
+    assert ncnn_converter.requantize_scales(param, {"a": 1.0, "b": 2.0, "d": 4.0}) == {"b": 4.0}
