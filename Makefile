@@ -8,4 +8,5 @@ demo: setup
 	.venv/bin/deploy build --model all --data demo --out build/demo
 
 test: setup
+	./scripts/setup-system.sh
 	.venv/bin/pytest

@@ -22,3 +22,12 @@ def copy_file(source: Path, target: Path) -> None:
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.copyfile(source, tmp)
     os.replace(tmp, target)
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """Copy a folder (an .mlpackage) so that target is the old folder or the whole new one."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)

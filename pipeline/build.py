@@ -11,11 +11,14 @@ from pipeline import atomic, data, hashing
 from pipeline.config import BUILTIN_MODELS, INT8_PRECISIONS, BuildConfig, is_builtin, is_onnx, resolved_input_size
 from pipeline.errors import QualityGateError, ToolError, UserInputError
 from pipeline.report import schema
+from pipeline.report.recommend import recommend
+from pipeline.report.ingest import benchmark_from_record
 from pipeline.runner import Runner
 from pipeline.versions import tool_versions
 from pipeline.stages.base import StageOutput
 from pipeline.stages.bench import BenchConfig, BenchStage, host_identity
 from pipeline.stages.convert import ConvertConfig, ConvertStage
+from pipeline.stages.coreml import CoreMLConfig, CoreMLStage
 from pipeline.stages.data import DataConfig, DataStage
 from pipeline.stages.model import ImportConfig, ImportStage, TrainConfig, TrainStage
 from pipeline.stages.ncnn import NcnnConvertConfig, NcnnConvertStage
@@ -262,23 +265,26 @@ class Build:
                         fp16=converted.result["format"] == "ncnn" and converted.result["precision"] == "fp16"),
             {"artifact": converted}, label=f"{label} host {threads} thread(s)",
         )
-        r = out.result
-        cpu = r["cpu"]
-        return schema.Benchmark(
-            target=r["target"], runtime=r["runtime"], runtime_version=r["runtime_version"], delegate=r["delegate"],
-            threads=r["threads"], warmup=r["warmup"], latency_ms=r["latency_ms"], init_ms=r["init_ms"],
-            peak_rss_mb=r["peak_rss_mb"], cpu=f"{cpu['model']} ({cpu['machine']}, {cpu['count']} cores)",
-            options=r.get("options", {}),
-        )
+        return benchmark_from_record(out.result)
 
     def _publish(self, name: str, converted: StageOutput) -> tuple[str, str]:
         """Copy the artifact and its metadata out of the cache to artifacts/<model>/."""
         folder = self.out / "artifacts" / name
         folder.mkdir(parents=True, exist_ok=True)
         for file in (*converted.result.get("files", [converted.result["file"]]), converted.result["recipe"]):
-            atomic.copy_file(converted.path(file), folder / file)
+            copy = atomic.copy_tree if converted.path(file).is_dir() else atomic.copy_file
+            copy(converted.path(file), folder / file)
         rel = folder.relative_to(self.out)
         return str(rel / converted.result["file"]), str(rel / converted.result["recipe"])
+
+    def _coreml(self, name: str, model_out: StageOutput, data_out: StageOutput, prep) -> None:
+        """The float model as Core ML for the iOS app, published beside the TFLite artifacts."""
+        out = self.runner.run(
+            CoreMLStage(), CoreMLConfig(model_name=name, preprocessing=prep.to_dict()),
+            {"model": model_out, "data": data_out}, label=name,
+        )
+        path, _ = self._publish(name, out)
+        log.info("Core ML model (spec checked): %s", self.out / path)
 
     def model(self, name: str, source: str) -> ModelRun:
         c = self.config
@@ -307,6 +313,8 @@ class Build:
                 self._artifact(name, p, qat_out if p == "int8-qat" else model_out, data_out, reference, prep)
                 for p in precisions
             ]
+        if c.coreml and not onnx_model:
+            self._coreml(name, model_out, data_out, prep)
         onnx_out = None
         if onnx_model or "onnx" in c.formats or "ncnn" in c.formats:
             try:
@@ -341,7 +349,7 @@ class Build:
             for r in runs
         ]
         artifacts = [a for r in runs for a in r.artifacts]
-        return schema.Report(
+        report = schema.Report(
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             command=self.command,
             tools=tool_versions(REPORTED_TOOLS),
@@ -351,6 +359,9 @@ class Build:
             quality_gate=schema.QualityGate(max_accuracy_drop_points=c.max_accuracy_drop, failures=gate_failures(artifacts, c.max_accuracy_drop)),
             failures=self.failures,
         )
+        constraints = schema.Constraints(
+            max_accuracy_drop=c.max_accuracy_drop, max_size_mb=c.max_size_mb, max_latency_ms=c.max_latency_ms)
+        return report.model_copy(update={"recommendations": recommend(report, constraints)})
 
 
 def gate_failures(artifacts: list[schema.Artifact], max_drop: float | None) -> list[schema.GateFailure]:
@@ -366,7 +377,7 @@ def gate_failures(artifacts: list[schema.Artifact], max_drop: float | None) -> l
 
 
 def build(config: BuildConfig, command: str = "deploy build") -> schema.Report:
-    """Run every stage for every model, write report.json and report.md, then apply the gates."""
+    """Run every stage for every model, write report.json, report.md and report.html, then apply the gates."""
     from pipeline import report as report_files
 
     run = Build(config, command)

@@ -101,16 +101,20 @@ def cli(ctx, debug):
 @click.option("--ncnn-percentile", type=float, help="Percentile of |activation| kept by --ncnn-calibration percentile [99.99].")
 @click.option("--ncnn-float-layers", callback=_split, help="ncnn layers kept in float in int8 artifacts: first, last or layer names [none].")
 @click.option("--input-shape", callback=_ints, help="ONNX input: N,C,H,W to fix dynamic dimensions to, e.g. 1,3,224,224.")
+@click.option("--coreml", is_flag=True, default=None, help="Also convert each float model to Core ML (.mlpackage) for the iOS app.")
 @click.option("--targets", callback=_split, help="Where to benchmark: host [host].")
 @click.option("--threads", callback=_ints, help="Comma-separated thread counts to benchmark [1 and all cores].")
 @click.option("--warmup", type=int, help="Untimed runs before timing [10].")
 @click.option("--runs", type=int, help="Timed runs per benchmark [50].")
 @click.option("--max-accuracy-drop", type=float, help="Fail (exit 1) if any artifact's top-1 drops more than this many points.")
+@click.option("--max-size", "max_size_mb", type=float, help="Recommend only artifacts of at most this many MB (10^6 bytes).")
+@click.option("--max-latency", "max_latency_ms", type=float,
+              help="Recommend only artifacts whose p50 at the fewest threads measured (1 by default) is at most this many ms, per target.")
 @click.option("--trust-model", is_flag=True, default=None, help="Allow Lambda layers (they run code stored in the model file).")
 @click.option("--force", is_flag=True, default=None, help="Recompute every stage instead of reusing the cache.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 def build(config_path, dry_run, **flags):
-    """Train or load, quantize, convert, verify and benchmark; write report.json and report.md."""
+    """Train or load, quantize, convert, verify and benchmark; write report.json, report.md and report.html."""
     from pipeline.config import load_config, resolved_input_size
 
     config = load_config(config_path, flags)
@@ -129,17 +133,27 @@ def build(config_path, dry_run, **flags):
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
-@click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("--target", type=click.Choice(["host"]), default="host", show_default=True)
-@click.option("--threads", callback=_ints, help="Comma-separated thread counts [1 and all cores].")
+@click.argument("artifact", metavar="ARTIFACT|RUN_DIR", type=click.Path(path_type=Path))
+@click.option("--target", type=click.Choice(["host", "adb"]), default="host", show_default=True)
+@click.option("--threads", callback=_ints, help="Comma-separated thread counts [1 and all cores; 1 with --app].")
 @click.option("--warmup", type=int, default=10, show_default=True)
 @click.option("--runs", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the raw result records as JSON lines.")
-def bench(artifact, target, threads, warmup, runs, as_json):
-    """Benchmark one artifact (.tflite, .ncnn.param, .onnx), each measurement in a fresh process."""
+@click.option("--app", is_flag=True, help="With --target adb: run the android-demo app's benchmark screen on the phone and add "
+              "its result to RUN_DIR/report.json as target android-app.")
+@click.option("--app-result", type=click.Path(path_type=Path), help="Add a benchmark JSON a demo app wrote (iOS, or copied by hand) to RUN_DIR/report.json.")
+@click.option("--serial", help="adb device serial (default: the only attached device).")
+@click.option("--gpu", is_flag=True, help="With --app: use the app's GPU delegate instead of XNNPACK.")
+def bench(artifact, target, threads, warmup, runs, as_json, app, app_result, serial, gpu):
+    """Benchmark one artifact (.tflite, .ncnn.param, .onnx), each measurement in a fresh process; or the demo app on a phone (--app)."""
     from pipeline.errors import UserInputError
     from pipeline.targets import host
 
+    if app or app_result:
+        _bench_app(artifact, target, threads, warmup, runs, as_json, app_result, serial, gpu)
+        return
+    if target == "adb":
+        raise UserInputError("--target adb benchmarks the demo app: add --app and pass the run folder (deploy bench RUN_DIR --target adb --app)")
     if not artifact.is_file():
         raise UserInputError(f"{artifact}: artifact file not found")
     for n in threads or host.default_thread_counts():
@@ -155,13 +169,108 @@ def bench(artifact, target, threads, warmup, runs, as_json):
             )
 
 
+def _bench_app(run_dir, target, threads, warmup, runs, as_json, app_result, serial, gpu):
+    """Records from a demo app -> run_dir/report.json (and report.md), one line each."""
+    from pipeline.errors import UserInputError
+    from pipeline.report import ingest
+
+    if app_result is not None:
+        records = [(ingest.read_record(app_result), str(app_result))]
+    elif target != "adb":
+        raise UserInputError("--app runs the Android demo app on a phone: add --target adb (or use --app-result FILE)")
+    else:
+        from pipeline import report as report_files
+        from pipeline.targets import android_app
+
+        report_files.load(run_dir)  # a wrong RUN_DIR fails before the phone spends minutes benchmarking
+        records = [
+            (android_app.run_app_benchmark(serial, n, warmup, runs, gpu), f"adb {serial or 'device'}")
+            for n in threads or [1]
+        ]
+    for record, source in records:
+        artifact, bench = ingest.add_app_benchmark(run_dir, record, source)
+        if as_json:
+            click.echo(json.dumps(record))
+        else:
+            lat = bench.latency_ms
+            click.echo(
+                f"{artifact.id} {bench.target} threads={bench.threads} delegate={bench.delegate}: p50 {lat.p50:.3f} ms, "
+                f"p90 {lat.p90:.3f}, p99 {lat.p99:.3f} (n={lat.n}) -> added to {run_dir}/report.json"
+            )
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("platform", type=click.Choice(["android", "ios"]))
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--artifact", "artifact_id", help="Artifact id to export [the report's recommendation, else the most accurate fully-int8 one].")
+@click.option("--app-dir", type=click.Path(path_type=Path), help="The app folder [android-demo/ or ios-demo/ of this checkout].")
+def export(platform, run_dir, artifact_id, app_dir):
+    """Copy an artifact, its labels, preprocessing and golden vectors into the Android or iOS demo app."""
+    from pipeline.export import export as run_export
+
+    result = run_export(run_dir, platform, artifact_id, app_dir)
+    click.echo(f"exported {result.artifact_id} ({result.reason}) to {result.model_dir}:")
+    for path in result.files:
+        click.echo(f"  {path.relative_to(result.model_dir)}")
+    if platform == "ios" and not result.coreml:
+        click.echo("no Core ML model in this run (build with --coreml to add one); the app will run TFLite only")
+    click.echo(f"next: {result.next_steps(run_dir)}")
+
+
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("run_dir", type=click.Path(path_type=Path))
-def report(run_dir):
-    """Rebuild report.md from a run's report.json, without rerunning anything."""
-    from pipeline import report as report_files
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0),
+              help="Recommend only artifacts whose top-1 drops at most this many points.")
+@click.option("--max-size", "max_size_mb", type=click.FloatRange(min=0, min_open=True),
+              help="Recommend only artifacts of at most this many MB (10^6 bytes).")
+@click.option("--max-latency", "max_latency_ms", type=click.FloatRange(min=0, min_open=True),
+              help="Recommend only artifacts whose p50 at the fewest threads measured is at most this many ms, per target.")
+def report(run_dir, **constraints):
+    """Rebuild report.json, report.md and report.html from a run's report.json, without rerunning anything.
 
-    click.echo(report_files.regenerate(run_dir))
+    A constraint given here replaces the stored one of the same name (from `deploy build` or an earlier
+    `deploy report`), and the recommendations are made again.
+    """
+    from pipeline import report as report_files
+    from pipeline.report.schema import Constraints
+
+    for path in report_files.regenerate(run_dir, Constraints(**constraints)):
+        click.echo(path)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--accuracy-points", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Flag a top-1 fall of more than this many points.")
+@click.option("--size-pct", type=click.FloatRange(min=0), default=5.0, show_default=True, help="Flag a size growth of more than this percent.")
+@click.option("--latency-pct", type=click.FloatRange(min=0), default=15.0, show_default=True,
+              help="Flag a p50 rise of more than this percent, if it also exceeds --latency-k spreads.")
+@click.option("--latency-k", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="A p50 rise must also exceed this many combined spreads; spread = (p90 - p50) / 1.2816 per run.")
+@click.option("--all-threads", is_flag=True,
+              help="Judge every thread count, not only the fewest measured per target (those swing with machine load).")
+@click.option("--json", "as_json", is_flag=True, help="Print every compared figure as JSON lines instead of a table.")
+def compare(run_a, run_b, as_json, **thresholds):
+    """Compare two runs per artifact and target; exit 1 when RUN_B regressed against RUN_A."""
+    from dataclasses import asdict
+
+    from pipeline import report as report_files
+    from pipeline.errors import QualityGateError
+    from pipeline.report import compare as comparison
+
+    limits = comparison.Thresholds(**thresholds)
+    changes = comparison.compare(report_files.load(run_a), report_files.load(run_b), limits)
+    if as_json:
+        for change in changes:
+            click.echo(json.dumps(asdict(change)))
+    else:
+        click.echo(comparison.render(changes, run_a, run_b))
+    regressions = [c for c in changes if c.verdict == comparison.REGRESSION]
+    if regressions:
+        first = regressions[0]
+        detail = ", ".join(x for x in (first.change, first.limit and f"limit {first.limit}", first.note) if x)
+        raise QualityGateError(f"{len(regressions)} regression(s) from {run_a} to {run_b}, first {first.artifact} {first.metric}: {detail}")
 
 
 @cli.command()

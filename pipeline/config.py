@@ -21,6 +21,9 @@ NCNN_PRECISIONS = ("fp32", "fp16", "int8")
 DEMO_INPUT_SIZE = 32
 DEFAULT_INPUT_SIZE = 224
 
+# Keys whose flag name is not the key with dashes: the unit is in the key, the flag stays short.
+FLAG_NAMES = {"max_size_mb": "--max-size", "max_latency_ms": "--max-latency"}
+
 
 class BuildConfig(BaseModel):
     """Everything `deploy build` needs; field names are the YAML keys and the flag names."""
@@ -64,6 +67,7 @@ class BuildConfig(BaseModel):
     ncnn_float_layers: list[str] = Field(default_factory=list)
     # ONNX input: the N,C,H,W shape to fix dynamic dimensions to.
     input_shape: list[int] | None = Field(default=None, min_length=4, max_length=4)
+    coreml: bool = False  # also convert each float model to Core ML (.mlpackage) for the iOS app
 
     # Benchmarks.
     targets: list[Literal["host"]] = Field(default_factory=lambda: ["host"])
@@ -73,6 +77,10 @@ class BuildConfig(BaseModel):
 
     # Gates and safety.
     max_accuracy_drop: float | None = Field(default=None, ge=0)
+    # Constraints on the recommended artifact only (they fail nothing): MB = 10^6 bytes;
+    # latency = p50 at the fewest threads measured per target (1 by default).
+    max_size_mb: float | None = Field(default=None, gt=0)
+    max_latency_ms: float | None = Field(default=None, gt=0)
     trust_model: bool = False
     force: bool = False
 
@@ -135,7 +143,7 @@ def _describe(error: dict[str, Any], from_flags: set[str], config_path: Path | N
         return f"{config_path}: unknown key '{key}' (allowed: {allowed})"
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
     if key in from_flags or config_path is None:
-        name = f"--{key.replace('_', '-')}"
+        name = FLAG_NAMES.get(key, f"--{key.replace('_', '-')}")
     else:
         name = f"{config_path}: key '{key}{where}'"
     return f"{name}: {error['msg']} (got {error.get('input')!r})"

@@ -1,6 +1,10 @@
 """Shared fixtures: tiny image folders and tiny trained Keras models, built in code."""
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +61,64 @@ def trained_model_file(tmp_path_factory, image_folder) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny.keras"
     model.save(path)
     return path
+
+
+# The demo apps: a tiny finished run to export and ingest into, and the compiled Kotlin core tests.
+
+ROOT = Path(__file__).resolve().parents[1]
+KOTLIN_CORE = ROOT / "android-demo" / "core" / "src"
+
+APP_RUN_SETTINGS = {"qat_epochs": 1, "calibration_images": 12, "warmup": 1, "runs": 3, "threads": [1], "val_fraction": 0.25}
+
+
+@pytest.fixture(scope="session")
+def app_run(trained_model_file, image_folder, tmp_path_factory) -> Path:
+    """fp32 and a fully-int8 artifact with int8 input/output (both code paths the apps have), and Core ML."""
+    from pipeline.build import build
+    from pipeline.config import load_config
+
+    out = tmp_path_factory.mktemp("app-run")
+    config = load_config(overrides={
+        "models": [str(trained_model_file)], "data": str(image_folder), "out": out,
+        "precisions": ["fp32", "int8-ptq"], "io": "int8", "coreml": True, **APP_RUN_SETTINGS,
+    })
+    build(config)
+    return out
+
+
+@pytest.fixture(scope="session")
+def kotlin_core_jar(tmp_path_factory) -> Path:
+    """android-demo/core (main + test sources) compiled by kotlinc into one runnable jar."""
+    kotlinc = shutil.which("kotlinc")
+    if kotlinc is None:
+        pytest.fail("kotlinc not found: run ./scripts/setup-system.sh (make test does)")
+    jar = tmp_path_factory.mktemp("kotlin") / "core-tests.jar"
+    # The JIT's first tier only: a one-shot compile spends half its CPU time in the optimizing JIT.
+    env = {**os.environ, "JAVA_OPTS": "-Xmx512M -Xms128M -XX:TieredStopAtLevel=1"}
+    proc = subprocess.run(
+        [kotlinc, str(KOTLIN_CORE / "main" / "kotlin"), str(KOTLIN_CORE / "test" / "kotlin"), "-include-runtime", "-d", str(jar)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    errors = [line for line in proc.stderr.splitlines() if ": error:" in line]
+    assert proc.returncode == 0 and jar.is_file(), "kotlinc failed:\n" + "\n".join(errors or proc.stderr.splitlines()[-20:])
+    return jar
+
+
+@pytest.fixture(scope="session")
+def golden_dirs(app_run, tmp_path_factory) -> dict[str, Path]:
+    """Golden vectors of each app_run artifact, by precision, written once: copy one before changing it."""
+    from pipeline import golden
+
+    root = tmp_path_factory.mktemp("golden")
+    dirs = {}
+    for a in json.loads((app_run / "report.json").read_text())["artifacts"]:
+        dirs[a["precision"]] = root / a["precision"]
+        golden.write(app_run / a["path"], app_run / a["metadata_path"], dirs[a["precision"]])
+    return dirs
+
+
+def run_kotlin_tests(jar: Path, golden_dir: Path, record_out: Path | None = None) -> subprocess.CompletedProcess:
+    args = ["java", "-cp", str(jar), "com.mobiledeploy.core.TestMainKt", str(golden_dir)]
+    if record_out is not None:
+        args.append(str(record_out))
+    return subprocess.run(args, capture_output=True, text=True, timeout=300)

@@ -30,7 +30,7 @@ def test_help_does_not_import_tensorflow():
     assert out.strip() == "False"
     result = deploy("--help")
     assert result.returncode == 0
-    for command in ("build", "bench", "report", "models", "doctor"):
+    for command in ("build", "bench", "report", "compare", "models", "doctor"):
         assert command in result.stdout
     text = " ".join(result.stdout.split())  # click rewraps the epilog
     assert "Exit codes: 0 success, 1 quality gate failed, 2 bad input or usage, 3 a tool failed." in text

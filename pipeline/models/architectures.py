@@ -47,7 +47,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         ),
         Architecture(
             name="squeezenet",
-            description="SqueezeNet 1.1 (fire modules); alpha scales squeeze/expand channels",
+            description="SqueezeNet 1.1 with BatchNorm (fire modules); alpha scales squeeze/expand channels",
             default_alpha=1.0,
             alphas=None,
             min_input_size=32,
@@ -148,11 +148,11 @@ def _shufflenet_v2(shape, num_classes, alpha):
     return keras().Model(inputs, outputs, name="shufflenet_v2")
 
 
-def _conv_bn(x, filters, kernel, strides=1, relu=True, name=""):
+def _conv_bn(x, filters, kernel, strides=1, relu=True, name="", padding="same"):
     from pipeline.tf_import import keras
 
     layers = keras().layers
-    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
@@ -228,11 +228,17 @@ def _channel_shuffle(x, name):
 
 
 def _squeezenet(shape, num_classes, alpha):
+    """SqueezeNet 1.1's topology, with BatchNorm after each convolution and a linear classifier.
+
+    The original (no BatchNorm, ReLU on conv10) needs its careful init and SGD schedule: trained
+    from scratch with Adam on the demo digits it stays at chance (loss 2.3026 for 30 epochs),
+    this version reaches 97.5 % in 20. BatchNorm folds into the convolutions at conversion.
+    """
     from pipeline.tf_import import keras
 
     layers = keras().layers
     inputs = layers.Input(shape)
-    x = layers.Conv2D(64, 3, strides=2, activation="relu", name="conv1")(inputs)
+    x = _conv_bn(inputs, 64, 3, strides=2, name="conv1", padding="valid")
     x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
     fire, pool = 2, 2
     for spec in _SQUEEZENET_LAYOUT:
@@ -244,7 +250,7 @@ def _squeezenet(shape, num_classes, alpha):
         x = _fire(x, squeeze, e1, e3, name=f"fire{fire}")
         fire += 1
     # The original's Dropout(0.5) is left out: it only hurts the tiny data sets used here.
-    x = layers.Conv2D(num_classes, 1, activation="relu", name="conv10")(x)
+    x = layers.Conv2D(num_classes, 1, name="conv10")(x)
     x = layers.GlobalAveragePooling2D(name="pool10")(x)
     outputs = layers.Softmax(name="predictions")(x)
     return keras().Model(inputs, outputs, name="squeezenet")
@@ -257,11 +263,10 @@ def _scaled(channels, alpha):
 def _fire(x, squeeze, expand1, expand3, name):
     from pipeline.tf_import import keras
 
-    layers = keras().layers
-    x = layers.Conv2D(squeeze, 1, activation="relu", name=f"{name}_squeeze")(x)
-    left = layers.Conv2D(expand1, 1, activation="relu", name=f"{name}_expand1x1")(x)
-    right = layers.Conv2D(expand3, 3, padding="same", activation="relu", name=f"{name}_expand3x3")(x)
-    return layers.Concatenate(name=f"{name}_concat")([left, right])
+    x = _conv_bn(x, squeeze, 1, name=f"{name}_squeeze")
+    left = _conv_bn(x, expand1, 1, name=f"{name}_expand1x1")
+    right = _conv_bn(x, expand3, 3, name=f"{name}_expand3x3")
+    return keras().layers.Concatenate(name=f"{name}_concat")([left, right])
 
 
 _BUILDERS = {

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.1"  # 1.1 only added fields with defaults, so 1.0 reports still load
 
 
 class _Strict(BaseModel):
@@ -23,6 +23,11 @@ class Latency(_Strict):
     mean: float
     std: float
     n: int = Field(description="number of timed runs after warm-up")
+
+
+class OutputDiff(_Strict):
+    max_abs: float = Field(description="largest absolute difference between this target's outputs and the host's, same inputs")
+    max_lsb: int | None = Field(default=None, description="int8 outputs: the same difference in quantization steps")
 
 
 class Benchmark(_Strict):
@@ -39,6 +44,8 @@ class Benchmark(_Strict):
     emulated: bool = False
     options: dict[str, bool | int | str] = Field(
         default_factory=dict, description="runtime options used: ncnn fp16/packing/int8 flags and CPU support, onnxruntime provider")
+    output_diff: OutputDiff | None = Field(
+        default=None, description="emulated and device targets: outputs compared with the host's on the same inputs")
 
 
 class Accuracy(_Strict):
@@ -114,8 +121,23 @@ class ArtifactFailure(_Strict):
     error: str = Field(description="one line: the converter or runtime, what failed, its last stderr lines")
 
 
+class Constraints(_Strict):
+    max_accuracy_drop: float | None = Field(default=None, description="points of top-1 below the float model")
+    max_size_mb: float | None = Field(default=None, description="artifact file size, 1 MB = 10^6 bytes")
+    max_latency_ms: float | None = Field(
+        default=None, description="p50 at the fewest threads measured on the target (1 by default); not applied on emulated targets")
+
+
+class Recommendation(_Strict):
+    target: str
+    model: str
+    artifact: str | None = Field(description="id of the artifact to ship on this target, or null when none meets the constraints")
+    reason: str
+    constraints: Constraints
+
+
 class Report(_Strict):
-    schema_version: Literal["1.1"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "1.1"] = SCHEMA_VERSION
     created: str
     command: str
     tools: dict[str, str]
@@ -124,3 +146,5 @@ class Report(_Strict):
     artifacts: list[Artifact]
     quality_gate: QualityGate
     failures: list[ArtifactFailure] = Field(default_factory=list, description="artifacts that could not be built; the others still were")
+    recommendations: list[Recommendation] = Field(
+        default=[], description="per target, then per model (target 'host' first): what to ship under the constraints")

@@ -79,3 +79,30 @@ def io_types(path: Path) -> dict[str, str]:
         "input": np.dtype(interpreter.get_input_details()[0]["dtype"]).name,
         "output": np.dtype(interpreter.get_output_details()[0]["dtype"]).name,
     }
+
+
+def run_once(path: Path, x: np.ndarray) -> dict:
+    """One float input (1, H, W, C) through the artifact, keeping the raw tensors the app sees.
+
+    Returns the tensor actually fed (float32, or int8 after quantization), the raw output
+    tensor, both quantizations ((scale, zero_point), or None for float tensors) and the
+    float scores, computed exactly as `predict` does.
+    """
+    interpreter = _interpreter(path)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    fed = _quantize(x, inp)
+    interpreter.set_tensor(inp["index"], fed)
+    interpreter.invoke()
+    raw = interpreter.get_tensor(out["index"]).copy()
+
+    def quantization(detail):
+        scale, zero_point = detail["quantization"]
+        return None if detail["dtype"] == np.float32 or scale == 0 else (float(scale), int(zero_point))
+
+    return {
+        "input": fed, "input_quantization": quantization(inp),
+        "output": raw, "output_quantization": quantization(out),
+        "scores": _dequantize(raw, out),
+    }

@@ -1,0 +1,159 @@
+"""The report's plots, drawn with matplotlib (Agg, imported here only) and inlined as base64 PNG.
+
+Per target: top-1 against latency with the Pareto front marked, and each artifact's latency
+spread; for emulated targets, the output difference to the host instead of speed. Once: the
+artifact size per precision.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+
+from pipeline.report import metrics
+from pipeline.report.schema import Report
+
+MARKERS = {"fp32": "o", "fp16": "s", "dynamic-int8": "D", "int8-ptq": "^", "int8-qat": "v"}
+# Labels are user text (model and file names): never let a '$' switch matplotlib into math mode.
+STYLE = {"text.parse_math": False, "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
+
+
+@dataclass(frozen=True)
+class Plot:
+    key: str
+    title: str
+    caption: str
+    png_data_uri: str
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    # No 'Software' metadata: the same report.json gives the same bytes.
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    _pyplot().close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _colors(report: Report) -> dict[str, tuple]:
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab10"]
+    return {m.name: palette(i % 10) for i, m in enumerate(report.models)}
+
+
+def accuracy_vs_latency(report: Report, target: str) -> Plot:
+    """One panel per model (architectures differ too much to share an axis), its own Pareto front."""
+    plt = _pyplot()
+    models = [m for m in report.models
+              if any(a.model == m.name and metrics.reference_benchmark(a, target) for a in report.artifacts)]
+    cols = 1 if len(models) == 1 else 2
+    rows = -(-len(models) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(7.5 if cols == 1 else 11, 0.6 + 3.0 * rows), squeeze=False)
+    shipped = {r.artifact for r in report.recommendations if r.target == target}
+    precision_colors = {p: f"C{i}" for i, p in enumerate(MARKERS)}
+    for ax, model in zip(axes.flat, models):
+        artifacts = [a for a in report.artifacts if a.model == model.name and metrics.reference_benchmark(a, target)]
+        points = [(metrics.reference_benchmark(a, target).latency_ms.p50, 100 * a.accuracy.top1) for a in artifacts]
+        front = metrics.pareto_front(points)
+        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", color="0.4", zorder=2,
+                drawstyle="steps-post")
+        for i, (a, point) in enumerate(zip(artifacts, points)):
+            ax.scatter(*point, marker=MARKERS.get(a.precision, "o"), color=precision_colors.get(a.precision, "C9"),
+                       s=46, zorder=3, edgecolors="black" if i in front else "none", linewidths=1.0)
+            if a.id in shipped:
+                ax.scatter(*point, marker="o", s=260, facecolors="none", edgecolors="#1f883d", linewidths=2.0, zorder=4)
+            # alternate above and below: precisions of one model often sit on the same spot
+            ax.annotate(a.precision, point, textcoords="offset points", xytext=(5, 5 if i % 2 else -11), fontsize=7)
+        ax.axhline(100 * model.float_accuracy.top1, color="0.6", linewidth=0.8, linestyle=":")
+        ax.margins(x=0.15, y=0.25)
+        low, high = ax.get_ylim()
+        ax.set_ylim(max(low, -1), min(high, 101))  # a top-1 axis past 0..100 % only wastes room
+        ax.set_title(model.name, fontsize=9)
+    for ax in list(axes.flat)[len(models):]:
+        ax.set_visible(False)
+    fig.supxlabel("latency p50, ms (fewest threads measured)", fontsize=9)
+    fig.supylabel("top-1 %", fontsize=9)
+    fig.suptitle(f"Top-1 against latency on {target}")
+    fig.tight_layout()
+    return Plot(f"accuracy-latency-{target}", f"Top-1 against latency on {target}",
+                "Dashed, and outlined in black: the Pareto front of each model (no other artifact is both faster and "
+                "more accurate). Green ring: the recommended artifact. Dotted: the float model's top-1.", _png(fig))
+
+
+def latency_spread(report: Report, target: str) -> Plot:
+    plt = _pyplot()
+    colors = _colors(report)
+    rows = [(a, metrics.reference_benchmark(a, target)) for a in report.artifacts]
+    rows = [(a, b) for a, b in rows if b is not None]
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.28 * len(rows)))
+    for y, (a, b) in enumerate(rows):
+        l, color = b.latency_ms, colors[a.model]
+        ax.plot([l.p90, l.p99], [y, y], color=color, linewidth=1.2)
+        ax.plot([l.p50, l.p90], [y, y], color=color, linewidth=6, solid_capstyle="butt", alpha=0.6)
+        ax.plot(l.p50, y, "|", color="black", markersize=11)
+        ax.plot(l.mean, y, "x", color="black", markersize=5)
+    ax.set_yticks(range(len(rows)), [a.id for a, _ in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("latency, ms")
+    ax.set_title(f"Latency spread per artifact on {target}")
+    return Plot(f"latency-spread-{target}", f"Latency spread on {target}",
+                "Tick: p50; thick bar: p50 to p90; thin line: p90 to p99; x: mean. Fewest threads measured.", _png(fig))
+
+
+def output_difference(report: Report, target: str) -> Plot | None:
+    rows = [(a, metrics.reference_benchmark(a, target)) for a in report.artifacts]
+    rows = [(a, b.output_diff.max_abs) for a, b in rows if b is not None and b.output_diff is not None]
+    if not rows:
+        return None
+    plt = _pyplot()
+    colors = _colors(report)
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.28 * len(rows)))
+    ax.barh(range(len(rows)), [d for _, d in rows], color=[colors[a.model] for a, _ in rows])
+    ax.set_yticks(range(len(rows)), [a.id for a, _ in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("max |output - host output| on the same inputs")
+    ax.set_title(f"Output difference to the host on {target} (emulated)")
+    return Plot(f"output-diff-{target}", f"Output difference to the host on {target}",
+                "Emulated timings prove an artifact runs, not how fast a device is: correctness is what counts here.",
+                _png(fig))
+
+
+def size_per_precision(report: Report) -> Plot:
+    plt = _pyplot()
+    colors = _colors(report)
+    kinds = list(dict.fromkeys(f"{a.format} {a.precision}" for a in report.artifacts))
+    width = 0.8 / max(len(report.models), 1)
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    for i, m in enumerate(report.models):
+        sizes = {f"{a.format} {a.precision}": metrics.size_mb(a) for a in report.artifacts if a.model == m.name}
+        xs = [k + i * width for k, kind in enumerate(kinds) if kind in sizes]
+        ax.bar(xs, [sizes[kind] for kind in kinds if kind in sizes], width, color=colors[m.name], label=m.name)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(kinds))], kinds, fontsize=8)
+    ax.set_ylabel("size, MB")
+    ax.set_title("Artifact size per precision")
+    ax.legend(fontsize=7)
+    return Plot("size-precision", "Artifact size per precision", "1 MB = 10^6 bytes.", _png(fig))
+
+
+def all_plots(report: Report) -> list[Plot]:
+    if not report.artifacts:
+        return []
+    with _pyplot().rc_context(STYLE):
+        plots = []
+        for target in metrics.targets(report):
+            if metrics.is_emulated(report, target):
+                diff = output_difference(report, target)
+                plots += [diff] if diff else []
+            else:
+                plots += [accuracy_vs_latency(report, target), latency_spread(report, target)]
+        plots.append(size_per_precision(report))
+    return plots

@@ -1,0 +1,92 @@
+"""Which artifact to ship, per target and model, under the user's constraints.
+
+On a measured target: the fastest artifact (lowest p50 at the fewest threads measured, see
+metrics.py) that meets every constraint; ties go to the smaller file. On an emulated target the
+timings say nothing about device speed, so the latency limit is not applied and the smallest
+artifact that meets the other constraints is named. An int8 artifact that still computes in float
+is never recommended. When none qualifies, the reason says what each artifact missed.
+"""
+from __future__ import annotations
+
+from pipeline.report import metrics
+from pipeline.report.schema import Artifact, Benchmark, Constraints, Recommendation, Report
+
+
+def recommend(report: Report, constraints: Constraints) -> list[Recommendation]:
+    """One recommendation per (target, model) that has benchmarks; target 'host' first."""
+    recommendations = []
+    for target in metrics.targets(report):
+        emulated = metrics.is_emulated(report, target)
+        for model in report.models:
+            candidates = [
+                (a, b) for a in report.artifacts if a.model == model.name
+                for b in [metrics.reference_benchmark(a, target)] if b is not None
+            ]
+            if not candidates:
+                continue
+            artifact, reason = _pick(candidates, report.artifacts, target, constraints, emulated)
+            recommendations.append(Recommendation(
+                target=target, model=model.name, artifact=artifact.id if artifact else None,
+                reason=reason, constraints=constraints,
+            ))
+    return recommendations
+
+
+def describe(constraints: Constraints, emulated: bool = False) -> str:
+    parts = []
+    if constraints.max_accuracy_drop is not None:
+        parts.append(f"top-1 drop <= {constraints.max_accuracy_drop:g} points")
+    if constraints.max_size_mb is not None:
+        parts.append(f"size <= {constraints.max_size_mb:g} MB")
+    if constraints.max_latency_ms is not None and not emulated:
+        parts.append(f"p50 <= {constraints.max_latency_ms:g} ms")
+    return ", ".join(parts)
+
+
+def violations(artifact: Artifact, bench: Benchmark, constraints: Constraints) -> list[str]:
+    """What keeps this artifact from being recommended, one short phrase each."""
+    missed = []
+    if artifact.int8_check is not None and not artifact.int8_check.fully_int8:
+        missed.append("still computes in float")
+    if constraints.max_accuracy_drop is not None and artifact.accuracy_drop_points > constraints.max_accuracy_drop:
+        missed.append(f"drop {artifact.accuracy_drop_points:.2f} points > {constraints.max_accuracy_drop:g}")
+    if constraints.max_size_mb is not None and metrics.size_mb(artifact) > constraints.max_size_mb:
+        missed.append(f"{metrics.fixed(metrics.size_mb(artifact))} MB > {constraints.max_size_mb:g}")
+    if constraints.max_latency_ms is not None and not bench.emulated and bench.latency_ms.p50 > constraints.max_latency_ms:
+        missed.append(f"p50 {metrics.fixed(bench.latency_ms.p50)} ms > {constraints.max_latency_ms:g}")
+    return missed
+
+
+def _pick(candidates, all_artifacts, target, constraints, emulated) -> tuple[Artifact | None, str]:
+    limits = describe(constraints, emulated)
+    passing = [(a, b) for a, b in candidates if not violations(a, b, constraints)]
+    if not passing:
+        misses = "; ".join(f"{a.id} {', '.join(violations(a, b, constraints))}" for a, b in candidates)
+        return None, f"none of {len(candidates)} artifacts meets {limits or 'the int8 check'}: {misses}"
+    if emulated:
+        artifact, bench = min(passing, key=lambda ab: (ab[0].size_bytes, ab[0].accuracy_drop_points))
+        how = "smallest"
+    else:
+        artifact, bench = min(passing, key=lambda ab: (ab[1].latency_ms.p50, ab[0].size_bytes))
+        how = "fastest"
+    scope = f"{how} of {len(passing)} artifacts" + (f" meeting {limits}" if limits else " (no constraints set)")
+    if len(passing) < len(candidates):
+        scope += f"; {len(candidates) - len(passing)} other(s) miss them"
+    return artifact, f"{scope}: {_facts(artifact, bench, all_artifacts, target)}"
+
+
+def _facts(artifact: Artifact, bench: Benchmark, all_artifacts: list[Artifact], target: str) -> str:
+    baseline = metrics.fp32_baseline(artifact, all_artifacts)
+    size = f"{metrics.fixed(metrics.size_mb(artifact))} MB"
+    ratio = metrics.size_ratio(artifact, baseline)
+    if ratio is not None and artifact.precision != "fp32":
+        size += f" ({ratio:.2f}x fp32)"
+    accuracy = f"top-1 {100 * artifact.accuracy.top1:.2f} % ({metrics.points(-artifact.accuracy_drop_points)} points vs float)"
+    if bench.emulated:
+        diff = f"; max |output - host| {bench.output_diff.max_abs:.3g}" if bench.output_diff else ""
+        return f"{size}; {accuracy}{diff}; emulated timings say nothing about device speed"
+    speed = f"p50 {metrics.fixed(bench.latency_ms.p50)} ms at {bench.threads} thread(s)"
+    gain = metrics.speedup(artifact, baseline, target)
+    if gain is not None and artifact.precision != "fp32":
+        speed += f" ({gain:.2f}x fp32 speed)"
+    return f"{speed}; {size}; {accuracy}"

@@ -1,0 +1,230 @@
+"""The report's tables as plain rows of formatted text, built once for report.md and report.html.
+
+Number formats (the browser test reads them back): sizes in MB (10^6 bytes) and latencies in ms
+as metrics.fixed; accuracies in % with 2 decimals; changes in points with a sign; ratios with 2
+decimals and an 'x'.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.report import metrics
+from pipeline.report.recommend import describe
+from pipeline.report.schema import Artifact, Constraints, ModelInfo, Report
+
+MAX_LABELS_SHOWN = 12
+CHANCE_MARGIN = 0.05  # top-1 within 5 points of 1/classes counts as guessing
+
+
+@dataclass(frozen=True)
+class Table:
+    key: str  # stable identifier: the HTML table's id
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    numeric: list[bool]  # right-aligned columns
+    highlight: list[int] = field(default_factory=list)  # rows of recommended artifacts
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One line of 'what to ship': a model's recommendation on a target and what it costs."""
+
+    model: str
+    target: str
+    artifact: str | None
+    what: str  # format and precision, or why nothing qualifies
+    costs: list[str]
+    warning: str | None = None
+
+
+def pct(fraction: float) -> str:
+    return f"{100 * fraction:.2f}"
+
+
+def mb(artifact: Artifact) -> str:
+    return metrics.fixed(metrics.size_mb(artifact))
+
+
+def ms(value: float) -> str:
+    return metrics.fixed(value)
+
+
+def ratio(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}x"
+
+
+def constraints_used(report: Report) -> Constraints:
+    return report.recommendations[0].constraints if report.recommendations else Constraints()
+
+
+def constraints_sentence(report: Report) -> str:
+    limits = describe(constraints_used(report))
+    base = "the fastest artifact per target (the smallest on emulated targets) that is verified and fully int8 where int8"
+    return f"Recommended: {base}, under {limits}." if limits else f"Recommended: {base}; no constraints were set."
+
+
+def recommended_ids(report: Report, target: str | None = None) -> set[str]:
+    return {r.artifact for r in report.recommendations if r.artifact and (target is None or r.target == target)}
+
+
+def chance_warning(model: ModelInfo) -> str | None:
+    """A float model no better than guessing makes every artifact of it worthless, however fast."""
+    chance = 1 / max(model.num_classes, 1)
+    if model.float_accuracy.top1 > chance + CHANCE_MARGIN:
+        return None
+    return (f"the float model itself is at chance level ({pct(model.float_accuracy.top1)} % top-1 for "
+            f"{model.num_classes} classes): it did not learn; fix training before shipping")
+
+
+def headlines(report: Report) -> list[Headline]:
+    by_id = {a.id: a for a in report.artifacts}
+    models = {m.name: m for m in report.models}
+    lines = []
+    for rec in report.recommendations:
+        warning = chance_warning(models[rec.model]) if rec.model in models else None
+        artifact = by_id.get(rec.artifact) if rec.artifact else None
+        if artifact is None:
+            lines.append(Headline(rec.model, rec.target, None, "nothing qualifies", [rec.reason], warning))
+            continue
+        model = models[artifact.model]
+        baseline = metrics.fp32_baseline(artifact, report.artifacts)
+        costs = [
+            f"top-1 {pct(artifact.accuracy.top1)} % vs {pct(model.float_accuracy.top1)} % float "
+            f"({metrics.points(-artifact.accuracy_drop_points)} points)",
+            f"{mb(artifact)} MB",
+        ]
+        size_ratio = metrics.size_ratio(artifact, baseline)
+        if size_ratio and artifact.precision != "fp32":
+            costs[-1] += f", {1 / size_ratio:.1f}x smaller than fp32" if size_ratio < 1 else f", {size_ratio:.2f}x the fp32 size"
+        bench = metrics.reference_benchmark(artifact, rec.target)
+        if bench is not None and not bench.emulated:
+            speed = f"p50 {ms(bench.latency_ms.p50)} ms at {bench.threads} thread(s)"
+            gain = metrics.speedup(artifact, baseline, rec.target)
+            if gain is not None and artifact.precision != "fp32":
+                speed += f", {gain:.2f}x fp32 speed"
+            costs.append(speed)
+        lines.append(Headline(rec.model, rec.target, artifact.id, f"{artifact.format} {artifact.precision}", costs, warning))
+    return lines
+
+
+def recommendations_table(report: Report) -> Table:
+    rows = [[r.target, r.model, r.artifact or "none", r.reason] for r in report.recommendations]
+    return Table("recommendations", "What to ship", ["target", "model", "artifact", "why"], rows, [False] * 4)
+
+
+def _labels(labels: list[str]) -> str:
+    shown = ", ".join(labels[:MAX_LABELS_SHOWN])
+    return f"{len(labels)}: {shown}" + (", ..." if len(labels) > MAX_LABELS_SHOWN else "")
+
+
+def model_facts_table(report: Report) -> Table:
+    """What the compression literature reports, for the artifact recommended on the first target."""
+    first = {r.model: r for r in reversed(report.recommendations)}  # recommendations are target-major
+    by_id = {a.id: a for a in report.artifacts}
+    rows = []
+    for m in report.models:
+        rec = first.get(m.name)
+        shipped = by_id.get(rec.artifact) if rec and rec.artifact else None
+        baseline = metrics.fp32_baseline(shipped, report.artifacts) if shipped else None
+        size_ratio = metrics.size_ratio(shipped, baseline) if shipped else None
+        gain = metrics.speedup(shipped, baseline, rec.target) if shipped else None
+        rows.append([
+            m.name, m.source, "x".join(map(str, m.input_shape)), _labels(m.labels), f"{m.params:,}",
+            f"{m.macs / 1e6:.2f}", pct(m.float_accuracy.top1), m.qat.status + (f" ({m.qat.reason})" if m.qat.reason else ""),
+            shipped.id if shipped else "none",
+            "" if not size_ratio else f"{1 / size_ratio:.2f}x",
+            ratio(gain),
+            metrics.points(-shipped.accuracy_drop_points) if shipped else "",
+        ])
+    headers = ["model", "source", "input", "classes", "parameters", "MMACs", "float top-1 %", "QAT",
+               "shipped artifact", "compression (fp32 bytes / bytes)", "measured speedup", "top-1 change (points)"]
+    numeric = [False, False, False, False, True, True, True, False, False, True, True, True]
+    return Table("model-facts", "Models", headers, rows, numeric)
+
+
+def artifacts_table(report: Report, model: str, target: str) -> Table | None:
+    artifacts = [a for a in report.artifacts if a.model == model and metrics.reference_benchmark(a, target)]
+    if not artifacts:
+        return None
+    emulated = metrics.is_emulated(report, target)
+    threads = sorted({metrics.reference_benchmark(a, target).threads for a in artifacts})
+    headers = ["artifact", "format", "precision", "size MB", "top-1 %", "top-1 change (points)", "agreement %",
+               "p50 ms", "p90 ms"]
+    headers += ["max |output - host|", "max LSB"] if emulated else ["speedup vs fp32", "size vs fp32"]
+    headers += ["int8 check", "file"]
+    rows, highlight = [], []
+    shipped = recommended_ids(report, target)
+    for i, a in enumerate(artifacts):
+        bench = metrics.reference_benchmark(a, target)
+        baseline = metrics.fp32_baseline(a, report.artifacts)
+        row = [a.id, a.format, a.precision, mb(a), pct(a.accuracy.top1), metrics.points(-a.accuracy_drop_points),
+               pct(a.accuracy.agreement), ms(bench.latency_ms.p50), ms(bench.latency_ms.p90)]
+        if emulated:
+            diff = bench.output_diff
+            row += ["" if diff is None else f"{diff.max_abs:.3g}", "" if diff is None or diff.max_lsb is None else str(diff.max_lsb)]
+        else:
+            row += [ratio(metrics.speedup(a, baseline, target)), ratio(metrics.size_ratio(a, baseline))]
+        row += [_int8(a), a.path]
+        rows.append(row)
+        if a.id in shipped:
+            highlight.append(i)
+    title = f"{model} on {target}" + (" (emulated: timings prove it runs, not device speed)" if emulated else "")
+    title += f"; latency at {', '.join(map(str, threads))} thread(s)"
+    numeric = [False, False, False] + [True] * (len(headers) - 5) + [False, False]
+    return Table(f"artifacts-{model}-{target}", title, headers, rows, numeric, highlight)
+
+
+def _int8(a: Artifact) -> str:
+    if a.int8_check is None:
+        return ""
+    return "fully int8" if a.int8_check.fully_int8 else f"float ops: {', '.join(a.int8_check.float_ops[:3])}"
+
+
+def delegate(b) -> str:
+    """LiteRT's delegate, or the ncnn options that change speed (fp16 storage/arithmetic, packing)."""
+    if b.runtime != "ncnn":
+        return b.delegate
+    fp16 = "fp16 on" if b.options.get("use_fp16_arithmetic") else "fp16 off"
+    return f"{fp16}, packing {'on' if b.options.get('use_packing_layout') else 'off'}"
+
+
+def failure_lines(report: Report) -> list[str]:
+    """Artifacts that could not be built: which, and the converter's or runtime's one-line error."""
+    return [f"{f.model} {f.format} {f.precision}: {f.error}" for f in report.failures]
+
+
+def benchmarks_table(report: Report, model: str) -> Table:
+    headers = ["artifact", "target", "runtime", "delegate / options", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms",
+               "std ms", "n", "init ms", "peak RSS MB"]
+    rows = []
+    for a in report.artifacts:
+        if a.model != model:
+            continue
+        for b in a.benchmarks:
+            l = b.latency_ms
+            rows.append([
+                a.id, b.target + (" (emulated)" if b.emulated else ""), f"{b.runtime} {b.runtime_version}", delegate(b),
+                str(b.threads), ms(l.p50), ms(l.p90), ms(l.p99), ms(l.mean), ms(l.std), str(l.n),
+                f"{b.init_ms:.1f}", f"{b.peak_rss_mb:.1f}",
+            ])
+    numeric = [False, False, False, False] + [True] * 9
+    return Table(f"benchmarks-{model}", f"{model}: every benchmark", headers, rows, numeric)
+
+
+def tools_table(report: Report) -> Table:
+    rows = [[name, version] for name, version in sorted(report.tools.items())]
+    return Table("tools", "Tool versions", ["tool", "version"], rows, [False, False])
+
+
+def cpus(report: Report) -> list[str]:
+    return sorted({b.cpu for a in report.artifacts for b in a.benchmarks})
+
+
+def gate_lines(report: Report) -> list[str]:
+    gate = report.quality_gate
+    if gate.max_accuracy_drop_points is None and not gate.failures:
+        return ["No accuracy gate was set (--max-accuracy-drop)."]
+    head = f"Max accuracy drop {gate.max_accuracy_drop_points} points: " if gate.max_accuracy_drop_points is not None else ""
+    head += "all artifacts pass." if not gate.failures else f"{len(gate.failures)} failure(s):"
+    return [head] + [f"{f.artifact}: {f.reason}" for f in gate.failures]
