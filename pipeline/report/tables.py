@@ -195,7 +195,7 @@ def failure_lines(report: Report) -> list[str]:
 
 
 def benchmarks_table(report: Report, model: str) -> Table:
-    headers = ["artifact", "target", "runtime", "delegate / options", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms",
+    headers = ["artifact", "target", "runtime", "delegate", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms",
                "std ms", "n", "init ms", "peak RSS MB"]
     rows = []
     for a in report.artifacts:
