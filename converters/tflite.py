@@ -71,3 +71,71 @@ def _batch_one_converter(tf, model):
 def write(data: bytes, path: Path) -> Path:
     path.write_bytes(data)
     return path
+
+
+# ---- ONNX -> TFLite with onnx2tf -------------------------------------------------------------
+#
+# onnx2tf is installed with --no-deps beside TensorFlow 2.21 (it pins older versions). It runs
+# onnxsim as a subprocess (the environment's bin folder goes on PATH) and, offline, would try to
+# download a calibration sample unless a file of that name is in its working directory.
+
+ONNX2TF_TIMEOUT_S = 1200
+ONNX2TF_OUTPUTS = {
+    "fp32": "float32", "fp16": "float16", "dynamic-int8": "dynamic_range_quant", "int8-ptq": "integer_quant",
+}
+_ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+
+def from_onnx(onnx_path: Path, calibration_nhwc: np.ndarray | None, out_dir: Path) -> dict[str, Path]:
+    """Run onnx2tf once; returns {precision: .tflite path} for fp32, fp16 and, with calibration
+    images (float, preprocessed, NHWC), dynamic-int8 and int8-ptq (per-channel, float I/O)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.save(out_dir / _ONNX2TF_SAMPLE, np.zeros((20, 128, 128, 3), np.float32))
+    bin_dir = str(Path(sys.executable).parent)
+    command = [str(Path(bin_dir) / "onnx2tf"), "-i", str(onnx_path), "-o", "tf", "-n"]
+    if calibration_nhwc is not None:
+        np.save(out_dir / "calibration.npy", calibration_nhwc.astype(np.float32))
+        # The data is already preprocessed: onnx2tf's own normalisation is the identity.
+        command += ["-oiqt", "-qt", "per-channel", "-cind", _input_name(onnx_path), "calibration.npy",
+                    "[[[[0.0,0.0,0.0]]]]", "[[[[1.0,1.0,1.0]]]]"]
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "TF_USE_LEGACY_KERAS": "1"}
+    try:
+        proc = subprocess.run(command, cwd=out_dir, env=env, capture_output=True, text=True, timeout=ONNX2TF_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"onnx2tf timed out after {ONNX2TF_TIMEOUT_S} s on {onnx_path.name}") from None
+    log = proc.stdout + proc.stderr
+    for scratch in (_ONNX2TF_SAMPLE, "calibration.npy"):  # 4 MB of zeros and the images: not artifacts
+        (out_dir / scratch).unlink(missing_ok=True)
+    stem = onnx_path.stem
+    found = {p: out_dir / "tf" / f"{stem}_{suffix}.tflite" for p, suffix in ONNX2TF_OUTPUTS.items()}
+    found = {p: path for p, path in found.items() if path.is_file()}
+    missing_op = re.search(r"(\S+) OP is not yet implemented", log)
+    if missing_op:
+        from converters.onnx import describe_op
+
+        raise ToolError(f"onnx2tf cannot convert {onnx_path.name}: {describe_op(onnx_path, _plain(missing_op.group(1)))} is not implemented; "
+                        "replace it in the model or skip TFLite with --formats")
+    if proc.returncode != 0 or "fp32" not in found:
+        tail = " | ".join(_plain(line) for line in log.splitlines() if line.strip() and "oneDNN" not in line)
+        tail = " | ".join(tail.split(" | ")[-5:])
+        raise ToolError(f"onnx2tf failed on {onnx_path.name} (exit code {proc.returncode}): {tail}")
+    return found
+
+
+def _plain(text: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", text).strip()
+
+
+def _input_name(onnx_path: Path) -> str:
+    import onnx
+
+    proto = onnx.load(str(onnx_path))
+    initializers = {i.name for i in proto.graph.initializer}
+    return next(i.name for i in proto.graph.input if i.name not in initializers)

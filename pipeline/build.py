@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pipeline import atomic, data, hashing
-from pipeline.config import BUILTIN_MODELS, INT8_PRECISIONS, BuildConfig, is_builtin, resolved_input_size
-from pipeline.errors import QualityGateError, UserInputError
+from pipeline.config import BUILTIN_MODELS, INT8_PRECISIONS, BuildConfig, is_builtin, is_onnx, resolved_input_size
+from pipeline.errors import QualityGateError, ToolError, UserInputError
 from pipeline.report import schema
 from pipeline.report.recommend import recommend
 from pipeline.report.ingest import benchmark_from_record
@@ -21,6 +21,9 @@ from pipeline.stages.convert import ConvertConfig, ConvertStage
 from pipeline.stages.coreml import CoreMLConfig, CoreMLStage
 from pipeline.stages.data import DataConfig, DataStage
 from pipeline.stages.model import ImportConfig, ImportStage, TrainConfig, TrainStage
+from pipeline.stages.ncnn import NcnnConvertConfig, NcnnConvertStage
+from pipeline.stages.onnx import OnnxExportConfig, OnnxExportStage, OnnxImportConfig, OnnxImportStage
+from pipeline.stages.onnx_tflite import ONNX_TFLITE_PRECISIONS, Onnx2TfConfig, Onnx2TfStage, OnnxTfliteConfig, OnnxTfliteStage
 from pipeline.stages.qat import QatConfig, QatStage
 from pipeline.stages.reference import ReferenceConfig, ReferenceStage
 from pipeline.stages.verify import VerifyConfig, VerifyStage
@@ -32,7 +35,7 @@ log = logging.getLogger("deploy")
 
 REPORTED_TOOLS = (
     "mobile-deploy", "tensorflow", "tf-keras", "tensorflow-model-optimization",
-    "ai-edge-litert", "numpy", "scikit-learn",
+    "ai-edge-litert", "numpy", "scikit-learn", "tf2onnx", "onnx", "onnxruntime", "pnnx", "ncnn", "onnx2tf",
 )
 
 
@@ -48,6 +51,7 @@ class ModelRun:
     preprocessing: data.Preprocessing
     qat: schema.QatStatus
     artifacts: list[schema.Artifact]
+    reference_runtime: str = "tf-keras"
 
 
 def prepare_out_dir(out: Path) -> Path:
@@ -98,6 +102,7 @@ class Build:
         _check_out_outside_data(config)
         self.out = prepare_out_dir(config.out)
         self.runner = Runner(self.out, config.force)
+        self.failures: list[schema.ArtifactFailure] = []
 
     def _data(self, height: int, width: int) -> StageOutput:
         c = self.config
@@ -124,10 +129,20 @@ class Build:
         path = Path(source).resolve()
         if not path.exists():
             raise UserInputError(f"--model {source}: file not found (built-in models: {', '.join(BUILTIN_MODELS)})")
-        model_out = self.runner.run(
-            ImportStage(), ImportConfig(path=str(path), trusted=c.trust_model),
-            label=name, external={"model": hashing.digest(path)},
-        )
+        if is_onnx(source):
+            model_out = self.runner.run(
+                OnnxImportStage(), OnnxImportConfig(path=str(path), input_shape=c.input_shape),
+                label=name, external={"model": hashing.digest(path)},
+            )
+            if "mean" not in c.model_fields_set and "std" not in c.model_fields_set:
+                log.warning("%s: preprocessing assumed x = (pixel - 127.5) / 127.5 on RGB; pass --mean/--std/--channel-order "
+                            "with the values the model was trained with (ImageNet PyTorch models: --mean 123.675,116.28,103.53 "
+                            "--std 58.395,57.12,57.375)", source)
+        else:
+            model_out = self.runner.run(
+                ImportStage(), ImportConfig(path=str(path), trusted=c.trust_model),
+                label=name, external={"model": hashing.digest(path)},
+            )
         height, width = model_out.result["input_shape"][:2]
         if c.input_size is not None and (c.input_size, c.input_size) != (height, width):
             log.warning("--input-size %s ignored for %s: the model's input is %dx%d", c.input_size, source, height, width)
@@ -161,13 +176,72 @@ class Build:
     def _artifact(self, name, precision, source_model, data_out, reference, prep) -> schema.Artifact:
         c = self.config
         is_int8 = precision in INT8_PRECISIONS
-        label = f"{name} {precision}"
         converted = self.runner.run(
             ConvertStage(),
             ConvertConfig(model_name=name, precision=precision, int8_io=is_int8 and c.io == "int8",
                           calibration_images=c.calibration_images, seed=c.seed, preprocessing=prep.to_dict()),
-            {"model": source_model, "data": data_out}, label=label,
+            {"model": source_model, "data": data_out}, label=f"{name} {precision}",
         )
+        return self._finish(name, converted, data_out, reference, prep)
+
+    def _attempt(self, name: str, fmt: str, precision: str, make) -> list[schema.Artifact]:
+        """Build one artifact; a tool failure is recorded and the build goes on with the others."""
+        try:
+            return [make()]
+        except ToolError as e:
+            log.error("%s %s %s: %s", name, fmt, precision, e)
+            self.failures.append(schema.ArtifactFailure(model=name, format=fmt, precision=precision, error=str(e)))
+            return []
+
+    def _onnx_source(self, name, model_out, data_out, prep) -> StageOutput:
+        return self.runner.run(
+            OnnxExportStage(), OnnxExportConfig(model_name=name, preprocessing=prep.to_dict()),
+            {"model": model_out, "data": data_out}, label=name,
+        )
+
+    def _ncnn_artifact(self, name, precision, onnx_out, data_out, reference, prep) -> schema.Artifact:
+        c = self.config
+        converted = self.runner.run(
+            NcnnConvertStage(),
+            NcnnConvertConfig(
+                model_name=name, precision=precision, preprocessing=prep.to_dict(),
+                calibration_images=c.calibration_images if precision == "int8" else 0, seed=c.seed,
+                calibration_method=c.ncnn_calibration if precision == "int8" else "none",
+                percentile=c.ncnn_percentile if precision == "int8" and c.ncnn_calibration == "percentile" else 0,
+                float_layers=c.ncnn_float_layers if precision == "int8" else [],
+            ),
+            {"onnx": onnx_out, "data": data_out}, label=f"{name} ncnn {precision}",
+        )
+        return self._finish(name, converted, data_out, reference, prep)
+
+    def _onnx_tflite_artifacts(self, name, precisions, onnx_out, data_out, reference, prep) -> list[schema.Artifact]:
+        c = self.config
+        precisions = [p for p in precisions if p in ONNX_TFLITE_PRECISIONS]
+        try:
+            converted = self.runner.run(
+                Onnx2TfStage(),
+                Onnx2TfConfig(preprocessing=prep.to_dict(), quantize=any(p in ("dynamic-int8", "int8-ptq") for p in precisions),
+                              calibration_images=c.calibration_images, seed=c.seed),
+                {"onnx": onnx_out, "data": data_out}, label=name,
+            )
+        except ToolError as e:
+            log.error("%s tflite: %s", name, e)
+            self.failures += [schema.ArtifactFailure(model=name, format="tflite", precision=p, error=str(e)) for p in precisions]
+            return []
+        artifacts = []
+        for p in precisions:
+            artifacts += self._attempt(name, "tflite", p, lambda p=p: self._finish(name, self.runner.run(
+                OnnxTfliteStage(), OnnxTfliteConfig(model_name=name, precision=p, preprocessing=prep.to_dict()),
+                {"onnx2tf": converted, "onnx": onnx_out, "data": data_out}, label=f"{name} {p}",
+            ), data_out, reference, prep))
+        return artifacts
+
+    def _finish(self, name, converted: StageOutput, data_out, reference, prep) -> schema.Artifact:
+        """Verify in the artifact's own runtime, benchmark, publish: the same for every format."""
+        r = converted.result
+        precision, fmt = r["precision"], r["format"]
+        is_int8 = precision in (*INT8_PRECISIONS, "int8")
+        label = f"{name} {fmt} {precision}"
         verified = self.runner.run(
             VerifyStage(), VerifyConfig(preprocessing=prep.to_dict(), check_int8=is_int8),
             {"artifact": converted, "data": data_out, "reference": reference}, label=label,
@@ -176,9 +250,10 @@ class Build:
         path, metadata_path = self._publish(name, converted)
         r, v = converted.result, verified.result
         return schema.Artifact(
-            id=r["id"], model=name, format="tflite", precision=precision, path=path, metadata_path=metadata_path,
+            id=r["id"], model=name, format=fmt, precision=precision,
+            path=path, metadata_path=metadata_path,
             size_bytes=r["size_bytes"], io=r["io"], calibration_images=r["calibration_images"],
-            accuracy=schema.Accuracy(top1=v["top1"], agreement=v["agreement"], n=v["n"]),
+            accuracy=schema.Accuracy(top1=v["top1"], agreement=v["agreement"], n=v["n"], max_abs_diff=v.get("max_abs_diff")),
             accuracy_drop_points=round(100 * (reference.result["top1"] - v["top1"]), 4),
             int8_check=v["int8_check"], benchmarks=benchmarks,
         )
@@ -195,7 +270,8 @@ class Build:
         ssh = SshOptions(python=c.ssh_python, key=c.ssh_key, known_hosts=c.ssh_known_hosts, dir=c.ssh_dir) if isinstance(target, SshTarget) else None
         out = self.runner.run(
             BenchStage(),
-            BenchConfig(target=target.name, target_identity=identity, threads=threads, warmup=c.warmup, runs=c.runs, ssh=ssh),
+            BenchConfig(target=target.name, target_identity=identity, threads=threads, warmup=c.warmup, runs=c.runs, ssh=ssh,
+                        fp16=converted.result["format"] == "ncnn" and converted.result["precision"] == "fp16"),
             {"artifact": converted}, label=f"{label} {target.name} {threads} thread(s)",
         )
         return benchmark_from_record(out.result)
@@ -204,7 +280,7 @@ class Build:
         """Copy the artifact and its metadata out of the cache to artifacts/<model>/."""
         folder = self.out / "artifacts" / name
         folder.mkdir(parents=True, exist_ok=True)
-        for file in (converted.result["file"], converted.result["recipe"]):
+        for file in (*converted.result.get("files", [converted.result["file"]]), converted.result["recipe"]):
             copy = atomic.copy_tree if converted.path(file).is_dir() else atomic.copy_file
             copy(converted.path(file), folder / file)
         rel = folder.relative_to(self.out)
@@ -228,19 +304,45 @@ class Build:
         )
         precisions = list(c.precisions)
         qat_out, qat_status = None, schema.QatStatus(status="not-requested")
-        if "int8-qat" in precisions:
-            qat_out, qat_status = self._qat(name, source, model_out, data_out, prep)
+        onnx_model = is_onnx(source)
+        if "int8-qat" in precisions and "tflite" in c.formats:
+            if onnx_model:
+                reason = "QAT needs a Keras model; ONNX input gets post-training quantization (int8-ptq)"
+                log.warning("%s: %s", source, reason)
+                qat_status = schema.QatStatus(status="unsupported", reason=reason)
+            else:
+                qat_out, qat_status = self._qat(name, source, model_out, data_out, prep)
             if qat_out is None:
                 precisions.remove("int8-qat")
                 if "int8-ptq" not in precisions:
                     precisions.append("int8-ptq")
-        artifacts = [
-            self._artifact(name, p, qat_out if p == "int8-qat" else model_out, data_out, reference, prep)
-            for p in precisions
-        ]
-        if c.coreml:
+        artifacts: list[schema.Artifact] = []
+        if "tflite" in c.formats and not onnx_model:
+            artifacts = [
+                self._artifact(name, p, qat_out if p == "int8-qat" else model_out, data_out, reference, prep)
+                for p in precisions
+            ]
+        if c.coreml and not onnx_model:
             self._coreml(name, model_out, data_out, prep)
-        return ModelRun(name, source, data_out, model_out, reference, prep, qat_status, artifacts)
+        onnx_out = None
+        if onnx_model or "onnx" in c.formats or "ncnn" in c.formats:
+            try:
+                onnx_out = self._onnx_source(name, model_out, data_out, prep)
+            except ToolError as e:
+                log.error("%s onnx: %s", name, e)
+                wanted = [("onnx", "fp32")] * ("onnx" in c.formats) + [("ncnn", p) for p in c.ncnn_precisions] * ("ncnn" in c.formats)
+                wanted += [("tflite", p) for p in precisions] * ("tflite" in c.formats and onnx_model)
+                self.failures += [schema.ArtifactFailure(model=name, format=f, precision=p, error=str(e)) for f, p in wanted]
+        if onnx_out is not None:
+            if "tflite" in c.formats and onnx_model:
+                artifacts += self._onnx_tflite_artifacts(name, precisions, onnx_out, data_out, reference, prep)
+            if "onnx" in c.formats:
+                artifacts += self._attempt(name, "onnx", "fp32", lambda: self._finish(name, onnx_out, data_out, reference, prep))
+            if "ncnn" in c.formats:
+                for p in c.ncnn_precisions:
+                    artifacts += self._attempt(name, "ncnn", p, lambda p=p: self._ncnn_artifact(name, p, onnx_out, data_out, reference, prep))
+        runtime = "onnxruntime" if onnx_model else "tf-keras"
+        return ModelRun(name, source, data_out, model_out, reference, prep, qat_status, artifacts, runtime)
 
     def report(self, runs: list[ModelRun]) -> schema.Report:
         c = self.config
@@ -251,7 +353,7 @@ class Build:
                 num_classes=r.float_model.result["num_classes"], labels=r.data.result["class_names"],
                 params=r.float_model.result["params"], macs=r.float_model.result["macs"],
                 float_accuracy=schema.Accuracy(top1=r.reference.result["top1"], agreement=1.0, n=r.reference.result["n"]),
-                qat=r.qat, preprocessing=r.preprocessing.to_dict(),
+                qat=r.qat, preprocessing=r.preprocessing.to_dict(), reference_runtime=r.reference_runtime,
             )
             for r in runs
         ]
@@ -264,6 +366,7 @@ class Build:
             models=models,
             artifacts=artifacts,
             quality_gate=schema.QualityGate(max_accuracy_drop_points=c.max_accuracy_drop, failures=gate_failures(artifacts, c.max_accuracy_drop)),
+            failures=self.failures,
         )
         constraints = schema.Constraints(
             max_accuracy_drop=c.max_accuracy_drop, max_size_mb=c.max_size_mb, max_latency_ms=c.max_latency_ms)
@@ -291,6 +394,12 @@ def build(config: BuildConfig, command: str = "deploy build") -> schema.Report:
     result = run.report(runs)
     report_files.write(result, run.out)
     log.info("report: %s", run.out / report_files.REPORT_MD)
+    if result.failures:
+        first = result.failures[0]
+        raise ToolError(
+            f"{len(result.failures)} artifact(s) could not be built (the report lists them), first "
+            f"{first.model} {first.format} {first.precision}: {first.error}"
+        )
     if result.quality_gate.failures:
         first = result.quality_gate.failures[0]
         raise QualityGateError(

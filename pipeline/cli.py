@@ -98,7 +98,7 @@ def cli(ctx, debug):
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with build settings; flags override it.")
 @click.option("--model", "models", multiple=True, callback=_split,
-              help="Built-in architecture (see `deploy models`), 'all', or a trained .keras/.h5/SavedModel; repeatable or comma-separated.")
+              help="Built-in architecture (see `deploy models`), 'all', or a trained .keras/.h5/SavedModel/.onnx; repeatable or comma-separated.")
 @click.option("--data", help="'demo' (scikit-learn digits) or a folder with one subfolder of .jpg/.png images per class.")
 @click.option("--out", type=click.Path(path_type=Path), help="Output folder for artifacts, cache and reports [build].")
 @click.option("--input-size", type=int, help="Square input size for built-in models [32 on demo, else 224].")
@@ -117,6 +117,12 @@ def cli(ctx, debug):
 @click.option("--precisions", callback=_split, help="Comma-separated subset of fp32,fp16,dynamic-int8,int8-ptq,int8-qat [all].")
 @click.option("--calibration-images", type=int, help="Training images used to calibrate int8 PTQ [200].")
 @click.option("--io", type=click.Choice(["float", "int8"]), help="Input/output type of the int8 artifacts [float].")
+@click.option("--formats", callback=_split, help="Comma-separated subset of tflite,ncnn,onnx [all].")
+@click.option("--ncnn-precisions", callback=_split, help="Comma-separated subset of fp32,fp16,int8 for ncnn [all].")
+@click.option("--ncnn-calibration", type=click.Choice(["kl", "percentile", "minmax"]), help="ncnn int8 activation calibration [kl, as ncnn2table].")
+@click.option("--ncnn-percentile", type=float, help="Percentile of |activation| kept by --ncnn-calibration percentile [99.99].")
+@click.option("--ncnn-float-layers", callback=_split, help="ncnn layers kept in float in int8 artifacts: first, last or layer names [none].")
+@click.option("--input-shape", callback=_ints, help="ONNX input: N,C,H,W to fix dynamic dimensions to, e.g. 1,3,224,224.")
 @click.option("--coreml", is_flag=True, default=None, help="Also convert each float model to Core ML (.mlpackage) for the iOS app.")
 @click.option("--targets", callback=_split, help="Where to benchmark: host, ssh:USER@HOST[:PORT] (comma-separated; see `deploy devices`) [host].")
 @click.option("--threads", callback=_ints, help="Comma-separated thread counts to benchmark [1 and all cores].")
@@ -164,7 +170,7 @@ def build(config_path, dry_run, **flags):
 @click.option("--gpu", is_flag=True, help="With --app: use the app's GPU delegate instead of XNNPACK.")
 @_ssh_options
 def bench(artifact, target_text, threads, warmup, runs, as_json, app, app_result, serial, gpu, **ssh_flags):
-    """Benchmark one .tflite artifact, each measurement in a fresh process; or the demo app on a phone (--app)."""
+    """Benchmark one artifact (.tflite, .ncnn.param, .onnx), each measurement in a fresh process; or the demo app on a phone (--app)."""
     from pipeline.errors import UserInputError
     from pipeline.targets import bench as targets_bench, host, spec
 
@@ -182,7 +188,7 @@ def bench(artifact, target_text, threads, warmup, runs, as_json, app, app_result
         raise UserInputError(f"{artifact}: artifact file not found")
     options = _ssh_settings(ssh_flags)
     for n in threads or host.default_thread_counts():
-        result = targets_bench.run_benchmark(target, options, artifact, n, warmup, runs)
+        result = targets_bench.run_benchmark(target, options, artifact, n, warmup, runs, fp16=host.recorded_fp16(artifact))
         if as_json:
             click.echo(json.dumps(result))
         else:

@@ -14,6 +14,8 @@ Precision = Literal["fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat"]
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat")
 INT8_PRECISIONS = ("int8-ptq", "int8-qat")
 BUILTIN_MODELS = ("mobilenet_v1", "mobilenet_v2", "shufflenet_v2", "squeezenet")
+FORMATS = ("tflite", "ncnn", "onnx")
+NCNN_PRECISIONS = ("fp32", "fp16", "int8")
 
 # The demo digits are 8x8 pixels: 32x32 is the smallest size every built-in
 # architecture accepts, and anything larger only adds compute.
@@ -57,6 +59,15 @@ class BuildConfig(BaseModel):
     precisions: list[Precision] = Field(default_factory=lambda: list(PRECISIONS), min_length=1)
     calibration_images: int = Field(default=200, ge=1)
     io: Literal["float", "int8"] = "float"
+    formats: list[Literal["tflite", "ncnn", "onnx"]] = Field(default_factory=lambda: list(FORMATS), min_length=1)
+    ncnn_precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: list(NCNN_PRECISIONS), min_length=1)
+    # ncnn int8: activation calibration (kl as ncnn2table's default; percentile; minmax) and
+    # the convolution / dense layers kept in float ("first", "last" or ncnn layer names).
+    ncnn_calibration: Literal["kl", "percentile", "minmax"] = "kl"
+    ncnn_percentile: float = Field(default=99.99, gt=0, le=100)
+    ncnn_float_layers: list[str] = Field(default_factory=list)
+    # ONNX input: the N,C,H,W shape to fix dynamic dimensions to.
+    input_shape: list[int] | None = Field(default=None, min_length=4, max_length=4)
     coreml: bool = False  # also convert each float model to Core ML (.mlpackage) for the iOS app
 
     # Benchmarks.
@@ -106,6 +117,13 @@ class BuildConfig(BaseModel):
             return [target.name for target in parse_targets(targets)]
         except TargetNameError as e:  # the message names the bad value; _describe adds the flag
             raise PydanticCustomError("target", "{message}", {"message": f"{e.value!r}: {e.why}"}) from None
+
+    @field_validator("input_shape")
+    @classmethod
+    def _shape_positive(cls, shape: list[int] | None) -> list[int] | None:
+        if shape is not None and any(d < 1 for d in shape):
+            raise ValueError("input shape dims must be positive integers (N,C,H,W)")
+        return shape
 
     @field_validator("threads")
     @classmethod
@@ -168,3 +186,7 @@ def resolved_input_size(config: BuildConfig) -> int:
 
 def is_builtin(model: str) -> bool:
     return model in BUILTIN_MODELS
+
+
+def is_onnx(model: str) -> bool:
+    return model.lower().endswith(".onnx")

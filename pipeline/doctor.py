@@ -28,10 +28,14 @@ TOOLS = (
     Tool("numpy", "arrays", True, "pip install -e ."),
     Tool("scikit-learn", "demo digits and the stratified split", True, "pip install -e ."),
     Tool("pillow", "image decoding", True, "pip install -e ."),
-    Tool("onnxruntime", "ONNX artifacts (planned)", False, "not used yet"),
-    Tool("tf2onnx", "Keras -> ONNX (planned)", False, "not used yet"),
-    Tool("ncnn", "NCNN runtime (planned)", False, "not used yet"),
-    Tool("pnnx", "ONNX -> NCNN (planned)", False, "not used yet"),
+    Tool("onnx", "ONNX files: checks, graph fixes", True, "pip install -e ."),
+    Tool("onnxruntime", "ONNX artifacts and ONNX input: verify, bench, reference", True, "pip install -e ."),
+    Tool("tf2onnx", "Keras -> ONNX", True, "pip install -e ."),
+    Tool("onnxoptimizer", "fuses Keras' ZeroPadding2D into convolutions before pnnx", True, "pip install -e ."),
+    Tool("ncnn", "ncnn runtime: verify, bench, int8 calibration", True, "pip install -e ."),
+    Tool("pnnx", "ONNX -> ncnn (its standalone executable)", True, "scripts/setup.sh (pip install --no-deps pnnx)"),
+    Tool("onnx2tf", "ONNX -> TFLite for ONNX input", True, "scripts/setup.sh (pip install --no-deps onnx2tf)"),
+    Tool("onnxsim", "run by onnx2tf", True, "pip install -e ."),
 )
 
 

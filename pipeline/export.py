@@ -60,9 +60,13 @@ def read_report(run_dir: Path) -> dict:
 def choose_artifact(report: dict, artifact_id: str | None = None) -> Choice:
     """--artifact if given; else the report's recommendation for "host"; else the most accurate
     fully-int8 artifact (then the smaller, then by id); else an error listing the ids."""
-    artifacts = {a["id"]: a for a in report["artifacts"]}
+    # The demo apps run LiteRT: ncnn and ONNX artifacts of the same run are not candidates.
+    artifacts = {a["id"]: a for a in report["artifacts"] if a.get("format", "tflite") == "tflite"}
     ids = ", ".join(artifacts)
     if artifact_id is not None:
+        other = next((a for a in report["artifacts"] if a["id"] == artifact_id and a["id"] not in artifacts), None)
+        if other is not None:
+            raise UserInputError(f"--artifact {artifact_id}: a {other.get('format')} artifact; the demo apps run TFLite (ids: {ids})")
         if artifact_id not in artifacts:
             raise UserInputError(f"--artifact {artifact_id}: not in this run (ids: {ids})")
         return Choice(artifacts[artifact_id], "chosen with --artifact")

@@ -11,12 +11,17 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
     exit 2
 }
 
+# Installed without their declared dependencies (see pyproject.toml): pnnx's wheel ships a
+# standalone executable but declares torch; onnx2tf pins old tensorflow, numpy and onnx.
+NO_DEPS=(pnnx==20261020 onnx2tf==1.29.24)
+
 stamp=.venv/.installed
-if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
+if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt scripts/setup.sh ]; then
     exit 0
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
+.venv/bin/python -m pip install --quiet --no-deps "${NO_DEPS[@]}"
 touch "$stamp"
 echo "setup: installed into .venv ($(.venv/bin/deploy --version))"

@@ -68,7 +68,8 @@ def trained_model_file(tmp_path_factory, image_folder) -> Path:
 ROOT = Path(__file__).resolve().parents[1]
 KOTLIN_CORE = ROOT / "android-demo" / "core" / "src"
 
-APP_RUN_SETTINGS = {"qat_epochs": 1, "calibration_images": 12, "warmup": 1, "runs": 3, "threads": [1], "val_fraction": 0.25}
+APP_RUN_SETTINGS = {"qat_epochs": 1, "calibration_images": 12, "warmup": 1, "runs": 3, "threads": [1], "val_fraction": 0.25,
+                    "formats": ["tflite"]}  # the apps run LiteRT
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ from pipeline.config import load_config
 from pipeline.errors import UserInputError
 from pipeline.report import schema
 
-FAST = {"qat_epochs": 1, "calibration_images": 12, "warmup": 1, "runs": 3, "threads": [1], "val_fraction": 0.25}
+FAST = {"qat_epochs": 1, "calibration_images": 12, "warmup": 1, "runs": 3, "threads": [1], "val_fraction": 0.25,
+        "formats": ["tflite"]}  # ncnn and ONNX: tests/test_build_formats.py
 
 
 def _config(model, data, out, **extra):
@@ -145,7 +146,7 @@ def test_a_killed_build_resumes_and_trusts_nothing_half_written(trained_model_fi
     out = tmp_path / "out"
     args = [sys.executable, "-m", "pipeline.cli", "build", "--model", str(trained_model_file), "--data", str(image_folder),
             "--out", str(out), "--threads", "1", "--runs", "3", "--warmup", "1", "--calibration-images", "10",
-            "--qat-epochs", "1", "--val-fraction", "0.25", "--precisions", "fp32,int8-ptq"]
+            "--qat-epochs", "1", "--val-fraction", "0.25", "--precisions", "fp32,int8-ptq", "--formats", "tflite"]
     process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
     for line in process.stderr:  # kill -9 in the middle of the first conversion
         if "[run]    convert" in line:

@@ -1,16 +1,20 @@
 """The `deploy` command as a user runs it: real processes, exit codes, one-line errors."""
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 DEPLOY = [sys.executable, "-m", "pipeline.cli"]
 
 
-def deploy(*args, cwd=None):
-    return subprocess.run([*DEPLOY, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+def deploy(*args, cwd=None, env=None):
+    environment = None if env is None else {**os.environ, **env}
+    return subprocess.run([*DEPLOY, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600, env=environment)
 
 
 def assert_one_line_error(result, code, pattern):
@@ -59,6 +63,24 @@ def test_missing_or_corrupt_model_exits_2(tmp_path, image_folder, content):
         model.write_bytes(content)
     result = deploy("build", "--model", model, "--data", image_folder, "--out", tmp_path / "out")
     assert_one_line_error(result, 2, "model.keras")
+
+
+@pytest.mark.parametrize("content", [b"not a protobuf at all \xff\xfe", None])
+def test_not_onnx_or_truncated_onnx_exits_2(tmp_path, image_folder, content):
+    model = tmp_path / "model.onnx"
+    if content is None:  # a real ONNX file cut in half, as an interrupted download leaves it
+        import onnx
+
+        graph = onnx.helper.make_graph(
+            [onnx.helper.make_node("Relu", ["x"], ["y"])], "g",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+            [onnx.numpy_helper.from_array(np.zeros((64, 64), np.float32), "padding_weights")])
+        data = onnx.helper.make_model(graph).SerializeToString()
+        content = data[: len(data) // 2]
+    model.write_bytes(content)
+    result = deploy("build", "--model", model, "--data", image_folder, "--out", tmp_path / "out")
+    assert_one_line_error(result, 2, "model.onnx: not a readable ONNX file")
 
 
 def test_data_folder_problems_exit_2(tmp_path):
@@ -159,3 +181,35 @@ def test_bench_garbage_artifact_exits_3(tmp_path):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"not a flatbuffer")
     assert_one_line_error(deploy("bench", bad, "--threads", "1"), 3, "bad.tflite")
+
+
+@pytest.mark.slow
+def test_bench_ncnn_and_onnx_artifacts_report_the_same_fields(built):
+    tflite = json.loads(deploy("bench", next(Path(built, "artifacts").rglob("*_fp32.tflite")), "--threads", "1",
+                               "--runs", "3", "--json").stdout)
+    for pattern, runtime in (("*_fp16.ncnn.param", "ncnn"), ("*_fp32.onnx", "onnxruntime")):
+        result = deploy("bench", next(Path(built, "artifacts").rglob(pattern)), "--threads", "1", "--runs", "3", "--json")
+        assert result.returncode == 0, result.stderr
+        record = json.loads(result.stdout)
+        assert record["runtime"] == runtime and record["latency_ms"]["n"] == 3 and set(record) == set(tflite)
+        assert record["input"]["shape"] == [1, 3, 16, 16]
+        assert record["options"].get("use_fp16_arithmetic", False) is (runtime == "ncnn")  # from the fp16 recipe
+
+
+@pytest.mark.slow
+def test_converter_crash_exits_3_and_the_other_artifacts_are_still_reported(trained_model_file, image_folder, tmp_path):
+    crash = tmp_path / "pnnx"
+    crash.write_text("#!/bin/sh\necho 'pnnx: out of memory in pass_level2' >&2\nkill -SEGV $$\n")
+    crash.chmod(crash.stat().st_mode | stat.S_IEXEC)
+    out = tmp_path / "out"
+    result = deploy(
+        "build", "--model", trained_model_file, "--data", image_folder, "--out", out, "--precisions", "fp32",
+        "--ncnn-precisions", "fp32,int8", "--threads", "1", "--runs", "2", "--warmup", "0", "--val-fraction", "0.25",
+        env={"DEPLOY_PNNX": str(crash)},
+    )
+    assert_one_line_error(result, 3, "2 artifact(s) could not be built")
+    assert "killed by signal 11): pnnx: out of memory in pass_level2" in result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert sorted((a["format"], a["precision"]) for a in report["artifacts"]) == [("onnx", "fp32"), ("tflite", "fp32")]
+    assert [(f["format"], f["precision"]) for f in report["failures"]] == [("ncnn", "fp32"), ("ncnn", "int8")]
+    assert "could not be built" in (out / "report.md").read_text()

@@ -112,3 +112,12 @@ def test_export_ios_without_coreml_says_so(app_run, tmp_path):
     assert not (tmp_path / "DeployDemo/Model/model.mlpackage").exists()
     cli = deploy("export", "ios", run, "--app-dir", tmp_path)
     assert "no Core ML model in this run (build with --coreml" in cli.stdout
+
+
+def test_ncnn_and_onnx_artifacts_never_go_into_the_apps():
+    ncnn = {**_artifact("m_int8.ncnn", 0.99, True, 10), "format": "ncnn"}
+    report = {"artifacts": [*ARTIFACTS, ncnn], "recommendations": [
+        {"target": "host", "artifact": "m_int8.ncnn", "reason": "fastest", "constraints": {}}]}
+    assert choose_artifact(report).artifact["id"] == "m_int8-qat"  # the host pick is ncnn: LiteRT cannot run it
+    with pytest.raises(UserInputError, match="--artifact m_int8.ncnn: a ncnn artifact; the demo apps run TFLite"):
+        choose_artifact(report, "m_int8.ncnn")

@@ -37,6 +37,7 @@ def render(report: Report) -> str:
             and not any(b.output_diff for a in report.artifacts for b in a.benchmarks if b.target == t)
         ],
         gate=tables.gate_lines(report),
+        failures=tables.failure_lines(report),
         cpus=tables.cpus(report),
         tools=tables.tools_table(report),
     )

@@ -42,6 +42,8 @@ class Benchmark(_Strict):
     peak_rss_mb: float = Field(description="peak resident memory of the benchmark process")
     cpu: str
     emulated: bool = False
+    options: dict[str, bool | int | str] = Field(
+        default_factory=dict, description="runtime options used: ncnn fp16/packing/int8 flags and CPU support, onnxruntime provider")
     output_diff: OutputDiff | None = Field(
         default=None, description="emulated and device targets: outputs compared with the host's on the same inputs")
 
@@ -50,6 +52,8 @@ class Accuracy(_Strict):
     top1: float = Field(description="fraction of validation images classified correctly")
     agreement: float = Field(description="fraction of validation images where the top-1 class equals the float model's")
     n: int
+    max_abs_diff: float | None = Field(
+        default=None, description="largest |output - float model output| over the validation images (the model's own outputs: softmax or logits)")
 
 
 class Int8Check(_Strict):
@@ -61,7 +65,7 @@ class Artifact(_Strict):
     id: str
     model: str
     format: Literal["tflite", "ncnn", "onnx"]
-    precision: Literal["fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat"]
+    precision: Literal["fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat", "int8"]
     path: str = Field(description="relative to the run folder")
     metadata_path: str = Field(description="labels, preprocessing and recipe, beside the artifact")
     size_bytes: int
@@ -89,6 +93,8 @@ class ModelInfo(_Strict):
     float_accuracy: Accuracy
     qat: QatStatus
     preprocessing: dict
+    reference_runtime: str = Field(
+        default="tf-keras", description="where float_accuracy and every artifact's agreement come from: tf-keras or onnxruntime (ONNX input)")
 
 
 class DataInfo(_Strict):
@@ -106,6 +112,13 @@ class GateFailure(_Strict):
 class QualityGate(_Strict):
     max_accuracy_drop_points: float | None
     failures: list[GateFailure]
+
+
+class ArtifactFailure(_Strict):
+    model: str
+    format: str
+    precision: str
+    error: str = Field(description="one line: the converter or runtime, what failed, its last stderr lines")
 
 
 class Constraints(_Strict):
@@ -132,5 +145,6 @@ class Report(_Strict):
     models: list[ModelInfo]
     artifacts: list[Artifact]
     quality_gate: QualityGate
+    failures: list[ArtifactFailure] = Field(default_factory=list, description="artifacts that could not be built; the others still were")
     recommendations: list[Recommendation] = Field(
         default=[], description="per target, then per model (target 'host' first): what to ship under the constraints")

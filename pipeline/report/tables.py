@@ -181,6 +181,19 @@ def _int8(a: Artifact) -> str:
     return "fully int8" if a.int8_check.fully_int8 else f"float ops: {', '.join(a.int8_check.float_ops[:3])}"
 
 
+def delegate(b) -> str:
+    """LiteRT's delegate, or the ncnn options that change speed (fp16 storage/arithmetic, packing)."""
+    if b.runtime != "ncnn":
+        return b.delegate
+    fp16 = "fp16 on" if b.options.get("use_fp16_arithmetic") else "fp16 off"
+    return f"{fp16}, packing {'on' if b.options.get('use_packing_layout') else 'off'}"
+
+
+def failure_lines(report: Report) -> list[str]:
+    """Artifacts that could not be built: which, and the converter's or runtime's one-line error."""
+    return [f"{f.model} {f.format} {f.precision}: {f.error}" for f in report.failures]
+
+
 def benchmarks_table(report: Report, model: str) -> Table:
     headers = ["artifact", "target", "runtime", "delegate", "threads", "p50 ms", "p90 ms", "p99 ms", "mean ms",
                "std ms", "n", "init ms", "peak RSS MB"]
@@ -191,7 +204,7 @@ def benchmarks_table(report: Report, model: str) -> Table:
         for b in a.benchmarks:
             l = b.latency_ms
             rows.append([
-                a.id, b.target + (" (emulated)" if b.emulated else ""), f"{b.runtime} {b.runtime_version}", b.delegate,
+                a.id, b.target + (" (emulated)" if b.emulated else ""), f"{b.runtime} {b.runtime_version}", delegate(b),
                 str(b.threads), ms(l.p50), ms(l.p90), ms(l.p99), ms(l.mean), ms(l.std), str(l.n),
                 f"{b.init_ms:.1f}", f"{b.peak_rss_mb:.1f}",
             ])

@@ -16,6 +16,7 @@ class BenchConfig(StageConfig):
     warmup: int
     runs: int
     ssh: SshOptions | None = None  # ssh targets only: how to reach the board and its Python
+    fp16: bool = False  # ncnn: fp16 storage, packing and arithmetic
 
 
 def host_identity() -> str:
@@ -34,7 +35,7 @@ def host_identity() -> str:
 
 class BenchStage(Stage):
     name = "bench"
-    tools = ("ai-edge-litert", "numpy")
+    tools = ("ai-edge-litert", "ncnn", "onnxruntime", "numpy")
     scripts = ("pipeline.targets.device_runner",)
     Config = BenchConfig
 
@@ -44,4 +45,4 @@ class BenchStage(Stage):
 
         artifact = inputs["artifact"]
         return run_benchmark(parse_target(config.target), config.ssh, artifact.path(artifact.result["file"]),
-                             config.threads, config.warmup, config.runs)
+                             config.threads, config.warmup, config.runs, fp16=config.fp16)

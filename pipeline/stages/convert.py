@@ -1,13 +1,12 @@
 """convert: one TFLite artifact per precision, written beside the recipe that made it."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from converters import tflite
 from pipeline.data import Preprocessing
 from pipeline.runtimes import litert
-from pipeline.versions import tool_versions
+from pipeline.stages.artifact import write_recipe
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 from pipeline.stages.data import calibration_images
 from pipeline.stages.model import TF_TOOLS, load_float_model
@@ -40,17 +39,8 @@ class ConvertStage(Stage):
         data = tflite.convert(model, config.precision, calibration, config.int8_io)
         stem = f"{config.model_name}_{config.precision}"
         artifact = tflite.write(data, workdir / f"{stem}.tflite")
-        recipe = {
-            "id": stem,
-            "model": config.model_name,
-            "format": "tflite",
-            "precision": config.precision,
-            "io": litert.io_types(artifact),
-            "calibration_images": 0 if calibration is None else int(len(calibration)),
-            "preprocessing": preprocessing.to_dict(),
-            "labels": inputs["data"].result["class_names"],
-            "source_model_key": inputs["model"].key,
-            "tools": tool_versions(self.tools),
-        }
-        (workdir / f"{stem}.json").write_text(json.dumps(recipe, indent=2) + "\n")
-        return {"file": artifact.name, "recipe": f"{stem}.json", "size_bytes": artifact.stat().st_size, **recipe}
+        return write_recipe(
+            workdir, stem, [artifact], model_name=config.model_name, fmt="tflite", precision=config.precision,
+            io=litert.io_types(artifact), calibration_images=0 if calibration is None else int(len(calibration)),
+            preprocessing=preprocessing.to_dict(), data=inputs["data"], source=inputs["model"], tools=self.tools,
+        )

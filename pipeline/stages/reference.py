@@ -1,6 +1,8 @@
-"""reference: the float Keras model's accuracy and predictions on the validation split.
+"""reference: the float model's accuracy and predictions on the validation split.
 
-Every artifact is compared with these predictions (top-1 agreement).
+Every artifact is compared with these predictions (top-1 agreement). A Keras model runs in
+tf_keras; an ONNX model runs in onnxruntime, as the original file, so every artifact made
+from it is compared with the model the user gave.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data import Preprocessing
+from pipeline.layout import to_nchw
 from pipeline.models import training
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 from pipeline.stages.data import load_split
@@ -23,13 +26,19 @@ class ReferenceConfig(StageConfig):
 
 class ReferenceStage(Stage):
     name = "reference"
-    tools = TF_TOOLS
+    tools = (*TF_TOOLS, "onnxruntime")
     Config = ReferenceConfig
 
     def run(self, config: ReferenceConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
         _, _, x_val, y_val = load_split(inputs["data"])
-        model = load_float_model(inputs["model"])
-        probs = training.predict(model, Preprocessing.from_dict(config.preprocessing).apply(x_val))
+        x = Preprocessing.from_dict(config.preprocessing).apply(x_val)
+        model = inputs["model"]
+        if model.result.get("format") == "onnx":
+            from pipeline.runtimes import onnxruntime as ort_runtime
+
+            probs = ort_runtime.predict(model.path(model.result["model_file"]), to_nchw(x))
+        else:
+            probs = training.predict(load_float_model(model), x)
         np.save(workdir / PREDICTIONS_FILE, probs)
         return {"top1": float(np.mean(probs.argmax(1) == y_val)), "n": int(len(y_val))}
 

@@ -17,8 +17,10 @@ def require_benchmarkable(target: Target) -> None:
                         f"implemented yet; the demo app runs on a phone with `deploy bench RUN_DIR --target adb --app`")
 
 
-def run_benchmark(target: Target, ssh_options, model_path: Path, threads: int, warmup: int, runs: int) -> dict:
-    """The device runner's record (+ target) for model_path on target."""
+def run_benchmark(target: Target, ssh_options, model_path: Path, threads: int, warmup: int, runs: int,
+                  fp16: bool = False) -> dict:
+    """The device runner's record (+ target) for model_path on target. `fp16` (ncnn's fp16
+    arithmetic) reaches the host runner only so far."""
     from pipeline.targets import host, ssh
 
     require_benchmarkable(target)
@@ -27,4 +29,4 @@ def run_benchmark(target: Target, ssh_options, model_path: Path, threads: int, w
     if isinstance(target, SshTarget):
         return ssh.run_benchmark(target, ssh_options or ssh.SshOptions(), model_path, threads, warmup, runs)
     assert isinstance(target, HostTarget)
-    return host.run_benchmark(model_path, threads, warmup, runs)
+    return host.run_benchmark(model_path, threads, warmup, runs, fp16=fp16)

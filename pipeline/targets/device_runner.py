@@ -1,18 +1,21 @@
-"""Benchmark one .tflite model in this process and print one JSON object on stdout.
+"""Benchmark one model in this process and print one JSON object on stdout.
 
-    python device_runner.py MODEL.tflite --threads N --warmup W --runs R [--seed S]
-        [--inputs IN.npz] [--outputs OUT.npz]
+    python device_runner.py MODEL.tflite|MODEL.ncnn.param|MODEL.onnx --threads N --warmup W --runs R
+                            [--seed S] [--fp16] [--inputs IN.npz] [--outputs OUT.npz]
 
 --inputs feeds the arrays input_0, input_1... instead of random data; --outputs saves the inputs
 fed and the outputs of the last timed run (output_N, and output_N_quant = [scale, zero_point]),
-so two targets can be compared on the same inputs.
+so two targets can be compared on the same inputs (TFLite artifacts).
 
+The runtime follows the artifact: .tflite runs in a TFLite runtime (ai-edge-litert, else
+tflite-runtime), .param in ncnn (with the .bin beside it; --fp16 turns on ncnn's fp16
+storage, packing and arithmetic where the CPU has them), .onnx in onnxruntime's CPU provider.
 Standalone on purpose: it is copied to ARM boards and emulated root filesystems, so it
-imports only the standard library, numpy and a TFLite runtime (ai-edge-litert, else
-tflite-runtime). Run it in a fresh process per measurement; the caller parses stdout.
+imports only the standard library, numpy and the one runtime it needs. Run it in a fresh
+process per measurement; the caller parses stdout. Every runtime gives the same JSON fields.
 
-Exit codes: 0 ok; 2 bad arguments or a model that is missing or invalid; 3 no TFLite
-runtime, or the runtime failed on a model that loaded. Errors are one line on stderr.
+Exit codes: 0 ok; 2 bad arguments or a model that is missing or invalid; 3 no runtime for
+the artifact, or the runtime failed on a model that loaded. Errors are one line on stderr.
 """
 import argparse
 import contextlib
@@ -26,7 +29,7 @@ import time
 
 import numpy as np
 
-RUNNER_VERSION = 1
+RUNNER_VERSION = 2
 EXIT_BAD_MODEL = 2
 EXIT_RUNTIME_FAILED = 3
 XNNPACK_LOG_LINE = "Created TensorFlow Lite XNNPACK delegate"
@@ -36,6 +39,16 @@ class RunnerError(Exception):
     def __init__(self, message, exit_code):
         super().__init__(" ".join(str(message).split()))  # always one line
         self.exit_code = exit_code
+
+
+def shape_chw(text):
+    try:
+        dims = tuple(int(d) for d in text.split(","))
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"expected C,H,W positive integers, got {text!r}")
+    return dims
 
 
 def parse_args(argv):
@@ -59,6 +72,8 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--inputs", help="npz with input_0, input_1... to feed instead of random data")
     parser.add_argument("--outputs", help="write the inputs fed and the last run's outputs to this npz")
+    parser.add_argument("--fp16", action="store_true", help="ncnn: fp16 storage, packing and arithmetic")
+    parser.add_argument("--input-shape", type=shape_chw, help="ncnn: C,H,W when the Input layer does not say")
     return parser.parse_args(argv)
 
 
@@ -310,6 +325,133 @@ def cpu_info():
 def benchmark(args):
     if not os.path.isfile(args.model):
         raise RunnerError(f"model not found: {args.model}", EXIT_BAD_MODEL)
+    if args.model.endswith(".param"):
+        return benchmark_ncnn(args)
+    if args.model.endswith(".onnx"):
+        return benchmark_onnx(args)
+    if not args.model.endswith(".tflite"):
+        raise RunnerError(f"unknown artifact type {args.model} (expected .tflite, .param or .onnx)", EXIT_BAD_MODEL)
+    return benchmark_tflite(args)
+
+
+def common_fields(runtime, runtime_version, delegate, args, latencies_ms, init_ms, input_info, options):
+    return {
+        "runner_version": RUNNER_VERSION,
+        "runtime": runtime,
+        "runtime_version": runtime_version,
+        "delegate": delegate,
+        "threads": args.threads,
+        "warmup": args.warmup,
+        "latency_ms": summarize(latencies_ms),
+        "init_ms": round(init_ms, 6),
+        "peak_rss_mb": peak_rss_mb(),
+        "cpu": cpu_info(),
+        "python": platform.python_version(),
+        "input": input_info,
+        "options": options,
+    }
+
+
+def time_calls(call, warmup, runs):
+    """Latencies in ms of `runs` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        call()
+    latencies_ns = []
+    for _ in range(runs):
+        start = time.perf_counter_ns()
+        call()
+        latencies_ns.append(time.perf_counter_ns() - start)
+    return np.asarray(latencies_ns, dtype=np.float64) / 1e6
+
+
+def ncnn_input_shape(param_path):
+    """(C, H, W) from the Input layer of a .param (pnnx writes it when given inputshape)."""
+    with open(param_path) as param:
+        for line in param:
+            parts = line.split()
+            if len(parts) > 4 and parts[0] == "Input":
+                values = dict(item.split("=", 1) for item in parts[5:] if "=" in item)
+                w, h, c = (int(values.get(k, 0)) for k in ("0", "1", "2"))
+                if w > 0 and h > 0 and c > 0:
+                    return c, h, w
+    return None
+
+
+def benchmark_ncnn(args):
+    try:
+        import ncnn
+    except ImportError as error:
+        raise RunnerError(f"no ncnn runtime: {error}", EXIT_RUNTIME_FAILED) from None
+    weights = args.model[: -len(".param")] + ".bin"
+    if not os.path.isfile(weights):
+        raise RunnerError(f"ncnn weights not found beside the param file: {weights}", EXIT_BAD_MODEL)
+    shape = args.input_shape or ncnn_input_shape(args.model)
+    if shape is None:
+        raise RunnerError(f"{args.model}: no input shape in the Input layer; pass --input-shape C,H,W", EXIT_BAD_MODEL)
+    net = ncnn.Net()
+    options = {
+        "use_vulkan_compute": False, "num_threads": args.threads, "use_packing_layout": True,
+        "use_fp16_storage": args.fp16, "use_fp16_packed": args.fp16, "use_fp16_arithmetic": args.fp16,
+        "use_int8_inference": True,
+    }
+    for name, value in options.items():
+        setattr(net.opt, name, value)
+    with captured_native_stderr() as native_log:
+        start = time.perf_counter_ns()
+        loaded = net.load_param(args.model) == 0 and net.load_model(weights) == 0
+        init_ms = (time.perf_counter_ns() - start) / 1e6
+    if not loaded:
+        detail = f" ({native_log[-1]})" if native_log else ""
+        raise RunnerError(f"invalid model {args.model}{detail}", EXIT_BAD_MODEL)
+    # What ncnn can use on this CPU: fp16 options only take effect where the CPU supports them.
+    for probe in ("cpu_support_x86_f16c", "cpu_support_x86_avx2", "cpu_support_arm_asimdhp"):
+        if hasattr(ncnn, probe):
+            options[probe] = bool(getattr(ncnn, probe)())
+    image = np.random.default_rng(args.seed).uniform(-1.0, 1.0, size=shape).astype(np.float32)
+    mat = ncnn.Mat(image)  # image and mat must outlive every extraction
+
+    def run():
+        extractor = net.create_extractor()
+        extractor.input("in0", mat)
+        ret, _ = extractor.extract("out0")
+        if ret != 0:
+            raise RunnerError(f"ncnn extract failed with code {ret}", EXIT_RUNTIME_FAILED)
+
+    latencies_ms = time_calls(run, args.warmup, args.runs)
+    input_info = {"shape": [1, *shape], "dtype": "float32"}
+    return common_fields("ncnn", package_version("ncnn", ncnn), "none", args, latencies_ms, init_ms, input_info, options)
+
+
+def benchmark_onnx(args):
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise RunnerError(f"no onnxruntime: {error}", EXIT_RUNTIME_FAILED) from None
+    session_options = onnxruntime.SessionOptions()
+    session_options.intra_op_num_threads = args.threads
+    session_options.inter_op_num_threads = 1
+    session_options.log_severity_level = 3
+    start = time.perf_counter_ns()
+    try:
+        session = onnxruntime.InferenceSession(args.model, session_options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types per failure
+        raise RunnerError(f"invalid model {args.model}: {error}", EXIT_BAD_MODEL) from None
+    init_ms = (time.perf_counter_ns() - start) / 1e6
+    detail = session.get_inputs()[0]
+    shape = [d if isinstance(d, int) and d > 0 else 1 for d in detail.shape]
+    feed = {detail.name: np.random.default_rng(args.seed).uniform(-1.0, 1.0, size=shape).astype(np.float32)}
+    try:
+        latencies_ms = time_calls(lambda: session.run(None, feed), args.warmup, args.runs)
+    except Exception as error:
+        raise RunnerError(f"run failed: {error}", EXIT_RUNTIME_FAILED) from None
+    options = {"execution_provider": "CPUExecutionProvider", "intra_op_num_threads": args.threads,
+               "graph_optimization_level": "all"}
+    input_info = {"shape": shape, "dtype": "float32"}
+    return common_fields("onnxruntime", package_version("onnxruntime", onnxruntime), "none", args,
+                         latencies_ms, init_ms, input_info, options)
+
+
+def benchmark_tflite(args):
     runtime, runtime_version, interpreter_cls = load_runtime()
     interpreter, init_ms, native_log = create_interpreter(interpreter_cls, args.model, args.threads)
     for line in native_log:  # keep the runtime's own log visible to whoever reads stderr
@@ -319,20 +461,8 @@ def benchmark(args):
     latencies_ms = time_invokes(interpreter, args.warmup, args.runs)
     if args.outputs:
         save_outputs(interpreter, fed, args.outputs)
-    return {
-        "runner_version": RUNNER_VERSION,
-        "runtime": runtime,
-        "runtime_version": runtime_version,
-        "delegate": delegate_name(interpreter, native_log),
-        "threads": args.threads,
-        "warmup": args.warmup,
-        "latency_ms": summarize(latencies_ms),
-        "init_ms": round(init_ms, 6),
-        "peak_rss_mb": peak_rss_mb(),
-        "cpu": cpu_info(),
-        "python": platform.python_version(),
-        "input": input_info,
-    }
+    delegate = delegate_name(interpreter, native_log)
+    return common_fields(runtime, runtime_version, delegate, args, latencies_ms, init_ms, input_info, {})
 
 
 def main(argv=None):

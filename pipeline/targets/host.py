@@ -1,4 +1,4 @@
-"""The host target: benchmark a .tflite artifact on this machine, one fresh process per run.
+"""The host target: benchmark an artifact (.tflite, .ncnn.param, .onnx) on this machine, one fresh process per run.
 
 A fresh process keeps measurements independent: no warm caches, thread pools or allocator
 state carried over from an earlier model, and the peak RSS belongs to this model alone.
@@ -31,11 +31,12 @@ class BenchError(ToolError):
 
 
 def run_benchmark(
-    model_path: Path, threads: int, warmup: int, runs: int, timeout_s: float = 600, extra_args: list[str] = ()
+    model_path: Path, threads: int, warmup: int, runs: int, timeout_s: float = 600, extra_args: list[str] = (),
+    fp16: bool = False,
 ) -> dict:
     """Run device_runner.py on model_path in a new interpreter and return its JSON result."""
     command = [sys.executable, str(RUNNER), str(model_path), "--threads", str(threads)]
-    command += ["--warmup", str(warmup), "--runs", str(runs), *extra_args]
+    command += ["--warmup", str(warmup), "--runs", str(runs), *extra_args] + (["--fp16"] if fp16 else [])
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as expired:
@@ -48,6 +49,15 @@ def run_benchmark(
         raise BenchError(model_path, "runner printed no JSON result", tail(proc.stderr))
     result["target"] = "host"
     return result
+
+
+def recorded_fp16(artifact: Path) -> bool:
+    """Whether an ncnn artifact's recipe (beside it) says to run it with fp16 on (the fp16 artifacts)."""
+    try:
+        recipe = json.loads(Path(artifact).with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(recipe.get("runtime_options", {}).get("fp16", False)) if isinstance(recipe, dict) else False
 
 
 def default_thread_counts() -> list[int]:

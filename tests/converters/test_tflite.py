@@ -80,3 +80,20 @@ def test_converter_failure_is_a_tool_error_with_its_message():
     model = k.Model(inputs, k.layers.Flatten()(outputs), name="igamma_model")
     with pytest.raises(ToolError, match=r"TFLite converter failed for igamma_model \(fp32\).*tf\.Igamma"):
         tflite.convert(model, "fp32")
+
+
+@pytest.mark.slow
+def test_onnx2tf_names_an_op_it_cannot_convert(trained_model_file, tmp_path):
+    import onnx
+
+    from converters import onnx as onnx_converter
+
+    proto = onnx_converter.load(onnx_converter.from_keras(load_keras_model(trained_model_file), tmp_path / "tiny.onnx"))
+    out = proto.graph.output[0].name
+    proto.graph.node.append(onnx.helper.make_node("CastLike", [out, out], ["same"], name="cast_back"))
+    proto.graph.output[0].name = "same"
+    proto.opset_import[0].version = 15  # CastLike's first opset
+    path = onnx_converter.save(proto, tmp_path / "castlike.onnx")
+    onnx_converter.load(path)  # valid ONNX: the converter is what cannot handle it
+    with pytest.raises(ToolError, match="onnx2tf cannot convert castlike.onnx: op CastLike \\(node 'cast_back'\\) is not implemented"):
+        tflite.from_onnx(path, None, tmp_path / "out")

@@ -136,7 +136,7 @@ def test_build_flags_reach_the_stored_recommendation(tiny_run, trained_model_fil
     result = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "build", "--model", str(trained_model_file), "--data", str(image_folder),
          "--out", str(again), "--qat-epochs", "1", "--calibration-images", "12", "--warmup", "1", "--runs", "5",
-         "--threads", "1,2", "--val-fraction", "0.25", "--max-size", "0.000001", "--max-latency", "5"],
+         "--threads", "1,2", "--val-fraction", "0.25", "--formats", "tflite", "--max-size", "0.000001", "--max-latency", "5"],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr

@@ -12,7 +12,7 @@ from pipeline.targets.host import RUNNER, BenchError, default_thread_counts, run
 RUNS = 20
 EXPECTED_KEYS = {"runner_version", "runtime", "runtime_version", "delegate", "threads"}
 EXPECTED_KEYS |= {"warmup", "latency_ms", "init_ms", "peak_rss_mb", "cpu", "python", "input"}
-EXPECTED_KEYS |= {"target"}
+EXPECTED_KEYS |= {"target", "options"}
 
 
 def _tiny_classifier():
@@ -133,12 +133,12 @@ def test_runner_stdout_is_exactly_one_json_object(models):
     proc = _run_runner(models["int8"], warmup=1, runs=2)
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.strip().splitlines()) == 1
-    assert json.loads(proc.stdout)["runner_version"] == 1
+    assert json.loads(proc.stdout)["runner_version"] == 2
 
 
-def test_runner_imports_only_stdlib_numpy_and_a_tflite_runtime():
+def test_runner_imports_only_stdlib_numpy_and_a_runtime():
     # The script is copied alone to ARM boards: a pipeline or TensorFlow import would break there.
-    allowed = set(sys.stdlib_module_names) | {"numpy", "ai_edge_litert", "tflite_runtime"}
+    allowed = set(sys.stdlib_module_names) | {"numpy", "ai_edge_litert", "tflite_runtime", "ncnn", "onnxruntime"}
     tree = ast.parse(RUNNER.read_text())
     imported = set()
     for node in ast.walk(tree):
@@ -160,3 +160,19 @@ def test_default_thread_counts_are_one_and_all_cores(monkeypatch):
     assert default_thread_counts() == [1, 4]
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     assert default_thread_counts() == [1]
+
+
+def test_ncnn_and_onnx_artifacts_run_in_their_runtimes_with_the_same_fields(models, tmp_path):
+    """One JSON format for every runtime; ncnn records its options and takes its input shape
+    from the Input layer the converter wrote."""
+    from converters import ncnn as ncnn_converter
+    from converters import onnx as onnx_converter
+    tflite = run_benchmark(models["float32"], threads=1, warmup=1, runs=3)
+    onnx_path = onnx_converter.from_keras(_tiny_classifier(), tmp_path / "m.onnx")
+    param, _ = ncnn_converter.convert(onnx_path, [1, 3, 16, 16], True, tmp_path, "m")
+    for path, runtime, fp16 in ((param, "ncnn", True), (param, "ncnn", False), (onnx_path, "onnxruntime", False)):
+        result = run_benchmark(path, threads=1, warmup=1, runs=3, fp16=fp16)
+        assert set(result) == set(tflite) and result["runtime"] == runtime
+        assert result["latency_ms"]["n"] == 3 and result["input"]["shape"] == [1, 3, 16, 16]
+        if runtime == "ncnn":
+            assert result["options"]["use_fp16_arithmetic"] is fp16 and result["options"]["num_threads"] == 1
