@@ -28,7 +28,7 @@ from pipeline.stages.qat import QatConfig, QatStage
 from pipeline.stages.reference import ReferenceConfig, ReferenceStage
 from pipeline.stages.verify import VerifyConfig, VerifyStage
 from pipeline.targets.bench import require_benchmarkable
-from pipeline.targets.spec import HostTarget, SshTarget, Target, parse_targets
+from pipeline.targets.spec import EmulatedTarget, HostTarget, SshTarget, Target, parse_targets
 from pipeline.targets.ssh import SshOptions
 
 log = logging.getLogger("deploy")
@@ -246,7 +246,10 @@ class Build:
             VerifyStage(), VerifyConfig(preprocessing=prep.to_dict(), check_int8=is_int8),
             {"artifact": converted, "data": data_out, "reference": reference}, label=label,
         )
-        benchmarks = [self._bench(converted, label, target, threads) for target in self.targets for threads in self._threads()]
+        benchmarks = [
+            self._bench(converted, label, target, threads)
+            for target in self._targets_for(converted.result["format"], label) for threads in self._threads()
+        ]
         path, metadata_path = self._publish(name, converted)
         r, v = converted.result, verified.result
         return schema.Artifact(
@@ -262,6 +265,14 @@ class Build:
         from pipeline.targets.host import default_thread_counts
 
         return self.config.threads or default_thread_counts()
+
+    def _targets_for(self, fmt: str, label: str) -> list[Target]:
+        """The targets that can run this format: the emulators' root filesystems hold LiteRT only so far."""
+        usable = [t for t in self.targets if fmt == "tflite" or not isinstance(t, EmulatedTarget)]
+        for target in self.targets:
+            if target not in usable:
+                log.warning("%s: not benchmarked on %s (its root filesystem has no %s runtime yet)", label, target.name, fmt)
+        return usable
 
     def _bench(self, converted: StageOutput, label: str, target: Target, threads: int) -> schema.Benchmark:
         c = self.config

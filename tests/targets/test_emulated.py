@@ -92,7 +92,14 @@ def test_build_verifies_artifacts_on_emulated_arm64(trained_model_file, image_fo
         "models": [str(trained_model_file)], "data": str(image_folder), "out": tmp_path, "precisions": ["fp32", "int8-ptq"],
         "io": "int8", "warmup": 0, "runs": 2, "threads": [1], "val_fraction": 0.25, "targets": ["host", "arm64-emu"],
     }))
-    for artifact in report_files.load(tmp_path).artifacts:
+    report = report_files.load(tmp_path)
+    assert not report.failures
+    # The emulator's root filesystem holds LiteRT only: ncnn and ONNX artifacts are benchmarked on the host alone.
+    for artifact in report.artifacts:
+        if artifact.format != "tflite":
+            assert [b.target for b in artifact.benchmarks] == ["host"]
+    assert {a.format for a in report.artifacts} >= {"tflite", "ncnn"}
+    for artifact in [a for a in report.artifacts if a.format == "tflite"]:
         (emu,) = [b for b in artifact.benchmarks if b.target == "arm64-emu"]
         assert emu.emulated and emu.delegate == "xnnpack"
         if artifact.precision == "int8-ptq":  # int8 in, int8 out (io=int8): exact
