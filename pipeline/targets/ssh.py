@@ -84,6 +84,13 @@ def copy_to(target: SshTarget, options: SshOptions, local: Path, remote: str) ->
         raise ToolError(f"{target.name}: cannot copy {local} to {remote} ({' '.join(proc.stderr.split())})")
 
 
+def artifact_files(model_path: Path) -> list[Path]:
+    """Every file the runner reads for an artifact: an ncnn .param comes with its .bin."""
+    if model_path.suffix == ".param":
+        return [model_path, model_path.with_suffix(".bin")]
+    return [model_path]
+
+
 def run_benchmark(target: SshTarget, options: SshOptions, model_path: Path, threads: int, warmup: int, runs: int,
                   timeout_s: float = 600) -> dict:
     """Benchmark model_path on the board with device_runner.py; its JSON record plus `target`."""
@@ -91,7 +98,8 @@ def run_benchmark(target: SshTarget, options: SshOptions, model_path: Path, thre
     try:
         runner, model = f"{remote_dir}/device_runner.py", f"{remote_dir}/{Path(model_path).name}"
         copy_to(target, options, RUNNER, runner)
-        copy_to(target, options, Path(model_path), model)
+        for file in artifact_files(Path(model_path)):
+            copy_to(target, options, file, f"{remote_dir}/{file.name}")
         command = [options.python, runner, model, "--threads", str(threads), "--warmup", str(warmup), "--runs", str(runs)]
         proc = run_ssh(target, options, command, timeout_s=timeout_s)
     finally:

@@ -175,8 +175,12 @@ def test_build_benchmarks_host_and_board_into_the_report(sshd, trained_model_fil
         "ssh_python": options.python, "ssh_key": options.key, "ssh_known_hosts": options.known_hosts,
     })
     build(config)
-    (artifact,) = report_files.load(tmp_path / "run").artifacts
-    by_target = {b.target: b for b in artifact.benchmarks}
-    assert set(by_target) == {"host", target.name}
-    assert by_target[target.name].latency_ms.n == 3 and not by_target[target.name].emulated
+    report = report_files.load(tmp_path / "run")
+    assert not report.failures
+    # Every format runs on the board, ncnn's .param with the .bin beside it.
+    assert {a.format for a in report.artifacts} == {"tflite", "ncnn", "onnx"}
+    for artifact in report.artifacts:
+        by_target = {b.target: b for b in artifact.benchmarks}
+        assert set(by_target) == {"host", target.name}
+        assert by_target[target.name].latency_ms.n == 3 and not by_target[target.name].emulated
     assert target.name in (tmp_path / "run" / "report.md").read_text()
