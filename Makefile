@@ -9,4 +9,5 @@ demo: setup
 
 test: setup
 	./scripts/setup-system.sh
+	./scripts/setup-arm-emu.sh all
 	.venv/bin/pytest

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,8 +28,10 @@ from pipeline.stages.onnx_tflite import ONNX_TFLITE_PRECISIONS, Onnx2TfConfig, O
 from pipeline.stages.qat import QatConfig, QatStage
 from pipeline.stages.reference import ReferenceConfig, ReferenceStage
 from pipeline.stages.verify import VerifyConfig, VerifyStage
+from pipeline.targets import emulated
 from pipeline.targets.bench import require_benchmarkable
-from pipeline.targets.spec import EmulatedTarget, HostTarget, SshTarget, Target, parse_targets
+from pipeline.targets.adb import AdbOptions
+from pipeline.targets.spec import AdbTarget, EmulatedTarget, HostTarget, SshTarget, Target, parse_targets
 from pipeline.targets.ssh import SshOptions
 
 log = logging.getLogger("deploy")
@@ -246,10 +249,16 @@ class Build:
             VerifyStage(), VerifyConfig(preprocessing=prep.to_dict(), check_int8=is_int8),
             {"artifact": converted, "data": data_out, "reference": reference}, label=label,
         )
-        benchmarks = [
-            self._bench(converted, label, target, threads)
-            for target in self._targets_for(converted.result["format"], label) for threads in self._threads()
-        ]
+        benchmarks = []
+        for target in self._targets_for(fmt, label):
+            try:
+                benchmarks += [self._bench(converted, label, target, threads) for threads in self._threads()]
+            except ToolError as e:
+                if isinstance(target, HostTarget):
+                    raise
+                # A device or emulator that cannot run this artifact loses one row, not the artifact.
+                log.error("%s on %s: %s", label, target.name, e)
+                self.failures.append(schema.ArtifactFailure(model=name, format=fmt, precision=precision, error=str(e), target=target.name))
         path, metadata_path = self._publish(name, converted)
         r, v = converted.result, verified.result
         return schema.Artifact(
@@ -267,24 +276,31 @@ class Build:
         return self.config.threads or default_thread_counts()
 
     def _targets_for(self, fmt: str, label: str) -> list[Target]:
-        """The targets that can run this format: the emulators' root filesystems hold LiteRT only so far."""
-        usable = [t for t in self.targets if fmt == "tflite" or not isinstance(t, EmulatedTarget)]
+        """The targets that can run this format: emulators and phones have no onnxruntime."""
+        usable = [t for t in self.targets if fmt != "onnx" or not isinstance(t, EmulatedTarget | AdbTarget)]
         for target in self.targets:
             if target not in usable:
-                log.warning("%s: not benchmarked on %s (its root filesystem has no %s runtime yet)", label, target.name, fmt)
+                log.warning("%s: not benchmarked on %s (no %s runtime there)", label, target.name, fmt)
         return usable
 
     def _bench(self, converted: StageOutput, label: str, target: Target, threads: int) -> schema.Benchmark:
         c = self.config
-        # The host is identified by its CPU; a board by its address (its CPU is only known once it ran).
+        # The host is identified by its CPU, an emulator by its runtimes' versions, a board by its
+        # address (its CPU is only known once it ran).
         identity = host_identity() if isinstance(target, HostTarget) else target.name
+        if isinstance(target, EmulatedTarget):
+            identity += "|" + emulated.installed(target.arch)
         ssh = SshOptions(python=c.ssh_python, key=c.ssh_key, known_hosts=c.ssh_known_hosts, dir=c.ssh_dir) if isinstance(target, SshTarget) else None
+        adb = AdbOptions(benchmark_model=c.adb_benchmark_model, benchncnn=c.adb_benchncnn,
+                         cooldown_s=c.adb_cooldown_s) if isinstance(target, AdbTarget) else None
         out = self.runner.run(
             BenchStage(),
-            BenchConfig(target=target.name, target_identity=identity, threads=threads, warmup=c.warmup, runs=c.runs, ssh=ssh,
+            BenchConfig(target=target.name, target_identity=identity, threads=threads, warmup=c.warmup, runs=c.runs, ssh=ssh, adb=adb,
                         fp16=converted.result["format"] == "ncnn" and converted.result["precision"] == "fp16"),
             {"artifact": converted}, label=f"{label} {target.name} {threads} thread(s)",
         )
+        if out.result.get("partial"):  # reported once, never reused: the next build measures again
+            shutil.rmtree(out.dir, ignore_errors=True)
         return benchmark_from_record(out.result)
 
     def _publish(self, name: str, converted: StageOutput) -> tuple[str, str]:
@@ -408,8 +424,8 @@ def build(config: BuildConfig, command: str = "deploy build") -> schema.Report:
     if result.failures:
         first = result.failures[0]
         raise ToolError(
-            f"{len(result.failures)} artifact(s) could not be built (the report lists them), first "
-            f"{first.model} {first.format} {first.precision}: {first.error}"
+            f"{len(result.failures)} artifact(s) or benchmark(s) failed (the report lists them), first "
+            f"{first.model} {first.format} {first.precision}{f' on {first.target}' if first.target else ''}: {first.error}"
         )
     if result.quality_gate.failures:
         first = result.quality_gate.failures[0]

@@ -58,8 +58,23 @@ SSH_OPTIONS = (
 )
 
 
+ADB_OPTIONS = (
+    click.option("--adb-benchmark-model", type=click.Path(path_type=Path),
+                 help="adb targets: LiteRT's benchmark_model built for the phone's ABI (README: where to get it)."),
+    click.option("--adb-benchncnn", type=click.Path(path_type=Path),
+                 help="adb targets: ncnn's benchncnn built for the phone's ABI (README: how to build it)."),
+    click.option("--adb-cooldown", "adb_cooldown_s", type=float, help="adb targets: seconds the phone rests before each artifact [10]."),
+)
+
+
 def _ssh_options(func):
     for option in reversed(SSH_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _adb_options(func):
+    for option in reversed(ADB_OPTIONS):
         func = option(func)
     return func
 
@@ -124,7 +139,8 @@ def cli(ctx, debug):
 @click.option("--ncnn-float-layers", callback=_split, help="ncnn layers kept in float in int8 artifacts: first, last or layer names [none].")
 @click.option("--input-shape", callback=_ints, help="ONNX input: N,C,H,W to fix dynamic dimensions to, e.g. 1,3,224,224.")
 @click.option("--coreml", is_flag=True, default=None, help="Also convert each float model to Core ML (.mlpackage) for the iOS app.")
-@click.option("--targets", callback=_split, help="Where to benchmark: host, ssh:USER@HOST[:PORT] (comma-separated; see `deploy devices`) [host].")
+@click.option("--targets", callback=_split, help="Where to benchmark: host, arm64-emu, armv7-emu, adb[:SERIAL], ssh:USER@HOST[:PORT] "
+              "(comma-separated; see `deploy devices`) [host].")
 @click.option("--threads", callback=_ints, help="Comma-separated thread counts to benchmark [1 and all cores].")
 @click.option("--warmup", type=int, help="Untimed runs before timing [10].")
 @click.option("--runs", type=int, help="Timed runs per benchmark [50].")
@@ -135,6 +151,7 @@ def cli(ctx, debug):
 @click.option("--trust-model", is_flag=True, default=None, help="Allow Lambda layers (they run code stored in the model file).")
 @click.option("--force", is_flag=True, default=None, help="Recompute every stage instead of reusing the cache.")
 @_ssh_options
+@_adb_options
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 def build(config_path, dry_run, **flags):
     """Train or load, quantize, convert, verify and benchmark; write report.json, report.md and report.html."""
@@ -158,7 +175,7 @@ def build(config_path, dry_run, **flags):
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("artifact", metavar="ARTIFACT|RUN_DIR", type=click.Path(path_type=Path))
 @click.option("--target", "target_text", default="host", show_default=True,
-              help="host or ssh:USER@HOST[:PORT]; adb with --app.")
+              help="host, arm64-emu, armv7-emu, adb[:SERIAL] or ssh:USER@HOST[:PORT]; adb with --app runs the demo app.")
 @click.option("--threads", callback=_ints, help="Comma-separated thread counts [1 and all cores; 1 with --app].")
 @click.option("--warmup", type=int, default=10, show_default=True)
 @click.option("--runs", type=int, default=50, show_default=True)
@@ -169,7 +186,9 @@ def build(config_path, dry_run, **flags):
 @click.option("--serial", help="adb device serial (default: the only attached device).")
 @click.option("--gpu", is_flag=True, help="With --app: use the app's GPU delegate instead of XNNPACK.")
 @_ssh_options
-def bench(artifact, target_text, threads, warmup, runs, as_json, app, app_result, serial, gpu, **ssh_flags):
+@_adb_options
+def bench(artifact, target_text, threads, warmup, runs, as_json, app, app_result, serial, gpu,
+          adb_benchmark_model, adb_benchncnn, adb_cooldown_s, **ssh_flags):
     """Benchmark one artifact (.tflite, .ncnn.param, .onnx), each measurement in a fresh process; or the demo app on a phone (--app)."""
     from pipeline.errors import UserInputError
     from pipeline.targets import bench as targets_bench, host, spec
@@ -177,8 +196,6 @@ def bench(artifact, target_text, threads, warmup, runs, as_json, app, app_result
     if app or app_result:
         _bench_app(artifact, target_text, threads, warmup, runs, as_json, app_result, serial, gpu)
         return
-    if target_text == "adb":
-        raise UserInputError("--target adb benchmarks the demo app: add --app and pass the run folder (deploy bench RUN_DIR --target adb --app)")
     try:
         target = spec.parse_target(target_text)
     except spec.TargetNameError as e:
@@ -186,9 +203,14 @@ def bench(artifact, target_text, threads, warmup, runs, as_json, app, app_result
     targets_bench.require_benchmarkable(target)
     if not artifact.is_file():
         raise UserInputError(f"{artifact}: artifact file not found")
+    from pipeline.targets.adb import AdbOptions
+
     options = _ssh_settings(ssh_flags)
+    adb_options = AdbOptions(benchmark_model=adb_benchmark_model, benchncnn=adb_benchncnn,
+                             **({} if adb_cooldown_s is None else {"cooldown_s": adb_cooldown_s}))
     for n in threads or host.default_thread_counts():
-        result = targets_bench.run_benchmark(target, options, artifact, n, warmup, runs, fp16=host.recorded_fp16(artifact))
+        result = targets_bench.run_benchmark(target, options, artifact, n, warmup, runs, fp16=host.recorded_fp16(artifact),
+                                             adb_options=adb_options)
         if as_json:
             click.echo(json.dumps(result))
         else:
@@ -196,17 +218,24 @@ def bench(artifact, target_text, threads, warmup, runs, as_json, app, app_result
             click.echo(
                 f"{artifact.name} {target.name} threads={n} delegate={result['delegate']}: p50 {lat['p50']:.3f} ms, "
                 f"p90 {lat['p90']:.3f}, p99 {lat['p99']:.3f}, mean {lat['mean']:.3f} ± {lat['std']:.3f} (n={lat['n']}), "
-                f"init {result['init_ms']:.1f} ms, peak RSS {result['peak_rss_mb']:.1f} MB" + _emulated_note(result)
+                f"init {_maybe(result['init_ms'])} ms, peak RSS {_maybe(result['peak_rss_mb'])} MB" + _output_note(result)
+                + ("; PARTIAL: " + result["options"].get("partial_reason", "") if result.get("partial") else "")
             )
 
 
-def _emulated_note(result: dict) -> str:
-    """Emulated timings say nothing about a device; the output difference to the host is the point."""
-    if not result.get("emulated"):
-        return ""
-    diff = result["output_diff"]
-    lsb = "" if diff["max_lsb"] is None else f" ({diff['max_lsb']} LSB)"
-    return f"; EMULATED, max output difference to the host {diff['max_abs']:.3g}{lsb}"
+def _maybe(value) -> str:
+    return "?" if value is None else f"{value:.1f}"
+
+
+def _output_note(result: dict) -> str:
+    """Emulated timings say nothing about a device; on emulators and boards the output difference to the host is the point."""
+    note = "; EMULATED" if result.get("emulated") else ""
+    diff = result.get("output_diff")
+    if diff:
+        lsb = "" if diff["max_lsb"] is None else f" ({diff['max_lsb']} LSB)"
+        kernels = " (host on built-in kernels, like the target)" if diff.get("host_delegate") == "none" else ""
+        note += f"{',' if note else ';'} max output difference to the host {diff['max_abs']:.3g}{lsb}{kernels}"
+    return note
 
 
 def _bench_app(run_dir, target, threads, warmup, runs, as_json, app_result, serial, gpu):

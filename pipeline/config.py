@@ -81,6 +81,11 @@ class BuildConfig(BaseModel):
     ssh_key: Path | None = None
     ssh_known_hosts: Path | None = None
     ssh_dir: str | None = None
+    # adb targets (pipeline/targets/adb.py): the runtimes' benchmark binaries built for the device's
+    # ABI, and the rest before each artifact.
+    adb_benchmark_model: Path | None = None
+    adb_benchncnn: Path | None = None
+    adb_cooldown_s: float = Field(default=10.0, ge=0)
 
     # Gates and safety.
     max_accuracy_drop: float | None = Field(default=None, ge=0)

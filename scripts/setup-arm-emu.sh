@@ -1,64 +1,112 @@
 #!/usr/bin/env bash
-# Set up, once, the emulated ARM target: a Debian root filesystem with numpy and ai-edge-litert.
+# Set up, once, the emulated ARM targets: a Debian root filesystem per architecture with the runtimes.
 #
-#   scripts/setup-arm-emu.sh [arm64]
+#   scripts/setup-arm-emu.sh [arm64|armv7|all]      (default: arm64)
 #
-# Into ${DEPLOY_EMU_HOME:-~/.cache/mobile-deploy/emu}/arm64: rootfs/ (debootstrap, minbase + python3),
-# wheels/ (downloaded here with pip for the aarch64 platform; pip inside the emulator fails on TLS)
+# Into ${DEPLOY_EMU_HOME:-~/.cache/mobile-deploy/emu}/ARCH: rootfs/ (debootstrap, minbase + python3),
+# wheels/ (downloaded here with pip for the ARM platform; pip inside the emulator fails on TLS)
 # installed offline into the rootfs, an ARM cpuinfo for QEMU (pipeline/targets/emulated.py), READY
-# last. A finished setup is reused: a rerun does nothing. Needs root (debootstrap) and binfmt_misc
-# for debootstrap's second stage (it runs the rootfs's dpkg); running benchmarks later needs neither.
-# Only arm64 in this version (armv7: Debian's numpy + tflite-runtime 2.14, still to do).
+# last, holding the installed wheel versions.
+#   arm64: numpy, ai-edge-litert and ncnn, the host .venv's versions; QEMU CPU cortex-a76.
+#   armv7: Debian's python3-numpy, tflite-runtime 2.14 (the last release with armv7 wheels; LiteRT
+#          has none) and the host's ncnn version; QEMU CPU cortex-a7.
+# A finished setup is reused: a rerun does nothing unless the wheel versions changed, and then
+# only the wheels are reinstalled. Needs root (debootstrap) and binfmt_misc for debootstrap's second
+# stage (it runs the rootfs's dpkg); running benchmarks later needs neither.
 set -euo pipefail
-ARCH="${1:-arm64}"
-[ "$ARCH" = arm64 ] || { echo "setup-arm-emu: only arm64 is supported in this version, not '$ARCH'" >&2; exit 2; }
 cd "$(dirname "$0")/.."
+case "${1:-arm64}" in
+    all) arches=(arm64 armv7) ;;
+    arm64 | armv7) arches=("${1:-arm64}") ;;
+    *) echo "setup-arm-emu: unknown architecture '$1' (arm64, armv7 or all)" >&2; exit 2 ;;
+esac
 HOME_DIR="${DEPLOY_EMU_HOME:-$HOME/.cache/mobile-deploy/emu}"
-DIR="$HOME_DIR/$ARCH"
-[ -f "$DIR/READY" ] && exit 0
-[ "$(id -u)" = 0 ] || { echo "setup-arm-emu: run as root (debootstrap needs it)" >&2; exit 2; }
-[ -x .venv/bin/pip ] || { echo "setup-arm-emu: run make setup first (the wheels' versions come from .venv)" >&2; exit 2; }
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-start=$(date +%s)
+[ -x .venv/bin/pip ] || { echo "setup-arm-emu: run make setup first (the wheels' versions come from .venv)" >&2; exit 2; }
+host_version() { .venv/bin/python -c "import importlib.metadata as m; print(m.version('$1'))"; }
 
-missing=()
-command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
-command -v debootstrap >/dev/null || missing+=(debootstrap)
-command -v update-binfmts >/dev/null || missing+=(binfmt-support)
-if [ ${#missing[@]} != 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-# debootstrap's second stage executes arm64 binaries: the kernel must hand them to QEMU.
-if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
-    mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc
-fi
-[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64
+setup_arch() {
+    local arch=$1 debarch qemu binfmt machine pins debs cpu_line
+    case $arch in
+        arm64)
+            debarch=arm64 qemu=qemu-aarch64-static binfmt=qemu-aarch64 debs=python3
+            machine=aarch64
+            pins="numpy==$(host_version numpy) ai-edge-litert==$(host_version ai-edge-litert) ncnn==$(host_version ncnn)"
+            # Cortex-A76: CPU part 0xd0b, ARMv8.2 with dot product and fp16 arithmetic.
+            cpu_line='Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x4\nCPU part\t: 0xd0b\nCPU revision\t: 1\n' ;;
+        armv7)
+            debarch=armhf qemu=qemu-arm-static binfmt=qemu-arm debs=python3,python3-numpy
+            machine=armv7l
+            pins="tflite-runtime==2.14.0 ncnn==$(host_version ncnn)"
+            # Cortex-A7: CPU part 0xc07, ARMv7-A with NEON and VFPv4.
+            cpu_line='model name\t: ARMv7 Processor rev 5 (v7l)\nFeatures\t: half thumb fastmult vfp edsp neon vfpv3 tls vfpv4 idiva idivt vfpd32 lpae evtstrm\nCPU implementer\t: 0x41\nCPU architecture: 7\nCPU variant\t: 0x0\nCPU part\t: 0xc07\nCPU revision\t: 5\n' ;;
+    esac
+    local dir="$HOME_DIR/$arch"
+    if [ -f "$dir/READY" ] && [ "$(cat "$dir/READY")" = "$pins" ]; then
+        echo "setup-arm-emu: $arch already set up in $dir ($pins)"
+        return
+    fi
+    [ "$(id -u)" = 0 ] || { echo "setup-arm-emu: run as root (debootstrap needs it)" >&2; exit 2; }
+    local start; start=$(date +%s)
+    rm -f "$dir/READY"
 
-mkdir -p "$DIR"
-if [ ! -d "$DIR/rootfs" ]; then
-    rm -rf "$DIR/rootfs.partial"
-    debootstrap --arch=arm64 --variant=minbase --include=python3 bookworm "$DIR/rootfs.partial" "$MIRROR" >"$DIR/debootstrap.log"
-    mv "$DIR/rootfs.partial" "$DIR/rootfs"
-fi
+    local missing=()
+    command -v "$qemu" >/dev/null || missing+=(qemu-user-static)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v update-binfmts >/dev/null || missing+=(binfmt-support)
+    if [ ${#missing[@]} != 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    # debootstrap's second stage executes ARM binaries: the kernel must hand them to QEMU.
+    [ -e /proc/sys/fs/binfmt_misc/register ] || mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc
+    [ -e "/proc/sys/fs/binfmt_misc/$binfmt" ] || update-binfmts --enable "$binfmt"
 
-# The same numpy and ai-edge-litert versions as the host's .venv, for the aarch64 wheels.
-pins=$(.venv/bin/python -c 'import importlib.metadata as m; print(" ".join(f"{d}=={m.version(d)}" for d in ("numpy", "ai-edge-litert")))')
-platform=(--only-binary=:all: --python-version 3.11 --implementation cp
-          --platform manylinux_2_27_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64)
-# shellcheck disable=SC2086
-.venv/bin/pip download -q "${platform[@]}" -d "$DIR/wheels" $pins
-site="$DIR/rootfs/usr/local/lib/python3.11/dist-packages"
-rm -rf "$site.partial"
-# shellcheck disable=SC2086
-.venv/bin/pip install -q --no-index --find-links "$DIR/wheels" "${platform[@]}" --target "$site.partial" $pins
-rm -rf "$site" && mv "$site.partial" "$site"
+    mkdir -p "$dir"
+    if [ ! -d "$dir/rootfs" ]; then
+        echo "setup-arm-emu: debootstrap Debian bookworm $debarch (a few minutes; log in $dir/debootstrap.log)"
+        rm -rf "$dir/rootfs.partial"
+        debootstrap --arch="$debarch" --variant=minbase --include="$debs" bookworm "$dir/rootfs.partial" "$MIRROR" >"$dir/debootstrap.log"
+        mv "$dir/rootfs.partial" "$dir/rootfs"
+    fi
 
-# What LiteRT's CPU detection reads under QEMU: one Cortex-A76 (CPU part 0xd0b) per host core.
-cpuinfo="$DIR/rootfs/proc/cpuinfo"
-: >"$cpuinfo"
-for ((i = 0; i < $(nproc); i++)); do
-    printf 'processor\t: %d\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x4\nCPU part\t: 0xd0b\nCPU revision\t: 1\n\n' "$i" >>"$cpuinfo"
-done
-touch "$DIR/READY"
-echo "setup-arm-emu: $ARCH ready in $DIR ($(du -sh "$DIR" | cut -f1), $(( $(date +%s) - start )) s)"
+    # Every manylinux tag bookworm's glibc 2.36 runs (pip does not expand a --platform to older ones).
+    local platform=(--only-binary=:all: --python-version 3.11 --implementation cp --platform "manylinux2014_$machine") v
+    for v in $(seq 17 36); do platform+=(--platform "manylinux_2_${v}_$machine"); done
+    # --no-deps: the runner needs numpy and the runtime only (ncnn's wheel also asks for requests,
+    # tqdm and portalocker, used by its model zoo); armv7's numpy is Debian's.
+    # shellcheck disable=SC2086
+    .venv/bin/pip download -q --no-deps "${platform[@]}" -d "$dir/wheels" $pins
+    local site="$dir/rootfs/usr/local/lib/python3.11/dist-packages"
+    rm -rf "$site.partial"
+    # shellcheck disable=SC2086
+    .venv/bin/pip install -q --no-deps --no-index --find-links "$dir/wheels" "${platform[@]}" --target "$site.partial" $pins
+    rm -rf "$site" && mv "$site.partial" "$site"
+
+    # QEMU's -L looks absolute paths up in the rootfs, but the host kernel resolves symlinks: an
+    # absolute link (Debian's alternatives, e.g. armv7's libblas.so.3 for numpy) would point at the
+    # host's files. Make every absolute link in the rootfs relative.
+    .venv/bin/python - "$dir/rootfs" <<'PYTHON'
+import os, sys
+root = sys.argv[1]
+for folder, dirs, files in os.walk(root):
+    for name in dirs + files:
+        link = os.path.join(folder, name)
+        if os.path.islink(link) and os.readlink(link).startswith("/"):
+            target = os.path.relpath(root + os.readlink(link), folder)
+            os.unlink(link)
+            os.symlink(target, link)
+PYTHON
+
+    # What the runtimes' CPU detection reads under QEMU (LiteRT crashes on the host's x86 one):
+    # one emulated core per host core.
+    local cpuinfo="$dir/rootfs/proc/cpuinfo" i
+    : >"$cpuinfo"
+    for ((i = 0; i < $(nproc); i++)); do
+        printf "processor\t: %d\nBogoMIPS\t: 50.00\n$cpu_line\n" "$i" >>"$cpuinfo"
+    done
+    echo "$pins" >"$dir/READY"
+    echo "setup-arm-emu: $arch ready in $dir ($(du -sh "$dir" | cut -f1), $(($(date +%s) - start)) s): $pins"
+}
+
+for arch in "${arches[@]}"; do setup_arch "$arch"; done

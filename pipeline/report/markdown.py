@@ -48,7 +48,7 @@ def render(report: Report) -> str:
                 lines += [f"### {table.title}", "", *table_lines(table)]
         lines += ["### Every benchmark", "", *table_lines(tables.benchmarks_table(report, model.name))]
     if report.failures:
-        lines += ["## Artifacts that could not be built", ""] + [f"- {line}" for line in tables.failure_lines(report)] + [""]
+        lines += ["## Artifacts that could not be built or benchmarked", ""] + [f"- {line}" for line in tables.failure_lines(report)] + [""]
     lines += ["## Quality gate", ""] + [f"- {line}" if i else line for i, line in enumerate(tables.gate_lines(report))]
     lines += [
         "",

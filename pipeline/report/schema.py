@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.1"  # 1.1 only added fields with defaults, so 1.0 reports still load
+SCHEMA_VERSION = "1.2"  # 1.1 and 1.2 only added fields with defaults or made fields optional: 1.0 reports still load
 
 
 class _Strict(BaseModel):
@@ -28,20 +28,25 @@ class Latency(_Strict):
 class OutputDiff(_Strict):
     max_abs: float = Field(description="largest absolute difference between this target's outputs and the host's, same inputs")
     max_lsb: int | None = Field(default=None, description="int8 outputs: the same difference in quantization steps")
+    host_delegate: str | None = Field(
+        default=None, description="TFLite: the delegate the host ran with for the comparison, the target's own ('xnnpack' "
+                                  "or 'none': built-in kernels), so kernels are compared like for like")
 
 
 class Benchmark(_Strict):
-    target: str = Field(description="host, ssh:USER@HOST:PORT; later arm64-emu, armv7-emu, adb:SERIAL (pipeline/targets/spec.py)")
+    target: str = Field(description="host, arm64-emu, armv7-emu, ssh:USER@HOST:PORT, adb:SERIAL, android-app (pipeline/targets/spec.py)")
     runtime: str
     runtime_version: str
     delegate: str = Field(description="'xnnpack' when LiteRT confirmed it applied the delegate, else 'none'")
     threads: int
     warmup: int
     latency_ms: Latency
-    init_ms: float = Field(description="interpreter creation + tensor allocation")
-    peak_rss_mb: float = Field(description="peak resident memory of the benchmark process")
+    init_ms: float | None = Field(description="interpreter creation + tensor allocation; null when the tool does not say (benchncnn)")
+    peak_rss_mb: float | None = Field(description="peak resident memory of the benchmark process (benchmark_model: its memory "
+                                                  "footprint); null when the tool does not say (benchncnn)")
     cpu: str
     emulated: bool = False
+    partial: bool = Field(default=False, description="the device went away mid-run: fewer timed runs than asked (latency_ms.n)")
     options: dict[str, bool | int | str] = Field(
         default_factory=dict, description="runtime options used: ncnn fp16/packing/int8 flags and CPU support, onnxruntime provider")
     output_diff: OutputDiff | None = Field(
@@ -119,6 +124,8 @@ class ArtifactFailure(_Strict):
     format: str
     precision: str
     error: str = Field(description="one line: the converter or runtime, what failed, its last stderr lines")
+    target: str | None = Field(default=None, description="set when only the benchmark on this target failed: the artifact "
+                                                         "is still in `artifacts` with its other targets' benchmarks")
 
 
 class Constraints(_Strict):
@@ -137,7 +144,7 @@ class Recommendation(_Strict):
 
 
 class Report(_Strict):
-    schema_version: Literal["1.0", "1.1"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "1.1", "1.2"] = SCHEMA_VERSION
     created: str
     command: str
     tools: dict[str, str]
@@ -145,6 +152,6 @@ class Report(_Strict):
     models: list[ModelInfo]
     artifacts: list[Artifact]
     quality_gate: QualityGate
-    failures: list[ArtifactFailure] = Field(default_factory=list, description="artifacts that could not be built; the others still were")
+    failures: list[ArtifactFailure] = Field(default_factory=list, description="artifacts that could not be built (the others still were), and benchmarks that failed on a target (`target` set)")
     recommendations: list[Recommendation] = Field(
         default=[], description="per target, then per model (target 'host' first): what to ship under the constraints")

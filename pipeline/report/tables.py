@@ -190,8 +190,8 @@ def delegate(b) -> str:
 
 
 def failure_lines(report: Report) -> list[str]:
-    """Artifacts that could not be built: which, and the converter's or runtime's one-line error."""
-    return [f"{f.model} {f.format} {f.precision}: {f.error}" for f in report.failures]
+    """Artifacts that could not be built, or not benchmarked on a target: which, and the tool's one-line error."""
+    return [f"{f.model} {f.format} {f.precision}{f' on {f.target}' if f.target else ''}: {f.error}" for f in report.failures]
 
 
 def benchmarks_table(report: Report, model: str) -> Table:
@@ -204,9 +204,9 @@ def benchmarks_table(report: Report, model: str) -> Table:
         for b in a.benchmarks:
             l = b.latency_ms
             rows.append([
-                a.id, b.target + (" (emulated)" if b.emulated else ""), f"{b.runtime} {b.runtime_version}", delegate(b),
+                a.id, b.target + (" (emulated)" if b.emulated else "") + (" (partial)" if b.partial else ""), f"{b.runtime} {b.runtime_version}", delegate(b),
                 str(b.threads), ms(l.p50), ms(l.p90), ms(l.p99), ms(l.mean), ms(l.std), str(l.n),
-                f"{b.init_ms:.1f}", f"{b.peak_rss_mb:.1f}",
+                _optional(b.init_ms), _optional(b.peak_rss_mb),
             ])
     numeric = [False, False, False, False] + [True] * 9
     return Table(f"benchmarks-{model}", f"{model}: every benchmark", headers, rows, numeric)
@@ -228,3 +228,7 @@ def gate_lines(report: Report) -> list[str]:
     head = f"Max accuracy drop {gate.max_accuracy_drop_points} points: " if gate.max_accuracy_drop_points is not None else ""
     head += "all artifacts pass." if not gate.failures else f"{len(gate.failures)} failure(s):"
     return [head] + [f"{f.artifact}: {f.reason}" for f in gate.failures]
+
+
+def _optional(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"

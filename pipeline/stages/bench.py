@@ -5,6 +5,7 @@ import platform
 from pathlib import Path
 
 from pipeline.stages.base import Stage, StageConfig, StageOutput
+from pipeline.targets.adb import AdbOptions
 from pipeline.targets.ssh import SshOptions
 
 
@@ -16,6 +17,7 @@ class BenchConfig(StageConfig):
     warmup: int
     runs: int
     ssh: SshOptions | None = None  # ssh targets only: how to reach the board and its Python
+    adb: AdbOptions | None = None  # adb targets only: the benchmark binaries and the cool-down
     fp16: bool = False  # ncnn: fp16 storage, packing and arithmetic
 
 
@@ -45,4 +47,4 @@ class BenchStage(Stage):
 
         artifact = inputs["artifact"]
         return run_benchmark(parse_target(config.target), config.ssh, artifact.path(artifact.result["file"]),
-                             config.threads, config.warmup, config.runs, fp16=config.fp16)
+                             config.threads, config.warmup, config.runs, fp16=config.fp16, adb_options=config.adb)

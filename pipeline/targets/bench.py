@@ -6,27 +6,26 @@ from pathlib import Path
 from pipeline.errors import ToolError
 from pipeline.targets import emulated
 from pipeline.targets.spec import AdbTarget, EmulatedTarget, HostTarget, SshTarget, Target
+from pipeline.targets.adb import AdbOptions
 
 
 def require_benchmarkable(target: Target) -> None:
     """Fail before any work when a target cannot run the device runner in this version."""
     if isinstance(target, EmulatedTarget) and not emulated.is_set_up(target.arch):
         raise ToolError(f"--targets {target.name}: {emulated.status(target.arch)}")
-    if isinstance(target, AdbTarget):
-        raise ToolError(f"--targets {target.name}: benchmarking artifacts with benchmark_model over adb is not "
-                        f"implemented yet; the demo app runs on a phone with `deploy bench RUN_DIR --target adb --app`")
 
 
 def run_benchmark(target: Target, ssh_options, model_path: Path, threads: int, warmup: int, runs: int,
-                  fp16: bool = False) -> dict:
-    """The device runner's record (+ target) for model_path on target. `fp16` (ncnn's fp16
-    arithmetic) reaches the host runner only so far."""
-    from pipeline.targets import host, ssh
+                  fp16: bool = False, adb_options: AdbOptions | None = None) -> dict:
+    """The device runner's record (+ target) for model_path on target; `fp16`: ncnn's fp16 arithmetic."""
+    from pipeline.targets import adb, host, ssh
 
     require_benchmarkable(target)
     if isinstance(target, EmulatedTarget):
-        return emulated.run_benchmark(target.arch, model_path, threads, warmup, runs)
+        return emulated.run_benchmark(target.arch, model_path, threads, warmup, runs, fp16=fp16)
+    if isinstance(target, AdbTarget):  # benchncnn sets its own fp16 options from the CPU
+        return adb.run_benchmark(target, adb_options or AdbOptions(), model_path, threads, warmup, runs)
     if isinstance(target, SshTarget):
-        return ssh.run_benchmark(target, ssh_options or ssh.SshOptions(), model_path, threads, warmup, runs)
+        return ssh.run_benchmark(target, ssh_options or ssh.SshOptions(), model_path, threads, warmup, runs, fp16=fp16)
     assert isinstance(target, HostTarget)
     return host.run_benchmark(model_path, threads, warmup, runs, fp16=fp16)

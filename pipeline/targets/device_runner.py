@@ -1,11 +1,11 @@
 """Benchmark one model in this process and print one JSON object on stdout.
 
     python device_runner.py MODEL.tflite|MODEL.ncnn.param|MODEL.onnx --threads N --warmup W --runs R
-                            [--seed S] [--fp16] [--inputs IN.npz] [--outputs OUT.npz]
+                            [--seed S] [--fp16] [--no-xnnpack] [--inputs IN.npz] [--outputs OUT.npz]
 
 --inputs feeds the arrays input_0, input_1... instead of random data; --outputs saves the inputs
 fed and the outputs of the last timed run (output_N, and output_N_quant = [scale, zero_point]),
-so two targets can be compared on the same inputs (TFLite artifacts).
+so two targets can be compared on the same inputs (every artifact type).
 
 The runtime follows the artifact: .tflite runs in a TFLite runtime (ai-edge-litert, else
 tflite-runtime), .param in ncnn (with the .bin beside it; --fp16 turns on ncnn's fp16
@@ -73,6 +73,7 @@ def parse_args(argv):
     parser.add_argument("--inputs", help="npz with input_0, input_1... to feed instead of random data")
     parser.add_argument("--outputs", help="write the inputs fed and the last run's outputs to this npz")
     parser.add_argument("--fp16", action="store_true", help="ncnn: fp16 storage, packing and arithmetic")
+    parser.add_argument("--no-xnnpack", action="store_true", help="TFLite: built-in kernels only, no default delegate")
     parser.add_argument("--input-shape", type=shape_chw, help="ncnn: C,H,W when the Input layer does not say")
     return parser.parse_args(argv)
 
@@ -163,12 +164,16 @@ def batch_one_shapes(interpreter):
         interpreter.resize_tensor_input(detail["index"], [1] + signature[1:])
 
 
-def create_interpreter(interpreter_cls, model_path, threads):
+def create_interpreter(interpreter_cls, model_path, threads, xnnpack=True):
     """Create and allocate the interpreter; return (interpreter, init_ms, native log lines)."""
+    options = {}
+    if not xnnpack:  # the same enum in ai_edge_litert and tflite_runtime
+        resolvers = sys.modules[interpreter_cls.__module__].OpResolverType
+        options["experimental_op_resolver_type"] = resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     with captured_native_stderr() as native_log:
         start = time.perf_counter_ns()
         try:
-            interpreter = interpreter_cls(model_path=model_path, num_threads=threads)
+            interpreter = interpreter_cls(model_path=model_path, num_threads=threads, **options)
             batch_one_shapes(interpreter)
             interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
@@ -215,13 +220,15 @@ def fill_inputs(interpreter, rng, given=None):
     details = interpreter.get_input_details()
     fed = {}
     for i, detail in enumerate(details):
-        if given is None:
-            fed[f"input_{i}"] = random_input(detail, rng)
-        else:
-            fed[f"input_{i}"] = given_input(detail, given, f"input_{i}")
+        fed[f"input_{i}"] = input_array(detail, rng, given, f"input_{i}")
         interpreter.set_tensor(detail["index"], fed[f"input_{i}"])
     first = details[0]
     return {"shape": [int(dim) for dim in first["shape"]], "dtype": np.dtype(first["dtype"]).name}, fed
+
+
+def input_array(detail, rng, given, key):
+    """The array to feed one input: random, or `given[key]` when it matches the input."""
+    return random_input(detail, rng) if given is None else given_input(detail, given, key)
 
 
 def given_input(detail, given, key):
@@ -244,11 +251,11 @@ def load_inputs(path):
         raise RunnerError(f"cannot read --inputs {path}: {error}", EXIT_BAD_MODEL) from None
 
 
-def save_outputs(interpreter, fed, path):
+def save_outputs(path, fed, outputs):
+    """Save the inputs fed and the outputs, each a pair (array, (scale, zero_point)); float outputs have (0, 0)."""
     arrays = dict(fed)
-    for i, detail in enumerate(interpreter.get_output_details()):
-        arrays[f"output_{i}"] = interpreter.get_tensor(detail["index"])
-        scale, zero_point = detail.get("quantization", (0.0, 0))
+    for i, (array, (scale, zero_point)) in enumerate(outputs):
+        arrays[f"output_{i}"] = np.asarray(array)
         arrays[f"output_{i}_quant"] = np.asarray([scale, zero_point], dtype=np.float64)
     with open(path, "wb") as out:  # a file object: np.savez would append ".npz" to a bare name
         np.savez(out, **arrays)
@@ -403,21 +410,27 @@ def benchmark_ncnn(args):
     if not loaded:
         detail = f" ({native_log[-1]})" if native_log else ""
         raise RunnerError(f"invalid model {args.model}{detail}", EXIT_BAD_MODEL)
-    # What ncnn can use on this CPU: fp16 options only take effect where the CPU supports them.
-    for probe in ("cpu_support_x86_f16c", "cpu_support_x86_avx2", "cpu_support_arm_asimdhp"):
+    # What ncnn can use on this CPU: its ARM kernels need NEON; fp16 arithmetic needs asimdhp.
+    for probe in ("cpu_support_arm_neon", "cpu_support_arm_vfpv4", "cpu_support_arm_asimdhp",
+                  "cpu_support_x86_avx", "cpu_support_x86_avx2"):
         if hasattr(ncnn, probe):
             options[probe] = bool(getattr(ncnn, probe)())
-    image = np.random.default_rng(args.seed).uniform(-1.0, 1.0, size=shape).astype(np.float32)
+    given = load_inputs(args.inputs) if args.inputs else None
+    detail = {"name": "in0", "shape": shape, "dtype": np.float32}
+    image = np.ascontiguousarray(input_array(detail, np.random.default_rng(args.seed), given, "input_0"))
     mat = ncnn.Mat(image)  # image and mat must outlive every extraction
 
     def run():
         extractor = net.create_extractor()
         extractor.input("in0", mat)
-        ret, _ = extractor.extract("out0")
+        ret, out = extractor.extract("out0")
         if ret != 0:
             raise RunnerError(f"ncnn extract failed with code {ret}", EXIT_RUNTIME_FAILED)
+        return out
 
     latencies_ms = time_calls(run, args.warmup, args.runs)
+    if args.outputs:  # one more extraction: the output is a copy, never timed
+        save_outputs(args.outputs, {"input_0": image}, [(np.array(run()), (0.0, 0))])
     input_info = {"shape": [1, *shape], "dtype": "float32"}
     return common_fields("ncnn", package_version("ncnn", ncnn), "none", args, latencies_ms, init_ms, input_info, options)
 
@@ -439,9 +452,14 @@ def benchmark_onnx(args):
     init_ms = (time.perf_counter_ns() - start) / 1e6
     detail = session.get_inputs()[0]
     shape = [d if isinstance(d, int) and d > 0 else 1 for d in detail.shape]
-    feed = {detail.name: np.random.default_rng(args.seed).uniform(-1.0, 1.0, size=shape).astype(np.float32)}
+    given = load_inputs(args.inputs) if args.inputs else None
+    spec = {"name": detail.name, "shape": shape, "dtype": np.float32}
+    feed = {detail.name: input_array(spec, np.random.default_rng(args.seed), given, "input_0")}
     try:
         latencies_ms = time_calls(lambda: session.run(None, feed), args.warmup, args.runs)
+        if args.outputs:
+            outputs = session.run(None, feed)
+            save_outputs(args.outputs, {"input_0": feed[detail.name]}, [(out, (0.0, 0)) for out in outputs])
     except Exception as error:
         raise RunnerError(f"run failed: {error}", EXIT_RUNTIME_FAILED) from None
     options = {"execution_provider": "CPUExecutionProvider", "intra_op_num_threads": args.threads,
@@ -453,14 +471,15 @@ def benchmark_onnx(args):
 
 def benchmark_tflite(args):
     runtime, runtime_version, interpreter_cls = load_runtime()
-    interpreter, init_ms, native_log = create_interpreter(interpreter_cls, args.model, args.threads)
+    interpreter, init_ms, native_log = create_interpreter(interpreter_cls, args.model, args.threads, not args.no_xnnpack)
     for line in native_log:  # keep the runtime's own log visible to whoever reads stderr
         print(line, file=sys.stderr)
     given = load_inputs(args.inputs) if args.inputs else None
     input_info, fed = fill_inputs(interpreter, np.random.default_rng(args.seed), given)
     latencies_ms = time_invokes(interpreter, args.warmup, args.runs)
     if args.outputs:
-        save_outputs(interpreter, fed, args.outputs)
+        outputs = [(interpreter.get_tensor(d["index"]), d.get("quantization", (0.0, 0))) for d in interpreter.get_output_details()]
+        save_outputs(args.outputs, fed, outputs)
     delegate = delegate_name(interpreter, native_log)
     return common_fields(runtime, runtime_version, delegate, args, latencies_ms, init_ms, input_info, {})
 

@@ -1,14 +1,15 @@
 """Emulated ARM targets: the device runner inside a Debian root filesystem, through QEMU user mode.
 
-    scripts/setup-arm-emu.sh arm64    # once: debootstrap, wheels downloaded here, installed offline
+    scripts/setup-arm-emu.sh all    # once: debootstrap, wheels downloaded here, installed offline
 
 Root filesystems live in EMU_HOME/<arch> (default ~/.cache/mobile-deploy/emu, or $DEPLOY_EMU_HOME);
-a finished setup leaves EMU_HOME/<arch>/READY. The runner's Python is the root filesystem's,
-started by `qemu-aarch64-static -L ROOTFS`: QEMU looks paths up in ROOTFS first, so the runner
-reads ROOTFS/proc/cpuinfo, an ARM cpuinfo matching the emulated CPU (LiteRT crashes on the host's
-x86 one), while the host's /sys and the runner and artifact paths need no chroot or mounts.
-The CPU model is a real core (cortex-a76), never `max`: its SME emulation gives wrong int8
-results through XNNPACK.
+a finished setup leaves EMU_HOME/<arch>/READY. arm64 has LiteRT (XNNPACK) and ncnn; armv7 has
+tflite-runtime 2.14, whose armv7 wheel is built without XNNPACK (its built-in NEON kernels run),
+and ncnn. The runner's Python is the root filesystem's, started by `qemu-ARCH-static -L ROOTFS`:
+QEMU looks paths up in ROOTFS first, so the runner reads ROOTFS/proc/cpuinfo, an ARM cpuinfo
+matching the emulated CPU (LiteRT crashes on the host's x86 one), while the host's /sys and the
+runner and artifact paths need no chroot or mounts. The CPU model is a real core (cortex-a76,
+cortex-a7), never `max`: its SME emulation gives wrong int8 results through XNNPACK.
 
 What an emulator proves is correctness, not speed: each run saves the outputs for its inputs,
 the host's runner runs the same artifact on the same inputs, and the record carries the largest
@@ -21,16 +22,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from pipeline.errors import ToolError
+from pipeline.targets import output_check
 from pipeline.targets.host import RUNNER, BenchError, parse_result, tail
 
 ARCHES = ("arm64", "armv7")
 READY_MARK = "READY"
 SETUP = "scripts/setup-arm-emu.sh"
-# QEMU binary and CPU model per architecture; only arm64 is set up by this version.
-QEMU = {"arm64": ("qemu-aarch64-static", "cortex-a76")}
+# QEMU binary and CPU model per architecture: real cores whose cpuinfo the setup script writes.
+QEMU = {"arm64": ("qemu-aarch64-static", "cortex-a76"), "armv7": ("qemu-arm-static", "cortex-a7")}
 
 
 def emu_home() -> Path:
@@ -45,33 +45,40 @@ def is_set_up(arch: str) -> bool:
     return (emu_home() / arch / READY_MARK).is_file()
 
 
+def installed(arch: str) -> str:
+    """The wheel versions the setup installed (the READY mark holds them)."""
+    try:
+        return (emu_home() / arch / READY_MARK).read_text().strip()
+    except OSError:
+        return ""
+
+
 def status(arch: str) -> str:
-    if arch not in QEMU:
-        return "not supported in this version (only arm64-emu is)"
     if is_set_up(arch):
-        return f"ready (root filesystem {rootfs(arch)}, QEMU CPU {QEMU[arch][1]})"
+        return f"ready (root filesystem {rootfs(arch)}, QEMU CPU {QEMU[arch][1]}; {installed(arch)})"
     return f"not set up (no root filesystem at {emu_home() / arch}): run {SETUP} {arch}"
 
 
-def runner_command(arch: str, model: Path, threads: int, warmup: int, runs: int, outputs: Path) -> tuple[list[str], dict]:
+def runner_command(arch: str, model: Path, threads: int, warmup: int, runs: int, outputs: Path,
+                   fp16: bool = False) -> tuple[list[str], dict]:
     """argv and environment of the runner under QEMU; the CPU model goes in QEMU_CPU."""
     qemu, cpu = QEMU[arch]
     root = rootfs(arch)
     command = [qemu, "-L", str(root), str(root / "usr" / "bin" / "python3"), str(RUNNER), str(model),
                "--threads", str(threads), "--warmup", str(warmup), "--runs", str(runs), "--outputs", str(outputs)]
+    command += ["--fp16"] if fp16 else []
     return command, {**os.environ, "QEMU_CPU": cpu}
 
 
-def run_benchmark(arch: str, model_path: Path, threads: int, warmup: int, runs: int, timeout_s: float = 1800) -> dict:
+def run_benchmark(arch: str, model_path: Path, threads: int, warmup: int, runs: int, timeout_s: float = 1800,
+                  fp16: bool = False) -> dict:
     """The runner's record on emulated `arch`, with output_diff against the host on the same inputs."""
-    from pipeline.targets import host
-
     if not is_set_up(arch):
         raise ToolError(f"{arch}-emu: {status(arch)}")
     name = f"{arch}-emu"
     with tempfile.TemporaryDirectory(prefix="deploy-emu-") as tmp:
-        emu_out, host_out = Path(tmp) / "emu.npz", Path(tmp) / "host.npz"
-        command, env = runner_command(arch, model_path, threads, warmup, runs, emu_out)
+        emu_out = Path(tmp) / "emu.npz"
+        command, env = runner_command(arch, model_path, threads, warmup, runs, emu_out, fp16)
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
         except subprocess.TimeoutExpired as expired:
@@ -83,26 +90,7 @@ def run_benchmark(arch: str, model_path: Path, threads: int, warmup: int, runs: 
         result = parse_result(proc.stdout)
         if result is None:
             raise BenchError(model_path, f"on {name}: runner printed no JSON result", tail(proc.stderr))
-        host.run_benchmark(model_path, 1, 0, 1, extra_args=["--inputs", str(emu_out), "--outputs", str(host_out)])
-        result["output_diff"] = output_diff(host_out, emu_out)
+        result["output_diff"] = output_check.against_host(model_path, emu_out, result, fp16)
     result["target"] = name
     result["emulated"] = True
     return result
-
-
-def output_diff(host_npz: Path, target_npz: Path) -> dict:
-    """Largest difference over every output: in real units, and in quantization steps for int outputs."""
-    with np.load(host_npz) as ours, np.load(target_npz) as theirs:
-        names = sorted(k for k in ours.files if k.startswith("output_") and not k.endswith("_quant"))
-        if names != sorted(k for k in theirs.files if k.startswith("output_") and not k.endswith("_quant")):
-            raise ToolError(f"{target_npz}: the target saved other outputs than the host ({', '.join(names)})")
-        max_abs, max_lsb = 0.0, None
-        for key in names:
-            a, b = ours[key], theirs[key]
-            steps = np.abs(a.astype(np.float64) - b.astype(np.float64))
-            scale = float(ours[f"{key}_quant"][0])
-            if np.issubdtype(a.dtype, np.integer):
-                max_lsb = max(max_lsb or 0, int(steps.max(initial=0)))
-                steps = steps * (scale or 1.0)
-            max_abs = max(max_abs, float(steps.max(initial=0)))
-    return {"max_abs": max_abs, "max_lsb": max_lsb}

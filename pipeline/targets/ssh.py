@@ -1,4 +1,5 @@
-"""ARM boards over ssh: copy device_runner.py and the artifact, run them with the board's python3.
+"""ARM boards over ssh: copy device_runner.py and the artifact, run them with the board's python3,
+fetch the outputs and compare them with the host's on the same inputs (output_check.py).
 
 Every local command is an argument list. The command a board runs is one string, because ssh
 hands it to the remote user's shell; each word is quoted with shlex so paths with spaces or
@@ -11,13 +12,16 @@ board key is an error, never silently accepted. `known_hosts` points ssh at a fi
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import ToolError
+from pipeline.targets import output_check
 from pipeline.targets.host import RUNNER, BenchError, parse_result, tail
 from pipeline.targets.spec import SshTarget
 
@@ -47,16 +51,17 @@ def ssh_args(target: SshTarget, options: SshOptions, command: list[str]) -> list
 
 
 def run_ssh(target: SshTarget, options: SshOptions, command: list[str], stdin: Path | None = None,
-            timeout_s: float = 120) -> subprocess.CompletedProcess:
-    """Run one command on the board; a connection or authentication failure is a ToolError."""
+            stdout: Path | None = None, timeout_s: float = 120) -> subprocess.CompletedProcess:
+    """Run one command on the board, feeding it the file `stdin` and saving its output to the file
+    `stdout` when given (else returned as text); a connection or authentication failure is a ToolError."""
     args = ssh_args(target, options, command)
     try:
-        if stdin is None:
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
-        else:
-            with open(stdin, "rb") as source:
-                proc = subprocess.run(args, capture_output=True, timeout=timeout_s, stdin=source)
-            proc.stdout, proc.stderr = (s.decode("utf-8", "replace") for s in (proc.stdout, proc.stderr))
+        with contextlib.ExitStack() as files:
+            source = files.enter_context(open(stdin, "rb")) if stdin else subprocess.DEVNULL
+            sink = files.enter_context(open(stdout, "wb")) if stdout else subprocess.PIPE
+            proc = subprocess.run(args, stdin=source, stdout=sink, stderr=subprocess.PIPE, timeout=timeout_s)
+        proc.stdout = (proc.stdout or b"").decode("utf-8", "replace")
+        proc.stderr = proc.stderr.decode("utf-8", "replace")
     except subprocess.TimeoutExpired:
         raise ToolError(f"{target.name}: `{shlex.join(command)}` timed out after {timeout_s:.0f} s") from None
     except OSError as e:
@@ -84,6 +89,12 @@ def copy_to(target: SshTarget, options: SshOptions, local: Path, remote: str) ->
         raise ToolError(f"{target.name}: cannot copy {local} to {remote} ({' '.join(proc.stderr.split())})")
 
 
+def copy_from(target: SshTarget, options: SshOptions, remote: str, local: Path) -> None:
+    proc = run_ssh(target, options, ["cat", "--", remote], stdout=local)
+    if proc.returncode != 0:
+        raise ToolError(f"{target.name}: cannot copy {remote} back ({' '.join(proc.stderr.split())})")
+
+
 def artifact_files(model_path: Path) -> list[Path]:
     """Every file the runner reads for an artifact: an ncnn .param comes with its .bin."""
     if model_path.suffix == ".param":
@@ -92,29 +103,43 @@ def artifact_files(model_path: Path) -> list[Path]:
 
 
 def run_benchmark(target: SshTarget, options: SshOptions, model_path: Path, threads: int, warmup: int, runs: int,
-                  timeout_s: float = 600) -> dict:
-    """Benchmark model_path on the board with device_runner.py; its JSON record plus `target`."""
+                  timeout_s: float = 600, fp16: bool = False) -> dict:
+    """Benchmark model_path on the board with device_runner.py; its JSON record plus `target`, and
+    `output_diff`: the board's outputs compared with the host's on the same inputs."""
+    runner_args = ["--threads", str(threads), "--warmup", str(warmup), "--runs", str(runs)] + (["--fp16"] if fp16 else [])
+    with tempfile.TemporaryDirectory(prefix="deploy-ssh-") as local:
+        outputs = Path(local) / "board.npz"
+        proc = _run_on_board(target, options, Path(model_path), runner_args, outputs, timeout_s)
+        if proc.returncode != 0:
+            raise BenchError(model_path, f"on {target.name}: runner exited with {proc.returncode} (is {options.python} on the "
+                                         f"board with numpy and ai-edge-litert or tflite-runtime? see --ssh-python)", tail(proc.stderr))
+        result = parse_result(proc.stdout)
+        if result is None:
+            raise BenchError(model_path, f"on {target.name}: runner printed no JSON result", tail(proc.stderr))
+        result["output_diff"] = output_check.against_host(model_path, outputs, result, fp16)
+    result["target"] = target.name
+    return result
+
+
+def _run_on_board(target: SshTarget, options: SshOptions, model_path: Path, runner_args: list[str], outputs: Path,
+                  timeout_s: float) -> subprocess.CompletedProcess:
+    """Copy the runner and the artifact into a fresh board folder, run, fetch the outputs, remove the folder."""
     remote_dir = make_remote_dir(target, options)
     try:
-        runner, model = f"{remote_dir}/device_runner.py", f"{remote_dir}/{Path(model_path).name}"
+        runner, model = f"{remote_dir}/device_runner.py", f"{remote_dir}/{model_path.name}"
         copy_to(target, options, RUNNER, runner)
-        for file in artifact_files(Path(model_path)):
+        for file in artifact_files(model_path):
             copy_to(target, options, file, f"{remote_dir}/{file.name}")
-        command = [options.python, runner, model, "--threads", str(threads), "--warmup", str(warmup), "--runs", str(runs)]
+        command = [options.python, runner, model, *runner_args, "--outputs", f"{remote_dir}/outputs.npz"]
         proc = run_ssh(target, options, command, timeout_s=timeout_s)
+        if proc.returncode == 0:
+            copy_from(target, options, f"{remote_dir}/outputs.npz", outputs)
+        return proc
     finally:
         try:
             run_ssh(target, options, ["rm", "-rf", "--", remote_dir])
         except ToolError as e:  # keep the error that got us here; a leftover temp folder is only a warning
             log.warning("%s: could not remove %s: %s", target.name, remote_dir, e)
-    if proc.returncode != 0:
-        raise BenchError(model_path, f"on {target.name}: runner exited with {proc.returncode} (is {options.python} on the board "
-                                f"with numpy and ai-edge-litert or tflite-runtime? see --ssh-python)", tail(proc.stderr))
-    result = parse_result(proc.stdout)
-    if result is None:
-        raise BenchError(model_path, f"on {target.name}: runner printed no JSON result", tail(proc.stderr))
-    result["target"] = target.name
-    return result
 
 
 def probe(target: SshTarget, options: SshOptions) -> str:

@@ -103,6 +103,8 @@ def test_benchmark_runs_on_the_board_with_a_nasty_remote_folder(sshd, model, tmp
     assert result["latency_ms"]["n"] == 5 and result["latency_ms"]["p50"] > 0
     assert result["runtime"] == "ai-edge-litert" and result["delegate"] == "xnnpack"
     assert result["input"]["shape"] == [1, 16, 16, 3]
+    # The board (this machine, same runtime) gave exactly the host's outputs for the inputs it fed.
+    assert result["output_diff"] == {"max_abs": 0.0, "max_lsb": None, "host_delegate": "xnnpack"}
     assert list(board_dir.iterdir()) == []  # the per-run folder is removed
     assert not any(tmp_path.rglob("PWNED*")) and not any(Path.home().glob("PWNED*"))
     assert parse_target(result["target"]) == target
@@ -182,5 +184,7 @@ def test_build_benchmarks_host_and_board_into_the_report(sshd, trained_model_fil
     for artifact in report.artifacts:
         by_target = {b.target: b for b in artifact.benchmarks}
         assert set(by_target) == {"host", target.name}
-        assert by_target[target.name].latency_ms.n == 3 and not by_target[target.name].emulated
+        board = by_target[target.name]
+        assert board.latency_ms.n == 3 and not board.emulated
+        assert board.output_diff is not None and board.output_diff.max_abs == 0.0, artifact.id
     assert target.name in (tmp_path / "run" / "report.md").read_text()
