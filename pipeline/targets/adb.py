@@ -360,10 +360,12 @@ def _record(name, kind, cpu, threads, warmup, samples, parsed, partial_reason, c
         "input": None, "partial": partial_reason is not None,
         "options": {"command": shlex.join(command)} | ({"partial_reason": partial_reason} if partial_reason else {}),
     }
+    # report.json keeps options flat (str, int, bool values).
     if kind == "ncnn":
         record |= {"delegate": "none", "init_ms": None, "peak_rss_mb": None}
-        record["options"] |= {"benchncnn_settings": parsed["settings"]}
+        record["options"] |= {f"benchncnn_{key}": value for key, value in parsed["settings"].items()}
     else:
         record |= {"delegate": parsed["delegate"], "init_ms": parsed["init_ms"], "peak_rss_mb": parsed["memory_mb"]}
-        record["options"] |= {"delegated_nodes": parsed["delegated_nodes"]}
+        if parsed["delegated_nodes"]:
+            record["options"]["delegated_nodes"] = "{} of {}".format(*parsed["delegated_nodes"])
     return record

@@ -11,6 +11,7 @@ import re
 import pytest
 
 from pipeline.errors import ToolError, UserInputError
+from pipeline.report.ingest import benchmark_from_record
 from pipeline.targets import adb as adb_target
 from pipeline.targets.spec import AdbTarget
 from tests.targets.test_android_app import WEIRD_SERIAL, adb  # noqa: F401  (fixture: real adb, own server)
@@ -147,6 +148,9 @@ def test_a_device_that_leaves_mid_run_gives_a_partial_record(tmp_path, monkeypat
     assert record["partial"] is True and record["latency_ms"]["n"] == 2 and record["latency_ms"]["p50"] == 3.287
     assert record["delegate"] == "xnnpack" and record["init_ms"] == 21.84 and record["peak_rss_mb"] == 9.87
     assert "device 'R58M' not found" in record["options"]["partial_reason"]
+    assert record["options"]["delegated_nodes"] == "66 of 66"
+    bench = benchmark_from_record(record)  # report.json accepts the record
+    assert bench.partial and bench.target == "adb:R58M" and bench.latency_ms.n == 2 and bench.init_ms == 21.84
     assert calls[-1][:2] == ("rm", "-rf")  # cleanup was attempted even though the device was gone
     pushed = [c for c in calls if c[0] == "push"]
     assert [c[1] for c in pushed] == ["benchmark_model", "m.tflite"] and pushed[0][2].startswith("/data/local/tmp/mobile-deploy.")
@@ -154,6 +158,16 @@ def test_a_device_that_leaves_mid_run_gives_a_partial_record(tmp_path, monkeypat
     monkeypatch.setattr(adb_target.AdbDevice, "shell", lambda self, *w, **k: (_ for _ in ()).throw(adb_target.DeviceGone("gone")))
     with pytest.raises(adb_target.DeviceGone):  # nothing measured: an error, not an empty record
         adb_target.run_benchmark(AdbTarget("R58M"), options, model, threads=1, warmup=3, runs=5)
+
+
+def test_a_benchncnn_record_fits_the_report():
+    parsed = adb_target.parse_benchncnn(BENCHNCNN_OLD)
+    record = adb_target._record("adb:R58M", "ncnn", {"machine": "arm64-v8a", "model": "Pixel 8", "count": 9}, 4, 0,
+                                [12.41, 12.5, 12.3], parsed, None, ["benchncnn", "1"])
+    bench = benchmark_from_record(record)
+    assert bench.runtime == "benchncnn" and bench.init_ms is None and bench.peak_rss_mb is None and not bench.partial
+    assert bench.options["benchncnn_powersave"] == 2 and bench.options["benchncnn_num_threads"] == 4
+    assert bench.latency_ms.p50 == 12.41 and bench.latency_ms.n == 3 and bench.cpu == "Pixel 8 (arm64-v8a, 9 cores)"
 
 
 def _done(stdout):
