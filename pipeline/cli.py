@@ -79,11 +79,15 @@ def _adb_options(func):
     return func
 
 
-def _ssh_settings(ssh_flags: dict):
-    """--ssh-* flags -> SshOptions; flags not given keep its defaults."""
+def _target_settings(flags: dict, prefix: str, options_class):
+    """The --PREFIX-* flags among `flags` -> options_class; flags not given keep its defaults."""
+    return options_class(**{k.removeprefix(prefix): v for k, v in flags.items() if k.startswith(prefix) and v is not None})
+
+
+def _ssh_settings(flags: dict):
     from pipeline.targets.ssh import SshOptions
 
-    return SshOptions(**{k.removeprefix("ssh_"): v for k, v in ssh_flags.items() if v is not None})
+    return _target_settings(flags, "ssh_", SshOptions)
 
 
 def _setup_logging(debug: bool) -> None:
@@ -187,8 +191,7 @@ def build(config_path, dry_run, **flags):
 @click.option("--gpu", is_flag=True, help="With --app: use the app's GPU delegate instead of XNNPACK.")
 @_ssh_options
 @_adb_options
-def bench(artifact, target_text, threads, warmup, runs, as_json, app, app_result, serial, gpu,
-          adb_benchmark_model, adb_benchncnn, adb_cooldown_s, **ssh_flags):
+def bench(artifact, target_text, threads, warmup, runs, as_json, app, app_result, serial, gpu, **target_flags):
     """Benchmark one artifact (.tflite, .ncnn.param, .onnx), each measurement in a fresh process; or the demo app on a phone (--app)."""
     from pipeline.errors import UserInputError
     from pipeline.targets import bench as targets_bench, host, spec
@@ -205,9 +208,8 @@ def bench(artifact, target_text, threads, warmup, runs, as_json, app, app_result
         raise UserInputError(f"{artifact}: artifact file not found")
     from pipeline.targets.adb import AdbOptions
 
-    options = _ssh_settings(ssh_flags)
-    adb_options = AdbOptions(benchmark_model=adb_benchmark_model, benchncnn=adb_benchncnn,
-                             **({} if adb_cooldown_s is None else {"cooldown_s": adb_cooldown_s}))
+    options = _ssh_settings(target_flags)
+    adb_options = _target_settings(target_flags, "adb_", AdbOptions)
     for n in threads or host.default_thread_counts():
         result = targets_bench.run_benchmark(target, options, artifact, n, warmup, runs, fp16=host.recorded_fp16(artifact),
                                              adb_options=adb_options)

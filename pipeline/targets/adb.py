@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import ToolError, UserInputError
+from pipeline.targets.host import artifact_files
 
 log = logging.getLogger(__name__)
 DEVICES_HEADER = "List of devices attached"
@@ -148,8 +149,6 @@ def _state_hint(state: str) -> str:
     return "reconnect it (adb reconnect) and wait until `adb devices` says device"
 
 
-
-
 def connect(adb: str, serial: str) -> None:
     """`adb connect HOST:PORT` for a network device; it exits 0 on failure, so its output decides."""
     proc = run_adb([adb, "connect", serial], timeout_s=30)
@@ -258,7 +257,8 @@ class AdbDevice:
     def run(self, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
         proc = run_adb(adb_args(self.adb, self.serial, *args), timeout_s=timeout_s)
         said = (proc.stdout + proc.stderr).strip()
-        if proc.returncode != 0 and any(sign in said.splitlines()[-1] if said else False for sign in DISCONNECTED):
+        last_line = said.splitlines()[-1] if said else ""
+        if proc.returncode != 0 and any(sign in last_line for sign in DISCONNECTED):
             raise DeviceGone(f"{self.serial}: device disconnected ({' '.join(said.split())[:200]})")
         return proc
 
@@ -312,8 +312,7 @@ def run_benchmark(target, options: AdbOptions, model_path: Path, threads: int, w
         remote_binary = f"{folder}/{Path(binary).name}"
         device.push(Path(binary), remote_binary)
         device.shell("chmod", "755", remote_binary)
-        files = [model_path, model_path.with_suffix(".bin")] if kind == "ncnn" else [model_path]
-        for file in files:
+        for file in artifact_files(model_path):
             device.push(file, f"{folder}/{file.name}")
         remote_model = f"{folder}/{model_path.name}"
         if kind == "ncnn":

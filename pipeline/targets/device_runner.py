@@ -244,6 +244,9 @@ def given_input(detail, given, key):
 
 
 def load_inputs(path):
+    """The arrays of an --inputs npz, or None when none was given (random inputs)."""
+    if path is None:
+        return None
     try:
         with np.load(path) as npz:
             return {key: npz[key] for key in npz.files}
@@ -415,7 +418,7 @@ def benchmark_ncnn(args):
                   "cpu_support_x86_avx", "cpu_support_x86_avx2"):
         if hasattr(ncnn, probe):
             options[probe] = bool(getattr(ncnn, probe)())
-    given = load_inputs(args.inputs) if args.inputs else None
+    given = load_inputs(args.inputs)
     detail = {"name": "in0", "shape": shape, "dtype": np.float32}
     image = np.ascontiguousarray(input_array(detail, np.random.default_rng(args.seed), given, "input_0"))
     mat = ncnn.Mat(image)  # image and mat must outlive every extraction
@@ -452,7 +455,7 @@ def benchmark_onnx(args):
     init_ms = (time.perf_counter_ns() - start) / 1e6
     detail = session.get_inputs()[0]
     shape = [d if isinstance(d, int) and d > 0 else 1 for d in detail.shape]
-    given = load_inputs(args.inputs) if args.inputs else None
+    given = load_inputs(args.inputs)
     spec = {"name": detail.name, "shape": shape, "dtype": np.float32}
     feed = {detail.name: input_array(spec, np.random.default_rng(args.seed), given, "input_0")}
     try:
@@ -474,7 +477,7 @@ def benchmark_tflite(args):
     interpreter, init_ms, native_log = create_interpreter(interpreter_cls, args.model, args.threads, not args.no_xnnpack)
     for line in native_log:  # keep the runtime's own log visible to whoever reads stderr
         print(line, file=sys.stderr)
-    given = load_inputs(args.inputs) if args.inputs else None
+    given = load_inputs(args.inputs)
     input_info, fed = fill_inputs(interpreter, np.random.default_rng(args.seed), given)
     latencies_ms = time_invokes(interpreter, args.warmup, args.runs)
     if args.outputs:

@@ -51,6 +51,13 @@ def run_benchmark(
     return result
 
 
+def artifact_files(model_path: Path) -> list[Path]:
+    """Every file a device needs for an artifact: an ncnn .param comes with its .bin."""
+    if model_path.suffix == ".param":
+        return [model_path, model_path.with_suffix(".bin")]
+    return [model_path]
+
+
 def recorded_fp16(artifact: Path) -> bool:
     """Whether an ncnn artifact's recipe (beside it) says to run it with fp16 on (the fp16 artifacts)."""
     try:

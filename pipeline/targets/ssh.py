@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pipeline.errors import ToolError
 from pipeline.targets import output_check
-from pipeline.targets.host import RUNNER, BenchError, parse_result, tail
+from pipeline.targets.host import RUNNER, BenchError, artifact_files, parse_result, tail
 from pipeline.targets.spec import SshTarget
 
 log = logging.getLogger(__name__)
@@ -93,13 +93,6 @@ def copy_from(target: SshTarget, options: SshOptions, remote: str, local: Path) 
     proc = run_ssh(target, options, ["cat", "--", remote], stdout=local)
     if proc.returncode != 0:
         raise ToolError(f"{target.name}: cannot copy {remote} back ({' '.join(proc.stderr.split())})")
-
-
-def artifact_files(model_path: Path) -> list[Path]:
-    """Every file the runner reads for an artifact: an ncnn .param comes with its .bin."""
-    if model_path.suffix == ".param":
-        return [model_path, model_path.with_suffix(".bin")]
-    return [model_path]
 
 
 def run_benchmark(target: SshTarget, options: SshOptions, model_path: Path, threads: int, warmup: int, runs: int,
