@@ -1,0 +1,167 @@
+"""The plan (nodes with keys before anything runs) and the scheduler that runs it, on toy stages."""
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ToolError
+from pipeline.executors.local import InProcessBackend, PoolBackend
+from pipeline.executors.scheduler import Failed, Scheduler, Skipped
+from pipeline.plan import MACHINE, Plan, When, describe
+from pipeline.runner import LINEAGE, Runner
+from tests.toy_stages import DieOnceConfig, DieOnceStage, FailStage, SleepConfig, SleepStage
+
+
+def _scheduler(tmp_path: Path, jobs: int = 1) -> Scheduler:
+    runner = Runner(tmp_path)
+    backend = InProcessBackend(runner.cache) if jobs == 1 else PoolBackend(runner.cache, jobs, 1)
+    return Scheduler(runner, backend)
+
+
+def _intervals(log: Path) -> dict[int, dict]:
+    return {r["value"]: r for r in map(json.loads, log.read_text().splitlines())}
+
+
+def test_plan_keys_equal_the_runner_keys_and_reuse_a_cache_the_runner_wrote(tmp_path):
+    """The keys of the pre-plan code path (Runner.run, stage after stage): a cache it wrote is reused as is."""
+    runner = Runner(tmp_path)
+    a = runner.run(SleepStage(), SleepConfig(value=1), external={"data": "abc"})
+    b = runner.run(SleepStage(), SleepConfig(value=2), {"x": a})
+    plan = Plan()
+    na = plan.node(SleepStage(), SleepConfig(value=1), external={"data": "abc"})
+    nb = plan.node(SleepStage(), SleepConfig(value=2), {"x": na})
+    assert (na.key, nb.key) == (a.key, b.key)
+
+    scheduler = _scheduler(tmp_path)
+    outcomes = scheduler.run(plan.nodes)
+    assert scheduler.ran == [] and all(outcomes[n.key].cached for n in plan.nodes)
+    assert describe(plan, lambda n: scheduler.runner.cached(n.stage, n.key))[0] == "plan: 2 stages, 2 cached, 0 to run"
+
+
+def test_the_same_work_asked_twice_is_one_node():
+    plan = Plan()
+    first = plan.node(SleepStage(), SleepConfig(value=1), label="a")
+    assert plan.node(SleepStage(), SleepConfig(value=1), label="b") is first and len(plan) == 1
+
+
+def test_a_false_condition_skips_the_node_and_what_depends_on_it(tmp_path):
+    plan = Plan()
+    parent = plan.node(SleepStage(), SleepConfig(value=1))
+    big = plan.node(SleepStage(), SleepConfig(value=2), {"p": parent}, when=When(parent, lambda r: r["value"] > 5, "value > 5"))
+    child = plan.node(SleepStage(), SleepConfig(value=3), {"p": big})
+    small = plan.node(SleepStage(), SleepConfig(value=4), {"p": parent}, when=When(parent, lambda r: r["value"] < 5, "value < 5"))
+    outcomes = _scheduler(tmp_path).run(plan.nodes)
+    assert isinstance(outcomes[big.key], Skipped) and isinstance(outcomes[child.key], Skipped)
+    assert outcomes[small.key].result["value"] == 4
+    assert not (tmp_path / "cache" / "toy-sleep" / big.key[:20]).exists()
+
+
+def test_a_tool_failure_costs_its_dependents_only_and_a_fatal_one_stops_the_build(tmp_path):
+    plan = Plan()
+    bad = plan.node(FailStage(), SleepConfig(value=1))
+    below = plan.node(SleepStage(), SleepConfig(value=2), {"p": bad})
+    other = plan.node(SleepStage(), SleepConfig(value=3))
+    outcomes = _scheduler(tmp_path).run(plan.nodes)
+    assert isinstance(outcomes[bad.key], Failed) and outcomes[below.key] == outcomes[bad.key]
+    assert "toy tool failed on 1" in str(outcomes[below.key].error)
+    assert outcomes[other.key].result["value"] == 3
+    assert not list((tmp_path / "cache" / "toy-fail").iterdir())  # the half-written file went with its temp folder
+
+    fatal = Plan()
+    fatal.node(FailStage(), SleepConfig(value=5), fatal=True)
+    with pytest.raises(ToolError, match="toy tool failed on 5"):
+        _scheduler(tmp_path).run(fatal.nodes)
+
+
+def test_workers_run_independent_stages_side_by_side_and_a_machine_lease_alone(tmp_path):
+    log = tmp_path / "log.jsonl"
+    plan = Plan()
+    for value in (1, 2):
+        plan.node(SleepStage(), SleepConfig(value=value, seconds=1.5, log=str(log)))
+    bench = plan.node(SleepStage(), SleepConfig(value=3, seconds=0.3, log=str(log)), lease=MACHINE)
+    for value in (4, 5):
+        plan.node(SleepStage(), SleepConfig(value=value, seconds=0.5, log=str(log)))
+    scheduler = _scheduler(tmp_path, jobs=2)
+    try:
+        scheduler.run(plan.nodes)
+    finally:
+        scheduler.close()
+    runs = _intervals(log)
+    assert runs[1]["pid"] != runs[2]["pid"]
+    assert runs[2]["start"] < runs[1]["end"] and runs[1]["start"] < runs[2]["end"]  # side by side
+    alone = runs[3]
+    for value in (1, 2, 4, 5):  # nothing else ran while the leased stage did
+        assert runs[value]["end"] <= alone["start"] or runs[value]["start"] >= alone["end"]
+    lineage = json.loads((tmp_path / "cache" / "toy-sleep" / bench.key[:20] / LINEAGE).read_text())
+    assert lineage["isolation"].startswith("alone") and lineage["executor"] == "local pool of 2"
+
+
+def test_a_device_is_leased_one_stage_at_a_time(tmp_path):
+    log = tmp_path / "log.jsonl"
+    plan = Plan()
+    for value in (1, 2):
+        plan.node(SleepStage(), SleepConfig(value=value, seconds=0.8, log=str(log)), lease="device:ssh:pi@board:22")
+    plan.node(SleepStage(), SleepConfig(value=3, seconds=0.8, log=str(log)))
+    scheduler = _scheduler(tmp_path, jobs=2)
+    try:
+        scheduler.run(plan.nodes)
+    finally:
+        scheduler.close()
+    runs = _intervals(log)
+    assert runs[1]["end"] <= runs[2]["start"] or runs[2]["end"] <= runs[1]["start"]
+    assert runs[3]["start"] < max(runs[1]["end"], runs[2]["end"])  # host work went on beside the device
+
+
+def test_a_worker_killed_mid_stage_leaves_nothing_trusted_and_the_stage_is_retried(tmp_path):
+    plan = Plan()
+    node = plan.node(DieOnceStage(), DieOnceConfig(marker=str(tmp_path / "attempted")))
+    other = plan.node(SleepStage(), SleepConfig(value=7, seconds=0.2))
+    scheduler = _scheduler(tmp_path / "out", jobs=2)
+    try:
+        outcomes = scheduler.run(plan.nodes)
+    finally:
+        scheduler.close()
+    first_pid = int((tmp_path / "attempted").read_text())
+    result = outcomes[node.key]
+    assert result.result["pid"] != first_pid and result.path("out.bin").read_bytes() == b"whole"
+    assert outcomes[other.key].result["value"] == 7
+    # The killed attempt's temp folder is there but untrusted; the next run deletes it.
+    stage_dir = tmp_path / "out" / "cache" / "toy-die-once"
+    assert [p.name for p in stage_dir.glob(".tmp-*")] == [f".tmp-{node.key[:20]}-{first_pid}"]
+    Runner(tmp_path / "out")
+    assert not list(stage_dir.glob(".tmp-*"))
+
+
+def test_parallel_workers_cut_wall_time(tmp_path):
+    plan = Plan()
+    for value in range(4):
+        plan.node(SleepStage(), SleepConfig(value=value, seconds=1.0))
+    scheduler = _scheduler(tmp_path, jobs=2)
+    try:
+        scheduler.run(plan.nodes[:1])  # workers started and warm
+        t0 = time.perf_counter()
+        scheduler.run(plan.nodes)
+        seconds = time.perf_counter() - t0
+    finally:
+        scheduler.close()
+    assert seconds < 2.8  # three 1-second stages on two workers: two rounds, not three
+
+
+def test_deploy_worker_advertises_each_device_as_a_ray_resource():
+    from pipeline.executors.ray import worker_command
+
+    command = worker_command("10.0.0.1:6379", ["adb:R58M", "ssh:pi@board"], 4, None, ["--node-ip-address", "10.0.0.7"])
+    assert command[1:6] == ["start", "--address", "10.0.0.1:6379", "--block", "--resources"]
+    assert json.loads(command[6]) == {"device:adb:R58M": 1, "device:ssh:pi@board:22": 1}
+    assert command[7:] == ["--num-cpus", "4", "--node-ip-address", "10.0.0.7"]
+
+
+def test_default_jobs_fit_the_cores_and_the_memory(monkeypatch):
+    import pipeline.executors as executors
+
+    monkeypatch.setattr(executors, "usable_cores", lambda: 8)
+    monkeypatch.setattr(executors, "available_memory", lambda: 6 * 2**30)
+    assert executors.default_jobs() == 2  # 6 GB hold two 2.5 GB workers
+    monkeypatch.setattr(executors, "available_memory", lambda: 64 * 2**30)
+    assert executors.default_jobs() == 8 and executors.thread_budget(8) == 1 and executors.thread_budget(2) == 4
