@@ -9,12 +9,39 @@ import numpy as np
 log = logging.getLogger("deploy")
 
 
-def fit(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, learning_rate: float, seed: int, what: str) -> list[dict]:
-    """Adam with cosine decay on sparse labels; logs one line per epoch; returns the history."""
+# Early stopping: this share of each class's training images is held out (never the validation
+# split the artifacts are scored on); training stops once its accuracy has not improved for
+# `patience` epochs, and the best epoch's weights are kept.
+STOP_HOLDOUT = 0.1
+
+
+def holdout(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(x_fit, y_fit, x_stop, y_stop), STOP_HOLDOUT of every class held out; None if a class is too small."""
+    rng = np.random.default_rng(seed)
+    stop = []
+    for label in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == label))
+        count = int(len(members) * STOP_HOLDOUT)
+        if count == 0:
+            return None
+        stop.extend(members[:count])
+    mask = np.zeros(len(y), bool)
+    mask[stop] = True
+    return x[~mask], y[~mask], x[mask], y[mask]
+
+
+def fit(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, learning_rate: float, seed: int, what: str,
+        patience: int = 0) -> tuple[list[dict], dict]:
+    """Adam with cosine decay on sparse labels; logs one line per epoch; returns the history and
+    what early stopping did (patience 0: off, every epoch runs)."""
     from pipeline.tf_import import keras
 
     tf_keras = keras()
     tf_keras.utils.set_random_seed(seed)
+    split = holdout(x, y, seed) if patience > 0 else None
+    validation = None
+    if split is not None:
+        x, y, *validation = split
     steps = epochs * int(np.ceil(len(x) / batch_size))
     schedule = tf_keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1))
     model.compile(
@@ -29,17 +56,35 @@ def fit(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, le
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
+            held_out = f", held-out accuracy {logs['val_accuracy']:.3f}" if "val_accuracy" in logs else ""
             log.info(
-                "  %s epoch %d/%d: loss %.4f, train accuracy %.3f (%.1f s)",
-                what, epoch + 1, epochs, logs.get("loss", float("nan")), logs.get("accuracy", float("nan")),
+                "  %s epoch %d/%d: loss %.4f, train accuracy %.3f%s (%.1f s)",
+                what, epoch + 1, epochs, logs.get("loss", float("nan")), logs.get("accuracy", float("nan")), held_out,
                 time.perf_counter() - self.t0,
             )
 
-    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=[EpochLog()])
-    return [
-        {"epoch": i + 1, "loss": float(history.history["loss"][i]), "accuracy": float(history.history["accuracy"][i])}
-        for i in range(len(history.history["loss"]))
+    callbacks = [EpochLog()]
+    if validation is not None:
+        callbacks.append(tf_keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True))
+    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks,
+                        validation_data=tuple(validation) if validation is not None else None).history
+    rows = [
+        {"epoch": i + 1, "loss": float(history["loss"][i]), "accuracy": float(history["accuracy"][i]),
+         **({"held_out_accuracy": float(history["val_accuracy"][i])} if validation is not None else {})}
+        for i in range(len(history["loss"]))
     ]
+    return rows, _stopping_record(rows, epochs, patience, validation)
+
+
+def _stopping_record(rows: list[dict], epochs: int, patience: int, validation) -> dict:
+    if patience == 0:
+        return {"status": "off"}
+    if validation is None:
+        return {"status": "off", "reason": f"a class has fewer than {int(1 / STOP_HOLDOUT)} training images to hold out"}
+    best = max(rows, key=lambda r: r["held_out_accuracy"])  # the first epoch reaching the best accuracy
+    return {"status": "stopped" if len(rows) < epochs else "ran every epoch", "patience": patience,
+            "held_out_images": int(len(validation[1])), "epochs_run": len(rows), "best_epoch": best["epoch"],
+            "best_held_out_accuracy": best["held_out_accuracy"]}
 
 
 def use_fast_batchnorm(model, momentum: float = 0.9) -> None:

@@ -26,6 +26,7 @@ class TrainConfig(StageConfig):
     batch_size: int
     learning_rate: float
     seed: int
+    patience: int = 0  # early stopping (pipeline.models.training); 0: every epoch
 
 
 class ImportConfig(StageConfig):
@@ -60,12 +61,12 @@ class TrainStage(Stage):
             raise UserInputError(f"--model {config.architecture}: {e}") from e
         x = Preprocessing.from_dict(config.preprocessing).apply(x_train)
         training.use_fast_batchnorm(model)
-        history = training.fit(
+        history, stopping = training.fit(
             model, x, y_train, epochs=config.epochs, batch_size=config.batch_size,
-            learning_rate=config.learning_rate, seed=config.seed, what="train",
+            learning_rate=config.learning_rate, seed=config.seed, what="train", patience=config.patience,
         )
         model.save(workdir / "model.keras")
-        return {"model_file": "model.keras", "trusted": False, "history": history, **model_facts(model)}
+        return {"model_file": "model.keras", "trusted": False, "history": history, "early_stopping": stopping, **model_facts(model)}
 
 
 class ImportStage(Stage):

@@ -25,6 +25,7 @@ class QatConfig(StageConfig):
     batch_size: int
     learning_rate: float
     seed: int
+    patience: int = 0  # early stopping (pipeline.models.training); 0: every epoch
 
 
 def unsupported_layers(model) -> list[str]:
@@ -75,13 +76,13 @@ class QatStage(Stage):
             return {"status": "unsupported", "reason": str(e)}
         x_train, y_train, _, _ = load_split(inputs["data"])
         x = Preprocessing.from_dict(config.preprocessing).apply(x_train)
-        history = training.fit(
+        history, stopping = training.fit(
             qat_model, x, y_train, epochs=config.epochs, batch_size=config.batch_size,
-            learning_rate=config.learning_rate, seed=config.seed, what="qat",
+            learning_rate=config.learning_rate, seed=config.seed, what="qat", patience=config.patience,
         )
         with tfmot().quantization.keras.quantize_scope():
             qat_model.save(workdir / QAT_MODEL_FILE)
-        return {"status": "ok", "model_file": QAT_MODEL_FILE, "history": history}
+        return {"status": "ok", "model_file": QAT_MODEL_FILE, "history": history, "early_stopping": stopping}
 
 
 def load_qat_model(output: StageOutput):
