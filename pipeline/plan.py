@@ -114,15 +114,17 @@ class Plan:
 def describe(plan: Plan, cached: Callable[[Node], StageOutput | None]) -> list[str]:
     """The dry-run's lines: every stage with its key (its cache folder's name) and whether it is
     cached, will run, or will be skipped (a condition already decided by a cached parent)."""
-    states = []
-    for node in plan.nodes:
+    by_key: dict[str, str] = {}
+    for node in plan.nodes:  # parents first: a node below a skipped one is skipped too
         parent = cached(node.when.parent) if node.when else None
         if cached(node) is not None:
-            states.append("cached")
-        elif parent is not None and not node.when.test(parent.result):
-            states.append("skip")
+            by_key[node.key] = "cached"
+        elif (parent is not None and not node.when.test(parent.result)) or any(
+                by_key.get(n.key) == "skip" for n in node.inputs.values()):
+            by_key[node.key] = "skip"
         else:
-            states.append("run")
+            by_key[node.key] = "run"
+    states = [by_key[n.key] for n in plan.nodes]
     counts = {s: states.count(s) for s in ("cached", "run", "skip")}
     lines = [f"plan: {len(plan)} stages, {counts['cached']} cached, {counts['run']} to run"
              + (f", {counts['skip']} skipped" if counts["skip"] else "")]

@@ -142,3 +142,18 @@ def test_parallel_workers_cut_wall_time(tmp_path):
     finally:
         scheduler.close()
     assert seconds < 7.0  # four 2-second stages on two workers: two rounds (one after another: at least 8 s)
+
+
+def test_the_dry_run_skips_what_a_cached_parent_already_ruled_out(tmp_path):
+    plan = Plan()
+    parent = plan.node(SleepStage(), SleepConfig(value=1))
+    ruled_out = plan.node(SleepStage(), SleepConfig(value=2), {"p": parent}, when=When(parent, lambda r: r["value"] > 5, "value > 5"))
+    plan.node(SleepStage(), SleepConfig(value=3), {"p": ruled_out})
+    plan.node(SleepStage(), SleepConfig(value=4), {"p": parent})
+    runner = Runner(tmp_path)
+    assert describe(plan, lambda n: runner.cached(n.stage, n.key))[0] == "plan: 4 stages, 0 cached, 4 to run"
+    Scheduler(runner, InProcessBackend(runner.cache)).run(plan.nodes[:1])
+    lines = describe(plan, lambda n: runner.cached(n.stage, n.key))
+    assert lines[0] == "plan: 4 stages, 1 cached, 1 to run, 2 skipped"
+    assert [line.split()[0] for line in lines[1:]] == ["cached", "skip", "skip", "run"]
+    assert lines[2].endswith("(if value > 5)")
