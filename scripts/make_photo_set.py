@@ -96,7 +96,7 @@ def _crop(photo: Image.Image, rng: np.random.Generator, size: int, min_scale: fl
 
 
 def write_set(out: Path, classes: list[str], per_class: int, size: int, fmt: str, seed: int,
-              min_scale: float = 0.25, max_scale: float = 0.8) -> dict[str, int]:
+              min_scale: float = 0.15, max_scale: float = 0.6) -> dict[str, int]:
     """Write the set to `out` (must not exist yet); return images per class."""
     files = source_files(classes)
     out = Path(out)
@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--format", choices=["png", "jpg"], default="png")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--min-scale", type=float, default=0.25, help="smallest crop, fraction of short side")
-    ap.add_argument("--max-scale", type=float, default=0.8, help="largest crop, fraction of short side")
+    ap.add_argument("--min-scale", type=float, default=0.15, help="smallest crop, fraction of short side")
+    ap.add_argument("--max-scale", type=float, default=0.6, help="largest crop, fraction of short side")
     args = ap.parse_args(argv)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     unknown = [c for c in classes if c not in SOURCES]
