@@ -23,6 +23,8 @@ Small crops make it harder (a crop of sky, wall or hair can look alike across ph
 
 The default set (8 colour classes x 60 = 480 images, 96x96 PNG) is for accuracy checks; for a
 data-scale benchmark ask for many, e.g. `--per-class 4000 --size 256 --format jpg` (32,000 JPEGs).
+The source photos are small (short side 300-512 px), so 256x256 images from small crops are
+upscaled and soft; they are fine for data-loading/throughput runs, less so as high-resolution content.
 Output is deterministic for a given --seed and class list (each class has its own random stream,
 so adding a class does not change the others). The folder is written under a temporary name and
 renamed when complete, so a half-written set is never left at OUT.
