@@ -208,4 +208,4 @@ def test_deploy_bench_marks_emulated_results(models):  # noqa: F811
     result = deploy("bench", models["int8"], "--target", "arm64-emu", "--threads", "1", "--warmup", "0", "--runs", "2")
     assert result.returncode == 0, result.stderr
     assert "arm64-emu threads=1 delegate=xnnpack" in result.stdout
-    assert "EMULATED, max output difference to the host 0 (0 LSB)" in result.stdout
+    assert "EMULATED, compared with the host on logits, 1 random input: max |logit - host| 0 (0 steps)" in result.stdout
