@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.targets import check_inputs, emulated, host, logits, output_check
 from tests.targets.test_emulated import needs_rootfs, rootfs_missing, why_skipped
-from tests.targets.test_host_bench import _convert, _tiny_classifier
+from tests.targets.test_host_bench import _float32_and_int8, _tiny_classifier
 
 
 def _npz(path, **arrays):
@@ -41,11 +41,7 @@ def _confident_classifier():
 def confident(tmp_path_factory):
     """{float32, int8}: the confident classifier as .tflite, and 32 check images (NHWC) with labels."""
     folder = tmp_path_factory.mktemp("confident")
-    model = _confident_classifier()
-    paths = {}
-    for dtype in ("float32", "int8"):
-        paths[dtype] = folder / f"confident_{dtype}.tflite"
-        paths[dtype].write_bytes(_convert(model, dtype == "int8"))
+    paths = _float32_and_int8(_confident_classifier(), folder, "confident")
     images = np.random.default_rng(1).uniform(-1, 1, (32, 16, 16, 3)).astype(np.float32)
     paths["inputs"] = _npz(folder / "inputs.npz", input_0=images, labels=np.zeros(32, np.int64))
     return paths
