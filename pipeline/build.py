@@ -17,7 +17,7 @@ from pipeline.report.ingest import benchmark_from_record
 from pipeline.runner import Runner
 from pipeline.versions import tool_versions
 from pipeline.stages.base import StageOutput
-from pipeline.stages.bench import BenchConfig, BenchStage, host_identity
+from pipeline.stages.bench import BenchConfig, BenchStage, compares_with_host, host_identity
 from pipeline.stages.convert import ConvertConfig, ConvertStage
 from pipeline.stages.coreml import CoreMLConfig, CoreMLStage
 from pipeline.stages.data import DataConfig, DataStage
@@ -252,7 +252,7 @@ class Build:
         benchmarks = []
         for target in self._targets_for(fmt, label):
             try:
-                benchmarks += [self._bench(converted, label, target, threads) for threads in self._threads()]
+                benchmarks += [self._bench(converted, data_out, label, target, threads) for threads in self._threads()]
             except ToolError as e:
                 if isinstance(target, HostTarget):
                     raise
@@ -283,7 +283,7 @@ class Build:
                 log.warning("%s: not benchmarked on %s (no %s runtime there)", label, target.name, fmt)
         return usable
 
-    def _bench(self, converted: StageOutput, label: str, target: Target, threads: int) -> schema.Benchmark:
+    def _bench(self, converted: StageOutput, data_out: StageOutput, label: str, target: Target, threads: int) -> schema.Benchmark:
         c = self.config
         # The host is identified by its CPU, an emulator by its runtimes' versions, a board by its
         # address (its CPU is only known once it ran).
@@ -293,11 +293,13 @@ class Build:
         ssh = SshOptions(python=c.ssh_python, key=c.ssh_key, known_hosts=c.ssh_known_hosts, dir=c.ssh_dir) if isinstance(target, SshTarget) else None
         adb = AdbOptions(benchmark_model=c.adb_benchmark_model, benchncnn=c.adb_benchncnn,
                          cooldown_s=c.adb_cooldown_s) if isinstance(target, AdbTarget) else None
+        # Emulators and boards are compared with the host on validation images: they need the data.
+        check_data = {"data": data_out} if compares_with_host(target) else {}
         out = self.runner.run(
             BenchStage(),
             BenchConfig(target=target.name, target_identity=identity, threads=threads, warmup=c.warmup, runs=c.runs, ssh=ssh, adb=adb,
-                        fp16=converted.result["format"] == "ncnn" and converted.result["precision"] == "fp16"),
-            {"artifact": converted}, label=f"{label} {target.name} {threads} thread(s)",
+                        fp16=converted.result["format"] == "ncnn" and converted.result["precision"] == "fp16", check_seed=c.seed),
+            {"artifact": converted, **check_data}, label=f"{label} {target.name} {threads} thread(s)",
         )
         if out.result.get("partial"):  # reported once, never reused: the next build measures again
             shutil.rmtree(out.dir, ignore_errors=True)

@@ -231,12 +231,14 @@ def _maybe(value) -> str:
 
 def _output_note(result: dict) -> str:
     """Emulated timings say nothing about a device; on emulators and boards the output difference to the host is the point."""
+    from pipeline.report import comparison
+    from pipeline.report.schema import OutputDiff
+
     note = "; EMULATED" if result.get("emulated") else ""
     diff = result.get("output_diff")
     if diff:
-        lsb = "" if diff["max_lsb"] is None else f" ({diff['max_lsb']} LSB)"
         kernels = " (host on built-in kernels, like the target)" if diff.get("host_delegate") == "none" else ""
-        note += f"{',' if note else ';'} max output difference to the host {diff['max_abs']:.3g}{lsb}{kernels}"
+        note += f"{',' if note else ';'} compared with the host on {comparison.summary(OutputDiff(**diff))}{kernels}"
     return note
 
 

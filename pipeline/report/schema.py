@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.2"  # 1.1 and 1.2 only added fields with defaults or made fields optional: 1.0 reports still load
+SCHEMA_VERSION = "1.3"  # 1.1 to 1.3 only added fields with defaults or made fields optional: 1.0 reports still load
 
 
 class _Strict(BaseModel):
@@ -26,11 +26,28 @@ class Latency(_Strict):
 
 
 class OutputDiff(_Strict):
-    max_abs: float = Field(description="largest absolute difference between this target's outputs and the host's, same inputs")
+    max_abs: float = Field(description="largest absolute difference between this target's outputs (after the softmax, for a "
+                                       "model ending in one) and the host's, same inputs; near 0 on a confident model whatever "
+                                       "the kernels do: read the logits fields")
     max_lsb: int | None = Field(default=None, description="int8 outputs: the same difference in quantization steps")
     host_delegate: str | None = Field(
         default=None, description="TFLite: the delegate the host ran with for the comparison, the target's own ('xnnpack' "
                                   "or 'none': built-in kernels), so kernels are compared like for like")
+    # 1.3: the logits comparison (pipeline/targets/output_check.py)
+    compared: Literal["logits", "outputs"] | None = Field(
+        default=None, description="what the logits_* fields compare: 'logits' (the tensor feeding the final softmax) or "
+                                  "'outputs' (the model has no final softmax); null in reports before 1.3")
+    inputs: Literal["validation", "random"] | None = Field(
+        default=None, description="'validation': a seeded subset of the validation images, preprocessed as the artifact "
+                                  "expects; 'random': one uniform random input (deploy bench on a file, no data)")
+    n: int | None = Field(default=None, description="number of images compared")
+    logits_max_abs: float | None = Field(default=None, description="largest |target logit - host logit| over the images (dequantized units)")
+    logits_max_rel: float | None = Field(
+        default=None, description="largest, over the images, of max |target - host| / max |host logit| on that image")
+    logits_max_steps: int | None = Field(default=None, description="int8 logits: the largest difference in quantization steps")
+    top1_agreement: float | None = Field(default=None, description="fraction of the images where target and host pick the same class")
+    target_top1: float | None = Field(default=None, description="validation inputs: top-1 on these images computed by the target's kernels")
+    host_top1: float | None = Field(default=None, description="validation inputs: top-1 on the same images on the host")
 
 
 class Benchmark(_Strict):
@@ -144,7 +161,7 @@ class Recommendation(_Strict):
 
 
 class Report(_Strict):
-    schema_version: Literal["1.0", "1.1", "1.2"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3"] = SCHEMA_VERSION
     created: str
     command: str
     tools: dict[str, str]
