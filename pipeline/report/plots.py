@@ -121,7 +121,12 @@ def output_difference(report: Report, target: str) -> Plot | None:
     fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.32 * len(rows)))
     ax.barh(range(len(rows)), values, color=[colors[a.model] for a, _ in rows])
     ax.set_xscale("symlog", linthresh=1e-7)
-    ax.set_xlim(0, max(1.0, 10 * max(values)))
+    high = max(1.0, 10 * max(values))
+    ax.set_xlim(0, high)
+    # Plain tick labels: the default symlog ones are math text, which STYLE turns off.
+    ticks = [0.0] + [10.0 ** e for e in range(-7, 3, 2) if 10.0 ** e <= high]
+    ax.set_xticks(ticks, ["0" if t == 0 else f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_locator(_pyplot().NullLocator())
     for y, ((_, d), value) in enumerate(zip(rows, values)):
         note = "softmax" if d.compared is None else f"n={d.n}, agree {100 * d.top1_agreement:.0f} %"
         note += "" if d.logits_max_steps is None else f", {d.logits_max_steps} steps"
