@@ -108,9 +108,9 @@ def signature(proto, path: Path, input_shape: list[int] | None) -> OnnxSignature
         if i not in dynamic and d != shape[i] and i != 0:
             raise UserInputError(f"{path}: --input-shape {shape} contradicts the model's input shape {dims}")
     shape[0] = 1
-    if shape[1] != 3:
+    if shape[1] not in (1, 3):
         raise UserInputError(
-            f"{path}: input '{inputs[0].name}' shape {dims} is not NCHW with 3 channels; export the model with NCHW input"
+            f"{path}: input '{inputs[0].name}' shape {dims} is not NCHW with 3 (or 1, grayscale) channels; export the model with NCHW input"
         )
     out_dims = _dims(proto.graph.output[0])
     classes = out_dims[-1] if out_dims and isinstance(out_dims[-1], int) and out_dims[-1] > 0 else None
