@@ -136,7 +136,7 @@ def test_keras3_grayscale_model_with_rescaling_builds_with_qat_everywhere(tmp_pa
 @pytest.mark.slow
 def test_keras3_model_without_twin_falls_back_to_ptq_or_fails_when_qat_is_required(tmp_path):
     k = _keras3()
-    front = [k.layers.UpSampling2D(name="up"), k.layers.AveragePooling2D()]  # no tf_keras twin in this version
+    front = [k.layers.UpSampling2D(name="up"), k.layers.AveragePooling2D(2)]  # no tf_keras twin in this version
     path = _gray_keras3_model(tmp_path / "up.keras", front=[k.layers.Rescaling(1 / 255), *front])
     with pytest.raises(UserInputError, match=r"layer 'up' \(UpSampling2D\).*--require-qat"):
         build(_config(path, "demo", tmp_path / "strict", precisions=["int8-qat"], formats=["tflite"], require_qat=True))
