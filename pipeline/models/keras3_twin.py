@@ -55,16 +55,7 @@ def needs_twin(model) -> bool:
     """A Keras 3 model always; a tf_keras model only when it has augmentation or input preprocessing layers."""
     from pipeline.models.loading import is_keras3_model
 
-    return is_keras3_model(model) or any(cls in AUGMENTATION | FOLDABLE for _, cls in _all_layers(model))
-
-
-def _all_layers(model) -> list[tuple[str, str]]:
-    found = []
-    for layer in model.layers:
-        found.append((layer.name, type(layer).__name__))
-        if hasattr(layer, "layers"):
-            found += _all_layers(layer)
-    return found
+    return is_keras3_model(model) or any(type(layer).__name__ in AUGMENTATION | FOLDABLE for _, layer in _live_layers(model))
 
 
 def build_twin(model) -> Twin:
@@ -221,6 +212,7 @@ def differing_layer(original, twin: Twin, x: np.ndarray) -> str:
 
 
 def _live_layers(model) -> list:
+    """(name, layer) of every layer, nested models' layers included."""
     found = []
     for layer in model.layers:
         found.append((layer.name, layer))
