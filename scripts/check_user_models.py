@@ -28,13 +28,14 @@ sys.path.insert(0, str(ROOT))
 BUILD_FLAGS = ["--warmup", "1", "--runs", "5", "--threads", "1", "--qat-epochs", "3", "--calibration-images", "100"]
 
 
-def split(data: str, size: int, channels: int = 3):
+def split(data: str, size: int, channels: int = 3, part: str = "train"):
     from pipeline import data as datasets
 
     images = datasets.demo_digits(size, size, channels) if data == "demo" else \
         datasets.load_image_folder(Path(data), size, size, channels)
-    train, _ = datasets.stratified_split(images.labels, 0.2, 0)  # the build's defaults
-    return images.images[train].astype(np.float32), images.labels[train], len(images.class_names)
+    train, val = datasets.stratified_split(images.labels, 0.2, 0)  # the build's defaults
+    chosen = train if part == "train" else val
+    return images.images[chosen].astype(np.float32), images.labels[chosen], len(images.class_names)
 
 
 def fast_batchnorm(model) -> None:
@@ -119,6 +120,10 @@ def torch_onnx(photos: str, path: Path, epochs: int) -> None:
             optimizer.step()
         print(f"torch epoch {epoch + 1}: loss {loss.item():.3f}", flush=True)
     model.eval()
+    xv, yv, _ = split(photos, 32, part="val")
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(xv / 255.0).permute(0, 3, 1, 2).float()).argmax(1).numpy()
+    print(f"torch_onnx: PyTorch's own validation top-1 on pixel/255: {100 * np.mean(predicted == yv):.2f} %", flush=True)
     torch.onnx.export(model, torch.zeros(1, 3, 32, 32), str(path), dynamo=False, input_names=["input"], output_names=["logits"])
 
 
@@ -149,6 +154,8 @@ def summary(name: str, report: dict) -> None:
           f"preprocessing mean {m['preprocessing']['mean']} std {m['preprocessing']['std']} channels {m['preprocessing'].get('channels', 3)}"
           + (f", probe chose {probe['chosen']}" if probe else "")
           + (f", twin {twin['status']} max|diff| {twin.get('max_abs_diff')}" if twin else ""))
+    if probe:
+        print("  probe: " + ", ".join(f"{c['name']} {100 * c['top1']:.1f} %" for c in probe["candidates"]))
     for a in report["artifacts"]:
         check = a.get("int8_check")
         print(f"  {a['id']:<28} top-1 {100 * a['accuracy']['top1']:6.2f} %  agreement {100 * a['accuracy']['agreement']:6.2f} %  "

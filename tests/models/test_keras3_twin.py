@@ -54,9 +54,10 @@ def test_keras_applications_twin_exactly(application):
 def test_nested_transfer_learning_model_folds_rescaling_and_drops_augmentation():
     k = _keras3()
     base = k.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=3)
-    model = k.Sequential([k.Input((32, 32, 3)), k.layers.Rescaling(1 / 127.5, offset=-1), k.layers.RandomFlip(), base])
+    model = k.Sequential([k.Input((32, 32, 3)), k.layers.Rescaling(1 / 127.5, offset=-1, name="scale_in"),
+                          k.layers.RandomFlip(name="flip"), base])
     twin = _assert_twin_equal(model, _images() * 127.5 + 127.5)  # the model takes raw pixels
-    assert twin.folded == ["'rescaling' (Rescaling)"] and twin.removed == ["'random_flip' (RandomFlip)"]
+    assert twin.folded == ["'scale_in' (Rescaling)"] and twin.removed == ["'flip' (RandomFlip)"]
     np.testing.assert_allclose(twin.scale, 1 / 127.5)
     np.testing.assert_allclose(twin.offset, -1.0)
     assert not any(type(layer).__name__ in ("Rescaling", "RandomFlip") for layer in twin.model.layers)
@@ -115,13 +116,13 @@ def test_tf_keras_model_with_rescaling_needs_and_gets_a_twin():
 
     tk = keras()
     inputs = tk.Input((16, 16, 3))
-    x = tk.layers.Rescaling(1 / 255)(inputs)
+    x = tk.layers.Rescaling(1 / 255, name="scale_in")(inputs)
     x = tk.layers.Conv2D(4, 3)(x)
     x = tk.layers.GlobalAveragePooling2D()(x)
     model = tk.Model(inputs, tk.layers.Dense(3, activation="softmax")(x))
     assert keras3_twin.needs_twin(model)
     twin = _assert_twin_equal(model, _images(16) * 127.5 + 127.5)
-    assert twin.folded == ["'rescaling' (Rescaling)"]
+    assert twin.folded == ["'scale_in' (Rescaling)"]
     from tests.conftest import tiny_model
 
     assert not keras3_twin.needs_twin(tiny_model())  # a plain tf_keras model is used as it is
