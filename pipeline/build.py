@@ -166,22 +166,21 @@ class Build:
                 f"{source}: model outputs {model_out.result['num_classes']} classes but {c.data} has {len(classes)} "
                 f"class folders; use the data the model was trained on"
             )
-        # Issue 10: a Keras 3 model (or one with preprocessing layers) becomes its proven tf_keras twin;
-        # then the preprocessing is measured unless the user gave it.
+        # Issue 10: the preprocessing is measured on the model as given unless the user gave it; then a
+        # Keras 3 model (or one with preprocessing layers) becomes its tf_keras twin, proven under it.
         candidates = [] if preprocessing_given(c) else probe_candidates(height, width, channels)
-        given = _preprocessing(c, height, width, channels)
-        model_out, info = self._keras_twin(name, model_out, data_out, [p for _, p in candidates] or [given])
-        prep, info["probe"] = self._probe(name, source, model_out, data_out, candidates, info.get("transform"), given)
+        prep, probe = self._probe(name, source, model_out, data_out, candidates, _preprocessing(c, height, width, channels))
+        model_out, info = self._keras_twin(name, model_out, data_out, prep)
         if info.get("transform"):
             prep = prep.folded(info["transform"]["scale"], info["transform"]["offset"])
-        return data_out, model_out, prep, info
+        return data_out, model_out, prep, {**info, "probe": probe}
 
-    def _keras_twin(self, name, model_out, data_out, proof_preps) -> tuple[StageOutput, dict]:
-        """The twin stage for a model that needs one; ({"twin": KerasTwin, "transform": ...} or {})."""
+    def _keras_twin(self, name, model_out, data_out, prep) -> tuple[StageOutput, dict]:
+        """The twin stage for a model that needs one; ({"twin": KerasTwin, "transform": ..., "original": import output} or {})."""
         if not model_out.result.get("needs_twin"):
             return model_out, {}
         twin_out = self.runner.run(
-            KerasTwinStage(), TwinConfig(proof_preprocessings=[p.to_dict() for p in proof_preps]),
+            KerasTwinStage(), TwinConfig(proof_preprocessings=[prep.to_dict()]),
             {"model": model_out, "data": data_out}, label=name,
         )
         r = twin_out.result
@@ -190,16 +189,16 @@ class Build:
         if r["status"] != "ok":
             log.warning("%s: %s; the model is used as it is (no QAT)", name, r["reason"])
             return model_out, {"twin": twin}
-        return twin_out, {"twin": twin, "transform": r["input_transform"]}
+        return twin_out, {"twin": twin, "transform": r["input_transform"], "original": model_out}
 
-    def _probe(self, name, source, model_out, data_out, candidates, transform, given):
+    def _probe(self, name, source, model_out, data_out, candidates, given):
         """The preprocessing the user's model takes (before any folded layer): the best candidate (logged
         unless `given` is None), or `given` when there are no candidates."""
         if not candidates:
             return given, None
         out = self.runner.run(
             PreprocessingProbeStage(),
-            ProbeConfig(candidates=[{"name": n, "preprocessing": p.to_dict()} for n, p in candidates], input_transform=transform),
+            ProbeConfig(candidates=[{"name": n, "preprocessing": p.to_dict()} for n, p in candidates]),
             {"model": model_out, "data": data_out}, label=name,
         )
         best = out.result["candidates"][out.result["best"]]
@@ -215,7 +214,8 @@ class Build:
         if is_builtin(source) or not preprocessing_given(self.config) or reference.result["top1"] > chance + 0.05:
             return
         height, width, channels = model_out.result["input_shape"]
-        _, probe = self._probe(name, source, model_out, data_out, probe_candidates(height, width, channels), info.get("transform"), None)
+        original = info.get("original", model_out)  # the model as given: the probe's candidates are what it takes
+        _, probe = self._probe(name, source, original, data_out, probe_candidates(height, width, channels), None)
         best = max(probe.candidates, key=lambda p: p.top1)
         if best.top1 >= reference.result["top1"] + 0.25:
             log.warning("%s: float top-1 is %.1f %% (chance %.1f %%) with the preprocessing given, %.1f %% with %s: pass %s",

@@ -49,6 +49,7 @@ class Twin:
     offset: np.ndarray
     removed: list[str] = field(default_factory=list)  # "name (Class)" of augmentation layers dropped
     folded: list[str] = field(default_factory=list)  # "name (Class)" of input preprocessing layers folded
+    front: list = field(default_factory=list)  # the original's folded layers, to feed the proof
 
 
 def needs_twin(model) -> bool:
@@ -71,7 +72,7 @@ def build_twin(model) -> Twin:
     if len(outputs) != 1:
         raise NoTwin(f"model has {len(outputs)} outputs; an image classifier has one")
     twin = tf_keras.Model(inputs, outputs[0], name=model.name)
-    return Twin(twin, builder.scale, builder.offset, builder.removed, builder.folded)
+    return Twin(twin, builder.scale, builder.offset, builder.removed, builder.folded, builder.front)
 
 
 class _Builder:
@@ -81,6 +82,7 @@ class _Builder:
         self.offset = np.zeros(channels, np.float64)
         self.removed: list[str] = []
         self.folded: list[str] = []
+        self.front: list = []
         self.raw = None  # the twin's input tensor: preprocessing layers fed by it are folded
 
     def model(self, live, inputs: list) -> list:
@@ -141,6 +143,7 @@ class _Builder:
             raise NoTwin(f"layer '{live.name}' ({cls}) multiplies the input by 0")
         self.scale, self.offset = self.scale * scale, self.offset * scale + offset
         self.folded.append(f"'{live.name}' ({cls})")
+        self.front.append(live)
 
 
 def _arguments(twin_class, live, cls: str) -> dict:
@@ -181,11 +184,19 @@ def _node_refs(node) -> list[list]:
     return [ref[:3] for ref in node]  # tf_keras: [[name, node, index, kwargs], ...]
 
 
+def twin_input(twin: Twin, x: np.ndarray) -> np.ndarray:
+    """The twin's input for the original's input x, computed by the original's own folded layers:
+    the proof then compares the rebuilt graph, not float32 rounding of the fold (that is the
+    preprocessing's, and the artifacts' agreement measures it)."""
+    for layer in twin.front:
+        x = np.asarray(layer(x))
+    return x.astype(np.float32)
+
+
 def max_abs_diff(original, twin: Twin, x: np.ndarray, batch_size: int = 64) -> float:
-    """max |original(x) - twin(x * scale + offset)| over the images x (float, the original's input)."""
-    folded = (x * twin.scale + twin.offset).astype(np.float32)
+    """max |original(x) - twin(folded x)| over the images x (float, the original's input)."""
     a = _predict(original, x)
-    b = _predict(twin.model, folded)
+    b = _predict(twin.model, twin_input(twin, x))
     return float(np.abs(a - b).max())
 
 
@@ -200,7 +211,7 @@ def differing_layer(original, twin: Twin, x: np.ndarray) -> str:
     if not candidates:
         return "?"
     probe = tf_keras.Model(twin.model.inputs, [l.input for l in candidates] + [l.output for l in candidates])
-    values = probe((x[:8] * twin.scale + twin.offset).astype(np.float32), training=False)
+    values = probe(twin_input(twin, x[:8]), training=False)
     n = len(candidates)
     worst, worst_diff = candidates[0], -1.0
     for i, layer in enumerate(candidates):

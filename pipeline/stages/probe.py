@@ -49,8 +49,7 @@ def flags(prep: dict) -> str:
 
 
 class ProbeConfig(StageConfig):
-    candidates: list[dict]  # {"name", "preprocessing"}: what the user's model is fed
-    input_transform: dict | None  # folded preprocessing layers of the twin, if any
+    candidates: list[dict]  # {"name", "preprocessing"}: what the user's model, as given, is fed
 
 
 class PreprocessingProbeStage(Stage):
@@ -65,8 +64,6 @@ class PreprocessingProbeStage(Stage):
         results = []
         for candidate in config.candidates:
             prep = Preprocessing.from_dict(candidate["preprocessing"])
-            if config.input_transform:
-                prep = prep.folded(config.input_transform["scale"], config.input_transform["offset"])
             probs = float_predictions(inputs["model"], prep.apply(x_val))
             results.append({**candidate, "top1": float(np.mean(probs.argmax(1) == y_val))})
         best = max(range(len(results)), key=lambda i: results[i]["top1"])  # first wins ties: the order is the preference
