@@ -65,6 +65,11 @@ def convert(model, precision: str, calibration: np.ndarray | None = None, int8_i
 def _batch_one_converter(tf, model):
     spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], tf.float32)
     function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    if type(model).__module__.startswith("keras."):
+        # A Keras 3 model's weights stay READ_VARIABLE ops that int8 calibration cannot run: freeze them.
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        function = convert_variables_to_constants_v2(function)
     return tf.lite.TFLiteConverter.from_concrete_functions([function], model)
 
 

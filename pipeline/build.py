@@ -9,7 +9,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pipeline import atomic, data, hashing
-from pipeline.config import BUILTIN_MODELS, INT8_PRECISIONS, BuildConfig, is_builtin, is_onnx, resolved_input_size
+from pipeline.config import (
+    BUILTIN_MODELS, INT8_PRECISIONS, BuildConfig, is_builtin, is_onnx, preprocessing_given, resolved_input_size,
+)
 from pipeline.errors import QualityGateError, ToolError, UserInputError
 from pipeline.report import schema
 from pipeline.report.recommend import recommend
@@ -25,8 +27,10 @@ from pipeline.stages.model import ImportConfig, ImportStage, TrainConfig, TrainS
 from pipeline.stages.ncnn import NcnnConvertConfig, NcnnConvertStage
 from pipeline.stages.onnx import OnnxExportConfig, OnnxExportStage, OnnxImportConfig, OnnxImportStage
 from pipeline.stages.onnx_tflite import ONNX_TFLITE_PRECISIONS, Onnx2TfConfig, Onnx2TfStage, OnnxTfliteConfig, OnnxTfliteStage
+from pipeline.stages.probe import PreprocessingProbeStage, ProbeConfig, candidates as probe_candidates, flags as probe_flags
 from pipeline.stages.qat import QatConfig, QatStage
 from pipeline.stages.reference import ReferenceConfig, ReferenceStage
+from pipeline.stages.twin import KerasTwinStage, TwinConfig
 from pipeline.stages.verify import VerifyConfig, VerifyStage
 from pipeline.targets import emulated
 from pipeline.targets.bench import require_benchmarkable
@@ -55,6 +59,8 @@ class ModelRun:
     qat: schema.QatStatus
     artifacts: list[schema.Artifact]
     reference_runtime: str = "tf-keras"
+    probe: schema.PreprocessingProbe | None = None
+    twin: schema.KerasTwin | None = None
 
 
 def prepare_out_dir(out: Path) -> Path:
@@ -77,8 +83,13 @@ def _check_out_outside_data(config: BuildConfig) -> None:
         raise UserInputError(f"--out {config.out} is inside --data {config.data}: its files would be read as a class; choose another folder")
 
 
-def _preprocessing(config: BuildConfig, height: int, width: int) -> data.Preprocessing:
-    return data.Preprocessing(height, width, config.channel_order, tuple(config.mean), tuple(config.std))
+def _preprocessing(config: BuildConfig, height: int, width: int, channels: int = 3) -> data.Preprocessing:
+    mean, std = list(config.mean), list(config.std)
+    for flag, values in (("--mean", mean), ("--std", std)):
+        if channels == 1 and len(values) == 3 and len(set(values)) > 1:
+            raise UserInputError(f"{flag} {','.join(f'{v:g}' for v in values)}: the model takes 1 channel (grayscale); give one value")
+    mean, std = (mean[:1], std[:1]) if channels == 1 else (mean * 3 if len(mean) == 1 else mean, std * 3 if len(std) == 1 else std)
+    return data.Preprocessing(height, width, config.channel_order, tuple(mean), tuple(std), channels=channels)
 
 
 def _model_names(config: BuildConfig) -> list[tuple[str, str]]:
@@ -107,14 +118,15 @@ class Build:
         self.runner = Runner(self.out, config.force)
         self.failures: list[schema.ArtifactFailure] = []
 
-    def _data(self, height: int, width: int) -> StageOutput:
+    def _data(self, height: int, width: int, channels: int = 3) -> StageOutput:
         c = self.config
         return self.runner.run(
-            DataStage(), DataConfig(source=c.data, height=height, width=width, val_fraction=c.val_fraction, seed=c.seed),
-            label=f"{c.data} {height}x{width}", external={"data": self.data_fingerprint},
+            DataStage(), DataConfig(source=c.data, height=height, width=width, val_fraction=c.val_fraction, seed=c.seed,
+                                    channels=channels),
+            label=f"{c.data} {height}x{width}x{channels}", external={"data": self.data_fingerprint},
         )
 
-    def _float_model(self, name: str, source: str) -> tuple[StageOutput, StageOutput, data.Preprocessing]:
+    def _float_model(self, name: str, source: str) -> tuple[StageOutput, StageOutput, data.Preprocessing, dict]:
         c = self.config
         if is_builtin(source):
             size = resolved_input_size(c)
@@ -128,7 +140,7 @@ class Build:
                 ),
                 {"data": data_out}, label=name,
             )
-            return data_out, model_out, prep
+            return data_out, model_out, prep, {}
         path = Path(source).resolve()
         if not path.exists():
             raise UserInputError(f"--model {source}: file not found (built-in models: {', '.join(BUILTIN_MODELS)})")
@@ -137,31 +149,82 @@ class Build:
                 OnnxImportStage(), OnnxImportConfig(path=str(path), input_shape=c.input_shape),
                 label=name, external={"model": hashing.digest(path)},
             )
-            if "mean" not in c.model_fields_set and "std" not in c.model_fields_set:
-                log.warning("%s: preprocessing assumed x = (pixel - 127.5) / 127.5 on RGB; pass --mean/--std/--channel-order "
-                            "with the values the model was trained with (ImageNet PyTorch models: --mean 123.675,116.28,103.53 "
-                            "--std 58.395,57.12,57.375)", source)
         else:
             model_out = self.runner.run(
                 ImportStage(), ImportConfig(path=str(path), trusted=c.trust_model),
                 label=name, external={"model": hashing.digest(path)},
             )
-        height, width = model_out.result["input_shape"][:2]
+        height, width, channels = model_out.result["input_shape"]
         if c.input_size is not None and (c.input_size, c.input_size) != (height, width):
             log.warning("--input-size %s ignored for %s: the model's input is %dx%d", c.input_size, source, height, width)
         if c.alpha is not None:
             log.warning("--alpha ignored for %s: it applies to built-in architectures only", source)
-        data_out = self._data(height, width)
+        data_out = self._data(height, width, channels)
         classes = data_out.result["class_names"]
         if model_out.result["num_classes"] != len(classes):
             raise UserInputError(
                 f"{source}: model outputs {model_out.result['num_classes']} classes but {c.data} has {len(classes)} "
                 f"class folders; use the data the model was trained on"
             )
-        return data_out, model_out, _preprocessing(c, height, width)
+        # Issue 10: the preprocessing is measured on the model as given unless the user gave it; then a
+        # Keras 3 model (or one with preprocessing layers) becomes its tf_keras twin, proven under it.
+        candidates = [] if preprocessing_given(c) else probe_candidates(height, width, channels)
+        prep, probe = self._probe(name, source, model_out, data_out, candidates, _preprocessing(c, height, width, channels))
+        model_out, info = self._keras_twin(name, model_out, data_out, prep)
+        if info.get("transform"):
+            prep = prep.folded(info["transform"]["scale"], info["transform"]["offset"])
+        return data_out, model_out, prep, {**info, "probe": probe}
 
-    def _qat(self, name: str, source: str, model_out, data_out, prep) -> tuple[StageOutput | None, schema.QatStatus]:
+    def _keras_twin(self, name, model_out, data_out, prep) -> tuple[StageOutput, dict]:
+        """The twin stage for a model that needs one; ({"twin": KerasTwin, "transform": ..., "original": import output} or {})."""
+        if not model_out.result.get("needs_twin"):
+            return model_out, {}
+        twin_out = self.runner.run(
+            KerasTwinStage(), TwinConfig(proof_preprocessings=[prep.to_dict()]),
+            {"model": model_out, "data": data_out}, label=name,
+        )
+        r = twin_out.result
+        twin = schema.KerasTwin(status=r["status"], reason=r.get("reason"), max_abs_diff=(r.get("proof") or {}).get("max_abs_diff"),
+                                removed=r.get("removed", []), folded=r.get("folded", []))
+        if r["status"] != "ok":
+            log.warning("%s: %s; the model is used as it is (no QAT)", name, r["reason"])
+            return model_out, {"twin": twin}
+        return twin_out, {"twin": twin, "transform": r["input_transform"], "original": model_out}
+
+    def _probe(self, name, source, model_out, data_out, candidates, given):
+        """The preprocessing the user's model takes (before any folded layer): the best candidate (logged
+        unless `given` is None), or `given` when there are no candidates."""
+        if not candidates:
+            return given, None
+        out = self.runner.run(
+            PreprocessingProbeStage(),
+            ProbeConfig(candidates=[{"name": n, "preprocessing": p.to_dict()} for n, p in candidates]),
+            {"model": model_out, "data": data_out}, label=name,
+        )
+        best = out.result["candidates"][out.result["best"]]
+        if given is not None:
+            log.info("%s: no preprocessing given; measured float top-1 %.1f %% with %s (%s), the best of %d conventions",
+                     source, 100 * best["top1"], best["name"], probe_flags(best["preprocessing"]), len(candidates))
+        probe = schema.PreprocessingProbe(chosen=best["name"], candidates=out.result["candidates"])
+        return data.Preprocessing.from_dict(best["preprocessing"]), probe
+
+    def _check_given_preprocessing(self, name, source, model_out, data_out, reference, info) -> None:
+        """The user's preprocessing leaves the float model near chance: measure the others and say which flags to pass."""
+        chance = 1.0 / max(1, model_out.result["num_classes"])
+        if is_builtin(source) or not preprocessing_given(self.config) or reference.result["top1"] > chance + 0.05:
+            return
+        height, width, channels = model_out.result["input_shape"]
+        original = info.get("original", model_out)  # the model as given: the probe's candidates are what it takes
+        _, probe = self._probe(name, source, original, data_out, probe_candidates(height, width, channels), None)
+        best = max(probe.candidates, key=lambda p: p.top1)
+        if best.top1 >= reference.result["top1"] + 0.25:
+            log.warning("%s: float top-1 is %.1f %% (chance %.1f %%) with the preprocessing given, %.1f %% with %s: pass %s",
+                        source, 100 * reference.result["top1"], 100 * chance, 100 * best.top1, best.name, probe_flags(best.preprocessing))
+
+    def _qat(self, name: str, source: str, model_out, data_out, prep, twin=None) -> tuple[StageOutput | None, schema.QatStatus]:
         c = self.config
+        if twin is not None and twin.status != "ok":  # a Keras 3 model tfmot cannot take, and no twin
+            return self._no_qat(source, twin.reason)
         qat_out = self.runner.run(
             QatStage(),
             QatConfig(preprocessing=prep.to_dict(), epochs=c.qat_epochs, batch_size=c.batch_size,
@@ -170,8 +233,10 @@ class Build:
         )
         if qat_out.result["status"] == "ok":
             return qat_out, schema.QatStatus(status="ok")
-        reason = qat_out.result["reason"]
-        if c.require_qat:
+        return self._no_qat(source, qat_out.result["reason"])
+
+    def _no_qat(self, source: str, reason: str) -> tuple[None, schema.QatStatus]:
+        if self.config.require_qat:
             raise UserInputError(f"{source}: {reason}; QAT is impossible and --require-qat is set")
         log.warning("%s: %s; falling back to post-training quantization (int8-ptq)", source, reason)
         return None, schema.QatStatus(status="unsupported", reason=reason)
@@ -326,11 +391,12 @@ class Build:
 
     def model(self, name: str, source: str) -> ModelRun:
         c = self.config
-        data_out, model_out, prep = self._float_model(name, source)
+        data_out, model_out, prep, info = self._float_model(name, source)
         reference = self.runner.run(
             ReferenceStage(), ReferenceConfig(preprocessing=prep.to_dict()),
             {"model": model_out, "data": data_out}, label=name,
         )
+        self._check_given_preprocessing(name, source, model_out, data_out, reference, info)
         precisions = list(c.precisions)
         qat_out, qat_status = None, schema.QatStatus(status="not-requested")
         onnx_model = is_onnx(source)
@@ -340,7 +406,7 @@ class Build:
                 log.warning("%s: %s", source, reason)
                 qat_status = schema.QatStatus(status="unsupported", reason=reason)
             else:
-                qat_out, qat_status = self._qat(name, source, model_out, data_out, prep)
+                qat_out, qat_status = self._qat(name, source, model_out, data_out, prep, info.get("twin"))
             if qat_out is None:
                 precisions.remove("int8-qat")
                 if "int8-ptq" not in precisions:
@@ -371,7 +437,8 @@ class Build:
                 for p in c.ncnn_precisions:
                     artifacts += self._attempt(name, "ncnn", p, lambda p=p: self._ncnn_artifact(name, p, onnx_out, data_out, reference, prep))
         runtime = "onnxruntime" if onnx_model else "tf-keras"
-        return ModelRun(name, source, data_out, model_out, reference, prep, qat_status, artifacts, runtime)
+        return ModelRun(name, source, data_out, model_out, reference, prep, qat_status, artifacts, runtime,
+                        info.get("probe"), info.get("twin"))
 
     def report(self, runs: list[ModelRun]) -> schema.Report:
         c = self.config
@@ -383,6 +450,7 @@ class Build:
                 params=r.float_model.result["params"], macs=r.float_model.result["macs"],
                 float_accuracy=schema.Accuracy(top1=r.reference.result["top1"], agreement=1.0, n=r.reference.result["n"]),
                 qat=r.qat, preprocessing=r.preprocessing.to_dict(), reference_runtime=r.reference_runtime,
+                preprocessing_probe=r.probe, keras_twin=r.twin,
             )
             for r in runs
         ]

@@ -204,9 +204,10 @@ def bench(artifact, target_text, threads, warmup, runs, as_json, app, app_result
     except spec.TargetNameError as e:
         raise UserInputError(f"--target {e.value!r}: {e.why}") from None
     targets_bench.require_benchmarkable(target)
-    if not artifact.is_file():
-        raise UserInputError(f"{artifact}: artifact file not found")
+    from pipeline.targets.artifact_file import check_artifact_file
     from pipeline.targets.adb import AdbOptions
+
+    check_artifact_file(artifact)  # a wrong file is bad input (exit 2), not a failed runner
 
     options = _ssh_settings(target_flags)
     adb_options = _target_settings(target_flags, "adb_", AdbOptions)

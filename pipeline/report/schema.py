@@ -104,6 +104,25 @@ class QatStatus(_Strict):
     reason: str | None = None
 
 
+class ProbeCandidate(_Strict):
+    name: str = Field(description="input convention, e.g. '[0,1] RGB'")
+    preprocessing: dict = Field(description="what the user's model is fed under this convention")
+    top1: float = Field(description="float model's top-1 on the validation split under it")
+
+
+class PreprocessingProbe(_Strict):
+    chosen: str = Field(description="the convention the build used (the best), or 'given' when flags set it")
+    candidates: list[ProbeCandidate]
+
+
+class KerasTwin(_Strict):
+    status: Literal["ok", "unsupported"]
+    reason: str | None = None
+    max_abs_diff: float | None = Field(default=None, description="max |model - twin| over the validation images")
+    removed: list[str] = Field(default_factory=list, description="augmentation layers dropped (inactive at inference)")
+    folded: list[str] = Field(default_factory=list, description="input preprocessing layers folded into the preprocessing")
+
+
 class ModelInfo(_Strict):
     name: str
     source: str = Field(description="built-in architecture name or the model file given")
@@ -117,6 +136,10 @@ class ModelInfo(_Strict):
     preprocessing: dict
     reference_runtime: str = Field(
         default="tf-keras", description="where float_accuracy and every artifact's agreement come from: tf-keras or onnxruntime (ONNX input)")
+    preprocessing_probe: PreprocessingProbe | None = Field(
+        default=None, description="top-1 of the float model under each common input convention (models given without preprocessing flags)")
+    keras_twin: KerasTwin | None = Field(
+        default=None, description="the tf_keras twin of a Keras 3 model (or of one with preprocessing layers), proven equal before use")
 
 
 class DataInfo(_Strict):
