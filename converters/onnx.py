@@ -27,7 +27,7 @@ class OnnxSignature:
 
 
 def from_keras(model, path: Path) -> Path:
-    """Export an in-memory tf_keras model to ONNX (opset 13, NCHW input, batch 1)."""
+    """Export an in-memory tf_keras or Keras 3 model to ONNX (opset 13, NCHW input, batch 1)."""
     from pipeline.tf_import import tensorflow
 
     tf = tensorflow()
@@ -37,7 +37,11 @@ def from_keras(model, path: Path) -> Path:
     spec = (tf.TensorSpec([1, height, width, channels], tf.float32, name=INPUT_NAME),)
     with capture_native_stderr() as native:
         try:
-            proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET, inputs_as_nchw=[INPUT_NAME])
+            if type(model).__module__.startswith("keras."):  # Keras 3: from_keras reads tf_keras internals
+                function = tf.function(lambda x: model(x, training=False))
+                proto, _ = tf2onnx.convert.from_function(function, input_signature=spec, opset=OPSET, inputs_as_nchw=[INPUT_NAME])
+            else:
+                proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET, inputs_as_nchw=[INPUT_NAME])
         except Exception as e:  # tf2onnx raises whatever its handlers raise
             failure = e
         else:
@@ -108,9 +112,9 @@ def signature(proto, path: Path, input_shape: list[int] | None) -> OnnxSignature
         if i not in dynamic and d != shape[i] and i != 0:
             raise UserInputError(f"{path}: --input-shape {shape} contradicts the model's input shape {dims}")
     shape[0] = 1
-    if shape[1] != 3:
+    if shape[1] not in (1, 3):
         raise UserInputError(
-            f"{path}: input '{inputs[0].name}' shape {dims} is not NCHW with 3 channels; export the model with NCHW input"
+            f"{path}: input '{inputs[0].name}' shape {dims} is not NCHW with 3 (or 1, grayscale) channels; export the model with NCHW input"
         )
     out_dims = _dims(proto.graph.output[0])
     classes = out_dims[-1] if out_dims and isinstance(out_dims[-1], int) and out_dims[-1] > 0 else None

@@ -66,7 +66,13 @@ def convert(model, precision: str, calibration: np.ndarray | None = None, int8_i
 def trace(tf, model):
     """The model's inference function traced for batch 1."""
     spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], tf.float32)
-    return tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    if type(model).__module__.startswith("keras."):
+        # A Keras 3 model's weights stay READ_VARIABLE ops that int8 calibration cannot run: freeze them.
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        function = convert_variables_to_constants_v2(function)
+    return function
 
 
 def write(data: bytes, path: Path) -> Path:

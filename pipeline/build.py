@@ -89,8 +89,7 @@ class Build:
         """Run a probe and what it needs now, while planning."""
         ran_before = len(self.executor.ran)
         outcome = self.executor.run([*node.ancestors(), node])[node.key]
-        if len(self.executor.ran) > ran_before:
-            self._planned.ran_while_planning.add(node.key)
+        self._planned.ran_while_planning.update(n.key for n in self.executor.ran[ran_before:])
         if isinstance(outcome, Failed):
             raise outcome.error
         if isinstance(outcome, Skipped):
@@ -186,6 +185,7 @@ class Build:
                 params=model["params"], macs=model["macs"],
                 float_accuracy=schema.Accuracy(top1=reference["top1"], agreement=1.0, n=reference["n"]),
                 qat=self._qat_status(m), preprocessing=m.preprocessing.to_dict(), reference_runtime=m.reference_runtime,
+                preprocessing_probe=m.probe, keras_twin=m.twin,
             ))
         first = outcome(plans[0].data).result
         report = schema.Report(

@@ -230,9 +230,10 @@ def bench(artifact, target_text, threads, warmup, runs, as_json, app, app_result
     except spec.TargetNameError as e:
         raise UserInputError(f"--target {e.value!r}: {e.why}") from None
     targets_bench.require_benchmarkable(target)
-    if not artifact.is_file():
-        raise UserInputError(f"{artifact}: artifact file not found")
+    from pipeline.targets.artifact_file import check_artifact_file
     from pipeline.targets.adb import AdbOptions
+
+    check_artifact_file(artifact)  # a wrong file is bad input (exit 2), not a failed runner
 
     options = _ssh_settings(target_flags)
     adb_options = _target_settings(target_flags, "adb_", AdbOptions)
@@ -257,12 +258,14 @@ def _maybe(value) -> str:
 
 def _output_note(result: dict) -> str:
     """Emulated timings say nothing about a device; on emulators and boards the output difference to the host is the point."""
+    from pipeline.report import comparison
+    from pipeline.report.schema import OutputDiff
+
     note = "; EMULATED" if result.get("emulated") else ""
     diff = result.get("output_diff")
     if diff:
-        lsb = "" if diff["max_lsb"] is None else f" ({diff['max_lsb']} LSB)"
         kernels = " (host on built-in kernels, like the target)" if diff.get("host_delegate") == "none" else ""
-        note += f"{',' if note else ';'} max output difference to the host {diff['max_abs']:.3g}{lsb}{kernels}"
+        note += f"{',' if note else ';'} compared with the host on {comparison.summary(OutputDiff(**diff))}{kernels}"
     return note
 
 

@@ -40,9 +40,11 @@ class BuildConfig(BaseModel):
     input_size: int | None = Field(default=None, ge=16, le=1024)
     alpha: float | None = Field(default=None, gt=0)
 
-    # Preprocessing, recorded with every artifact: x = (pixel[0..255] - mean) / std.
-    mean: list[float] = Field(default_factory=lambda: [127.5, 127.5, 127.5], min_length=3, max_length=3)
-    std: list[float] = Field(default_factory=lambda: [127.5, 127.5, 127.5], min_length=3, max_length=3)
+    # Preprocessing, recorded with every artifact: x = (pixel[0..255] - mean) / std; one value
+    # per channel (3, or 1 for a grayscale model; 1 value on a 3-channel model applies to all).
+    # A user model given without any of these three has its preprocessing measured (probe).
+    mean: list[float] = Field(default_factory=lambda: [127.5, 127.5, 127.5], min_length=1, max_length=3)
+    std: list[float] = Field(default_factory=lambda: [127.5, 127.5, 127.5], min_length=1, max_length=3)
     channel_order: Literal["RGB", "BGR"] = "RGB"
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 0
@@ -120,7 +122,12 @@ class BuildConfig(BaseModel):
     def _std_nonzero(cls, std: list[float]) -> list[float]:
         if any(s == 0 for s in std):
             raise ValueError("std values must be non-zero")
-        return std
+        return _one_or_three(std)
+
+    @field_validator("mean")
+    @classmethod
+    def _mean_count(cls, mean: list[float]) -> list[float]:
+        return _one_or_three(mean)
 
     @field_validator("targets")
     @classmethod
@@ -145,6 +152,17 @@ class BuildConfig(BaseModel):
         if threads is not None and (not threads or any(t < 1 for t in threads)):
             raise ValueError("thread counts must be positive integers")
         return threads
+
+
+def _one_or_three(values: list[float]) -> list[float]:
+    if len(values) not in (1, 3):
+        raise ValueError("give 3 values (one per RGB channel) or 1 (grayscale, or the same for every channel)")
+    return values
+
+
+def preprocessing_given(config: BuildConfig) -> bool:
+    """Did the user set any preprocessing (flag or config key)? If not, a user model's is measured."""
+    return bool({"mean", "std", "channel_order"} & config.model_fields_set)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,20 +21,29 @@ class Preprocessing:
 
     height: int
     width: int
-    channel_order: str  # "RGB" or "BGR"
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    channel_order: str  # "RGB" or "BGR"; meaningless for 1 channel
+    mean: tuple[float, ...]  # one value per channel
+    std: tuple[float, ...]
     resize: str = "bilinear"
     layout: str = "NHWC"
     pixel_range: str = "0-255"
     formula: str = "x = (pixel - mean) / std, per channel, after resize and channel reordering"
+    # 1: grayscale, converted from RGB as luma L = R*299/1000 + G*587/1000 + B*114/1000 (PIL's "L").
+    channels: int = 3
 
-    def apply(self, images_rgb_uint8: np.ndarray) -> np.ndarray:
-        """uint8 RGB NHWC images already at (height, width) -> float32 model input."""
-        x = images_rgb_uint8.astype(np.float32)
-        if self.channel_order == "BGR":
+    def apply(self, images_uint8: np.ndarray) -> np.ndarray:
+        """uint8 NHWC images (RGB, or 1-channel gray) already at (height, width) -> float32 model input."""
+        x = images_uint8.astype(np.float32)
+        if self.channel_order == "BGR" and self.channels == 3:
             x = x[..., ::-1]
         return (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+
+    def folded(self, scale, offset) -> "Preprocessing":
+        """This preprocessing followed by x * scale + offset (per channel), as one (mean, std):
+        ((p - m) / s) * a + b = (p - (m - b * s / a)) / (s / a)."""
+        mean = tuple(float(m - b * s / a) for m, s, a, b in zip(self.mean, self.std, scale, offset))
+        std = tuple(float(s / a) for s, a in zip(self.std, scale))
+        return replace(self, mean=mean, std=std)
 
     def to_dict(self) -> dict:
         """JSON-native (lists, not tuples), so it round-trips through report.json unchanged."""
@@ -56,13 +65,16 @@ class ImageSet:
     skipped: dict[str, int] = field(default_factory=lambda: {"non_image": 0, "unreadable": 0})
 
 
-def demo_digits(height: int, width: int) -> ImageSet:
-    """scikit-learn's handwritten digits (shipped in its wheel), as RGB images of the model size."""
+def demo_digits(height: int, width: int, channels: int = 3) -> ImageSet:
+    """scikit-learn's handwritten digits (shipped in its wheel), as RGB or gray images of the model size."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     gray = (digits.images * (255.0 / 16.0)).round().astype(np.uint8)
-    images = np.stack([_resize(_gray_to_rgb(g), height, width) for g in gray])
+    if channels == 1:  # natively gray: resized as gray, no round trip through RGB
+        images = np.stack([_resize(g, height, width)[:, :, None] for g in gray])
+    else:
+        images = np.stack([_resize(_gray_to_rgb(g), height, width) for g in gray])
     return ImageSet(images, digits.target.astype(np.int64), [str(i) for i in range(10)])
 
 
@@ -76,14 +88,17 @@ def _resize(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((width, height), Image.BILINEAR))
 
 
-def load_image_file(path: Path, height: int, width: int) -> np.ndarray:
-    """One image file -> uint8 RGB (height, width, 3); raises OSError/ValueError if unreadable."""
+def load_image_file(path: Path, height: int, width: int, channels: int = 3) -> np.ndarray:
+    """One image file -> uint8 (height, width, channels), RGB or gray (luma of the RGB image);
+    raises OSError/ValueError if unreadable."""
     from PIL import Image
 
     with Image.open(path) as img:
         img.load()
-        rgb = img.convert("RGB").resize((width, height), Image.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8)
+        rgb = img.convert("RGB")  # first RGB: a palette or RGBA image gets the same gray as the apps compute
+        pixels = (rgb.convert("L") if channels == 1 else rgb).resize((width, height), Image.BILINEAR)
+    array = np.asarray(pixels, dtype=np.uint8)
+    return array[:, :, None] if channels == 1 else array
 
 
 def class_folders(root: Path) -> list[Path]:
@@ -100,7 +115,7 @@ def class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def load_image_folder(root: Path, height: int, width: int) -> ImageSet:
+def load_image_folder(root: Path, height: int, width: int, channels: int = 3) -> ImageSet:
     """Read every image of every class folder; skip and count what is not a readable image."""
     folders = class_folders(root)
     skipped = {"non_image": 0, "unreadable": 0}
@@ -112,7 +127,7 @@ def load_image_folder(root: Path, height: int, width: int) -> ImageSet:
                 skipped["non_image"] += 1
                 continue
             try:
-                images.append(load_image_file(path, height, width))
+                images.append(load_image_file(path, height, width, channels))
             except (OSError, ValueError, SyntaxError) as e:
                 log.debug("skipping unreadable image %s: %s", path, e)
                 skipped["unreadable"] += 1

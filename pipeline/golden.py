@@ -58,7 +58,7 @@ def _case(artifact: Path, prep: Preprocessing, labels: list[str], name: str, rgb
 
     png = out_dir / f"{name}.png"
     Image.fromarray(rgb).save(png)
-    resized = load_image_file(png, prep.height, prep.width)  # the pipeline's own loader
+    resized = load_image_file(png, prep.height, prep.width, prep.channels)  # the pipeline's own loader
     x = prep.apply(resized[None])
     run = litert.run_once(artifact, x)
     scores = run["scores"][0].astype(np.float32)

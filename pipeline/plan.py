@@ -79,7 +79,7 @@ class Plan:
         self.nodes: list[Node] = []
         self._by_key: dict[str, Node] = {}
         self.probes: list[Node] = []  # nodes run while planning, for the dry-run to say
-        self.ran_while_planning: set[str] = set()  # keys of the probes that were not cached
+        self.ran_while_planning: set[str] = set()  # keys of the nodes run (not cached) to resolve probes
 
     def node(
         self,
@@ -128,9 +128,11 @@ def describe(plan: Plan, cached: Callable[[Node], StageOutput | None]) -> list[s
     counts = {s: states.count(s) for s in ("cached", "run", "skip")}
     lines = [f"plan: {len(plan)} stages, {counts['cached']} cached, {counts['run']} to run"
              + (f", {counts['skip']} skipped" if counts["skip"] else "")]
-    if plan.probes:
-        lines.append("run while planning (their results shape the plan): " + ", ".join(
-            f"{n.title} [{'cached' if n.key not in plan.ran_while_planning else 'ran'}]" for n in plan.probes))
+    probes = {n.key for n in plan.probes}
+    needed = [n for n in plan.nodes if n.key in probes or n.key in plan.ran_while_planning]
+    if needed:
+        lines.append("needed while planning (their results shape the plan): " + ", ".join(
+            f"{n.title} [{'ran' if n.key in plan.ran_while_planning else 'cached'}]" for n in needed))
     width = max((len(n.stage.name) for n in plan.nodes), default=0)
     for node, state in zip(plan.nodes, states):
         notes = []

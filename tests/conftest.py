@@ -55,6 +55,9 @@ def trained_model_file(tmp_path_factory, image_folder) -> Path:
 
     images = load_image_folder(image_folder, 16, 16)
     x = (images.images.astype(np.float32) - 127.5) / 127.5
+    from pipeline.tf_import import keras
+
+    keras().utils.set_random_seed(0)  # the same weights every session: tests compare against fixed bounds
     model = tiny_model()
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x, images.labels, epochs=30, batch_size=8, verbose=0)

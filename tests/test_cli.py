@@ -177,10 +177,16 @@ def test_bench_missing_artifact_exits_2(tmp_path):
     assert_one_line_error(deploy("bench", tmp_path / "x.tflite"), 2, "x.tflite: artifact file not found")
 
 
-def test_bench_garbage_artifact_exits_3(tmp_path):
-    bad = tmp_path / "bad.tflite"
-    bad.write_bytes(b"not a flatbuffer")
-    assert_one_line_error(deploy("bench", bad, "--threads", "1"), 3, "bad.tflite")
+@pytest.mark.parametrize("name, content, named", [
+    ("bad.tflite", b"not a flatbuffer", "bad.tflite: not a TFLite model"),
+    ("bad.ncnn.param", b"hello\n", "bad.ncnn.param: not an ncnn .param file"),
+    ("alone.ncnn.param", b"7767517\n1 1\n", "alone.ncnn.bin: the ncnn weights"),
+    ("model.pt", b"x", "model.pt: unknown artifact type"),
+])
+def test_bench_file_that_is_no_artifact_exits_2_naming_it(tmp_path, name, content, named):
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    assert_one_line_error(deploy("bench", bad, "--threads", "1"), 2, named)
 
 
 @pytest.mark.slow

@@ -24,10 +24,11 @@ def test_a_new_stage_is_one_module_and_one_rule(trained_model_file, image_folder
 
     config = load_config(overrides={"models": [str(trained_model_file)], "data": str(image_folder), "out": tmp_path, "jobs": 2, **FAST})
     planned = dry_run(config)
-    # import (already run to plan), data, reference, qat, 3 x (convert, verify, bench): fp32, int8-qat and
-    # the int8-ptq that replaces int8-qat if QAT is impossible; and the checksum.
-    assert planned[0] == "plan: 14 stages, 1 cached, 13 to run"
-    assert planned[1].startswith("run while planning") and "import tiny [ran]" in planned[1]
+    # import, data and the preprocessing probe (run to plan: no preprocessing flags), reference, qat,
+    # 3 x (convert, verify, bench): fp32, int8-qat and the int8-ptq that replaces int8-qat if QAT is
+    # impossible; and the checksum.
+    assert planned[0] == "plan: 15 stages, 3 cached, 12 to run"
+    assert planned[1].startswith("needed while planning") and "import tiny [ran]" in planned[1]
     [line] = [x for x in planned if "toy-checksum" in x]
     assert line.split()[0] == "run" and "if QAT possible" in next(x for x in planned if "int8-qat" in x and "convert" in x)
 
@@ -40,4 +41,4 @@ def test_a_new_stage_is_one_module_and_one_rule(trained_model_file, image_folder
     model_dir = next((tmp_path / "cache" / "import").iterdir())
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(x for x in model_dir.rglob("*") if x.is_file())))
     assert result["checksum"] == digest.hexdigest()
-    assert dry_run(config)[0] == "plan: 14 stages, 11 cached, 0 to run, 3 skipped"  # QAT was possible: no fallback
+    assert dry_run(config)[0] == "plan: 15 stages, 12 cached, 0 to run, 3 skipped"  # QAT was possible: no fallback

@@ -1,4 +1,9 @@
-"""Loading a user's trained Keras model (.keras, .h5, SavedModel) safely, and checking its shape."""
+"""Loading a user's trained Keras model (.keras, .h5, SavedModel) safely, and checking its shape.
+
+Keras 2 (tf_keras) and Keras 3 files are told apart from the file itself (metadata.json or the
+.h5 attributes; a SavedModel without keras_metadata.pb is Keras 3's `model.export()`), then
+loaded with the library that wrote them, under the same Lambda rule.
+"""
 from __future__ import annotations
 
 import json
@@ -74,8 +79,57 @@ def lambda_layers(path: Path) -> list[str]:
     return [name for name, cls in _layer_classes(config) if cls == "Lambda"]
 
 
+def keras_generation(path: Path) -> int:
+    """2 for a tf_keras (Keras 2) file, 3 for a Keras 3 file, read from the file, not guessed."""
+    fmt = model_format(path)
+    if fmt == "savedmodel":
+        return 2 if (path / "keras_metadata.pb").exists() else 3
+    version = None
+    try:
+        if fmt == "keras":
+            with zipfile.ZipFile(path) as archive:
+                if "metadata.json" in archive.namelist():
+                    version = json.loads(archive.read("metadata.json")).get("keras_version")
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                version = f.attrs.get("keras_version")
+    except (zipfile.BadZipFile, OSError, json.JSONDecodeError) as e:
+        raise UserInputError(f"{path}: not a valid {fmt} model file ({e}); re-save the model") from e
+    if isinstance(version, bytes):
+        version = version.decode()
+    return 3 if str(version or "2").split(".")[0] == "3" else 2
+
+
+def is_keras3_model(model) -> bool:
+    return type(model).__module__.startswith("keras.")
+
+
+def _load_keras3(path: Path, fmt: str, trusted: bool):
+    import keras
+
+    if fmt == "savedmodel":  # model.export(): a serving signature, no Keras layers
+        layer = keras.layers.TFSMLayer(str(path), call_endpoint="serve")
+        inputs = keras.Input(_export_input_shape(path)[1:])
+        return keras.Model(inputs, layer(inputs), name=path.name)
+    if fmt == "keras":
+        return keras.models.load_model(path, compile=False, safe_mode=not trusted)
+    return keras.models.load_model(path, compile=False)
+
+
+def _export_input_shape(path: Path) -> tuple:
+    from pipeline.tf_import import tensorflow
+
+    signature = tensorflow().saved_model.load(str(path)).signatures["serving_default"]
+    specs = list(signature.structured_input_signature[1].values())
+    if len(specs) != 1:
+        raise UserInputError(f"{path}: the SavedModel's serving signature has {len(specs)} inputs; an image classifier has one")
+    return tuple(specs[0].shape)
+
+
 def load_keras_model(path: Path, trusted: bool = False):
-    """Load with tf_keras. Lambda layers carry arbitrary code: refused unless `trusted`."""
+    """Load with tf_keras or Keras 3, as the file says. Lambda layers carry arbitrary code: refused unless `trusted`."""
     fmt = model_format(path)
     lambdas = lambda_layers(path)
     if lambdas and not trusted:
@@ -87,6 +141,8 @@ def load_keras_model(path: Path, trusted: bool = False):
 
     tf_keras = keras()
     try:
+        if keras_generation(path) == 3:
+            return _load_keras3(path, fmt, trusted)
         if fmt == "keras":
             return tf_keras.models.load_model(path, compile=False, safe_mode=not trusted)
         return tf_keras.models.load_model(path, compile=False)
@@ -96,14 +152,14 @@ def load_keras_model(path: Path, trusted: bool = False):
 
 
 def image_model_shape(model, path: Path | str) -> ModelShape:
-    """Check the model takes one (batch, H, W, 3) image and outputs (batch, classes)."""
+    """Check the model takes one (batch, H, W, 1 or 3) image and outputs (batch, classes)."""
     inputs = model.inputs
     if len(inputs) != 1:
         raise UserInputError(f"{path}: model has {len(inputs)} inputs; an image classifier has one")
     shape = tuple(inputs[0].shape)
-    if len(shape) != 4 or shape[3] != 3 or shape[1] is None or shape[2] is None:
+    if len(shape) != 4 or shape[3] not in (1, 3) or shape[1] is None or shape[2] is None:
         raise UserInputError(
-            f"{path}: input shape {shape} is not an image tensor; expected (batch, height, width, 3) with fixed height and width"
+            f"{path}: input shape {shape} is not an image tensor; expected (batch, height, width, 3 or 1) with fixed height and width"
         )
     outputs = model.outputs
     out_shape = tuple(outputs[0].shape)

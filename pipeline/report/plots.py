@@ -1,8 +1,8 @@
 """The report's plots, drawn with matplotlib (Agg, imported here only) and inlined as base64 PNG.
 
 Per target: top-1 against latency with the Pareto front marked, and each artifact's latency
-spread; for emulated targets, the output difference to the host instead of speed. Once: the
-artifact size per precision.
+spread; for emulated targets, the logit difference to the host instead of speed (and for boards
+beside it). Once: the artifact size per precision.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import base64
 import io
 from dataclasses import dataclass
 
-from pipeline.report import metrics
+from pipeline.report import comparison, metrics
 from pipeline.report.schema import Report
 
 MARKERS = {"fp32": "o", "fp16": "s", "dynamic-int8": "D", "int8-ptq": "^", "int8-qat": "v"}
@@ -110,21 +110,38 @@ def latency_spread(report: Report, target: str) -> Plot:
 
 
 def output_difference(report: Report, target: str) -> Plot | None:
+    """The logit difference to the host per artifact, on a symlog axis: 0, 1e-7 and 0.5 all show."""
     rows = [(a, metrics.reference_benchmark(a, target)) for a in report.artifacts]
-    rows = [(a, b.output_diff.max_abs) for a, b in rows if b is not None and b.output_diff is not None]
+    rows = [(a, b.output_diff) for a, b in rows if b is not None and b.output_diff is not None]
     if not rows:
         return None
     plt = _pyplot()
     colors = _colors(report)
-    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.28 * len(rows)))
-    ax.barh(range(len(rows)), [d for _, d in rows], color=[colors[a.model] for a, _ in rows])
+    values = [comparison.plotted(d) for _, d in rows]
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.32 * len(rows)))
+    ax.barh(range(len(rows)), values, color=[colors[a.model] for a, _ in rows])
+    ax.set_xscale("symlog", linthresh=1e-7)
+    high = max(1.0, 10 * max(values))
+    ax.set_xlim(0, high)
+    # Plain tick labels: the default symlog ones are math text, which STYLE turns off.
+    ticks = [0.0] + [10.0 ** e for e in range(-7, 3, 2) if 10.0 ** e <= high]
+    ax.set_xticks(ticks, ["0" if t == 0 else f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_locator(_pyplot().NullLocator())
+    for y, ((_, d), value) in enumerate(zip(rows, values)):
+        note = "softmax" if d.compared is None else f"n={d.n}, agree {100 * d.top1_agreement:.0f} %"
+        note += "" if d.logits_max_steps is None else f", {d.logits_max_steps} steps"
+        ax.annotate(note, (value, y), textcoords="offset points", xytext=(4, -3), fontsize=7)
     ax.set_yticks(range(len(rows)), [a.id for a, _ in rows], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("max |output - host output| on the same inputs")
-    ax.set_title(f"Output difference to the host on {target} (emulated)")
-    return Plot(f"output-diff-{target}", f"Output difference to the host on {target}",
-                "Emulated timings prove an artifact runs, not how fast a device is: correctness is what counts here.",
-                _png(fig))
+    described = sorted({comparison.what(d) for _, d in rows})
+    ax.set_xlabel("max |target logit - host logit|, same inputs, same kernels (symlog; linear below 1e-7)")
+    emulated = " (emulated)" if metrics.is_emulated(report, target) else ""
+    ax.set_title(f"Logit difference to the host on {target}{emulated}")
+    return Plot(f"output-diff-{target}", f"Logit difference to the host on {target}",
+                f"Compared: {'; '.join(described)}. The logits are the tensor feeding the final softmax: a trained "
+                "model's softmax saturates and hides kernel differences. n: images; agree: top-1 agreement between "
+                "target and host; steps: int8 quantization steps. Emulated timings prove an artifact runs, not how "
+                "fast a device is.", _png(fig))
 
 
 def size_per_precision(report: Report) -> Plot:
@@ -150,10 +167,9 @@ def all_plots(report: Report) -> list[Plot]:
     with _pyplot().rc_context(STYLE):
         plots = []
         for target in metrics.targets(report):
-            if metrics.is_emulated(report, target):
-                diff = output_difference(report, target)
-                plots += [diff] if diff else []
-            else:
+            if not metrics.is_emulated(report, target):
                 plots += [accuracy_vs_latency(report, target), latency_spread(report, target)]
+            diff = output_difference(report, target)  # emulators, and ssh boards beside their speed
+            plots += [diff] if diff else []
         plots.append(size_per_precision(report))
     return plots

@@ -8,7 +8,7 @@ is never recommended. When none qualifies, the reason says what each artifact mi
 """
 from __future__ import annotations
 
-from pipeline.report import metrics
+from pipeline.report import comparison, metrics
 from pipeline.report.schema import Artifact, Benchmark, Constraints, Recommendation, Report
 
 
@@ -83,7 +83,7 @@ def _facts(artifact: Artifact, bench: Benchmark, all_artifacts: list[Artifact], 
         size += f" ({ratio:.2f}x fp32)"
     accuracy = f"top-1 {100 * artifact.accuracy.top1:.2f} % ({metrics.points(-artifact.accuracy_drop_points)} points vs float)"
     if bench.emulated:
-        diff = f"; max |output - host| {bench.output_diff.max_abs:.3g}" if bench.output_diff else ""
+        diff = f"; {comparison.summary(bench.output_diff)}" if bench.output_diff else ""
         return f"{size}; {accuracy}{diff}; emulated timings say nothing about device speed"
     speed = f"p50 {metrics.fixed(bench.latency_ms.p50)} ms at {bench.threads} thread(s)"
     gain = metrics.speedup(artifact, baseline, target)

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.2"  # 1.1 and 1.2 only added fields with defaults or made fields optional: 1.0 reports still load
+SCHEMA_VERSION = "1.3"  # 1.1 to 1.3 only added fields with defaults or made fields optional: 1.0 reports still load
 
 
 class _Strict(BaseModel):
@@ -26,11 +26,28 @@ class Latency(_Strict):
 
 
 class OutputDiff(_Strict):
-    max_abs: float = Field(description="largest absolute difference between this target's outputs and the host's, same inputs")
+    max_abs: float = Field(description="largest absolute difference between this target's outputs (after the softmax, for a "
+                                       "model ending in one) and the host's, same inputs; near 0 on a confident model whatever "
+                                       "the kernels do: read the logits fields")
     max_lsb: int | None = Field(default=None, description="int8 outputs: the same difference in quantization steps")
     host_delegate: str | None = Field(
         default=None, description="TFLite: the delegate the host ran with for the comparison, the target's own ('xnnpack' "
                                   "or 'none': built-in kernels), so kernels are compared like for like")
+    # 1.3: the logits comparison (pipeline/targets/output_check.py)
+    compared: Literal["logits", "outputs"] | None = Field(
+        default=None, description="what the logits_* fields compare: 'logits' (the tensor feeding the final softmax) or "
+                                  "'outputs' (the model has no final softmax); null in reports before 1.3")
+    inputs: Literal["validation", "random"] | None = Field(
+        default=None, description="'validation': a seeded subset of the validation images, preprocessed as the artifact "
+                                  "expects; 'random': one uniform random input (deploy bench on a file, no data)")
+    n: int | None = Field(default=None, description="number of images compared")
+    logits_max_abs: float | None = Field(default=None, description="largest |target logit - host logit| over the images (dequantized units)")
+    logits_max_rel: float | None = Field(
+        default=None, description="largest, over the images, of max |target - host| / max |host logit| on that image")
+    logits_max_steps: int | None = Field(default=None, description="int8 logits: the largest difference in quantization steps")
+    top1_agreement: float | None = Field(default=None, description="fraction of the images where target and host pick the same class")
+    target_top1: float | None = Field(default=None, description="validation inputs: top-1 on these images computed by the target's kernels")
+    host_top1: float | None = Field(default=None, description="validation inputs: top-1 on the same images on the host")
 
 
 class Benchmark(_Strict):
@@ -87,6 +104,25 @@ class QatStatus(_Strict):
     reason: str | None = None
 
 
+class ProbeCandidate(_Strict):
+    name: str = Field(description="input convention, e.g. '[0,1] RGB'")
+    preprocessing: dict = Field(description="what the user's model is fed under this convention")
+    top1: float = Field(description="float model's top-1 on the validation split under it")
+
+
+class PreprocessingProbe(_Strict):
+    chosen: str = Field(description="the convention the build used (the best), or 'given' when flags set it")
+    candidates: list[ProbeCandidate]
+
+
+class KerasTwin(_Strict):
+    status: Literal["ok", "unsupported"]
+    reason: str | None = None
+    max_abs_diff: float | None = Field(default=None, description="max |model - twin| over the validation images")
+    removed: list[str] = Field(default_factory=list, description="augmentation layers dropped (inactive at inference)")
+    folded: list[str] = Field(default_factory=list, description="input preprocessing layers folded into the preprocessing")
+
+
 class ModelInfo(_Strict):
     name: str
     source: str = Field(description="built-in architecture name or the model file given")
@@ -100,6 +136,10 @@ class ModelInfo(_Strict):
     preprocessing: dict
     reference_runtime: str = Field(
         default="tf-keras", description="where float_accuracy and every artifact's agreement come from: tf-keras or onnxruntime (ONNX input)")
+    preprocessing_probe: PreprocessingProbe | None = Field(
+        default=None, description="top-1 of the float model under each common input convention (models given without preprocessing flags)")
+    keras_twin: KerasTwin | None = Field(
+        default=None, description="the tf_keras twin of a Keras 3 model (or of one with preprocessing layers), proven equal before use")
 
 
 class DataInfo(_Strict):
@@ -144,7 +184,7 @@ class Recommendation(_Strict):
 
 
 class Report(_Strict):
-    schema_version: Literal["1.0", "1.1", "1.2"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3"] = SCHEMA_VERSION
     created: str
     command: str
     tools: dict[str, str]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.report import metrics
+from pipeline.report import comparison, metrics
 from pipeline.report.recommend import describe
 from pipeline.report.schema import Artifact, Constraints, ModelInfo, Report
 
@@ -148,10 +148,12 @@ def artifacts_table(report: Report, model: str, target: str) -> Table | None:
     if not artifacts:
         return None
     emulated = metrics.is_emulated(report, target)
+    compared = any(metrics.reference_benchmark(a, target).output_diff for a in artifacts)
     threads = sorted({metrics.reference_benchmark(a, target).threads for a in artifacts})
     headers = ["artifact", "format", "precision", "size MB", "top-1 %", "top-1 change (points)", "agreement %",
                "p50 ms", "p90 ms"]
-    headers += ["max |output - host|", "max LSB"] if emulated else ["speedup vs fp32", "size vs fp32"]
+    headers += [] if emulated else ["speedup vs fp32", "size vs fp32"]
+    headers += comparison.HEADERS if compared else []
     headers += ["int8 check", "file"]
     rows, highlight = [], []
     shipped = recommended_ids(report, target)
@@ -160,18 +162,16 @@ def artifacts_table(report: Report, model: str, target: str) -> Table | None:
         baseline = metrics.fp32_baseline(a, report.artifacts)
         row = [a.id, a.format, a.precision, mb(a), pct(a.accuracy.top1), metrics.points(-a.accuracy_drop_points),
                pct(a.accuracy.agreement), ms(bench.latency_ms.p50), ms(bench.latency_ms.p90)]
-        if emulated:
-            diff = bench.output_diff
-            row += ["" if diff is None else f"{diff.max_abs:.3g}", "" if diff is None or diff.max_lsb is None else str(diff.max_lsb)]
-        else:
+        if not emulated:
             row += [ratio(metrics.speedup(a, baseline, target)), ratio(metrics.size_ratio(a, baseline))]
+        row += comparison.cells(bench.output_diff) if compared else []
         row += [_int8(a), a.path]
         rows.append(row)
         if a.id in shipped:
             highlight.append(i)
     title = f"{model} on {target}" + (" (emulated: timings prove it runs, not device speed)" if emulated else "")
     title += f"; latency at {', '.join(map(str, threads))} thread(s)"
-    numeric = [False, False, False] + [True] * (len(headers) - 5) + [False, False]
+    numeric = [False, False, False] + [True] * (6 + 2 * (not emulated)) + (comparison.NUMERIC if compared else []) + [False, False]
     return Table(f"artifacts-{model}-{target}", title, headers, rows, numeric, highlight)
 
 

@@ -1,7 +1,13 @@
-"""bench: latency, init time and memory of one artifact on one target, in a fresh process."""
+"""bench: latency, init time and memory of one artifact on one target, in a fresh process.
+
+On emulators and ssh boards it also compares the target's logits with the host's on a seeded
+subset of the validation images (input `data`; without it one random input) in the same runner
+process (pipeline/targets/output_check.py).
+"""
 from __future__ import annotations
 
 import platform
+import tempfile
 from pathlib import Path
 
 from pipeline.stages.base import Stage, StageConfig, StageOutput
@@ -19,6 +25,8 @@ class BenchConfig(StageConfig):
     ssh: SshOptions | None = None  # ssh targets only: how to reach the board and its Python
     adb: AdbOptions | None = None  # adb targets only: the benchmark binaries and the cool-down
     fp16: bool = False  # ncnn: fp16 storage, packing and arithmetic
+    check_images: int = 64  # emulators and boards: validation images compared with the host (check_inputs.py)
+    check_seed: int = 0
 
 
 def host_identity() -> str:
@@ -46,5 +54,28 @@ class BenchStage(Stage):
         from pipeline.targets.spec import parse_target
 
         artifact = inputs["artifact"]
-        return run_benchmark(parse_target(config.target), config.ssh, artifact.path(artifact.result["file"]),
-                             config.threads, config.warmup, config.runs, fp16=config.fp16, adb_options=config.adb)
+        target = parse_target(config.target)
+        with tempfile.TemporaryDirectory(prefix="deploy-check-") as tmp:
+            check = self._check_inputs(config, inputs, Path(tmp)) if compares_with_host(target) else None
+            return run_benchmark(target, config.ssh, artifact.path(artifact.result["file"]), config.threads, config.warmup,
+                                 config.runs, fp16=config.fp16, adb_options=config.adb, check_inputs=check)
+
+    @staticmethod
+    def _check_inputs(config: BenchConfig, inputs: dict[str, StageOutput], folder: Path) -> Path | None:
+        """The validation images the target is compared on, preprocessed as the artifact expects."""
+        from pipeline.stages.data import load_split
+        from pipeline.targets import check_inputs
+
+        if "data" not in inputs:
+            return None
+        _, _, x_val, y_val = load_split(inputs["data"])
+        path = folder / "check_inputs.npz"
+        check_inputs.write(path, x_val, y_val, inputs["artifact"].result["preprocessing"], config.check_images, config.check_seed)
+        return path
+
+
+def compares_with_host(target) -> bool:
+    """Emulators and ssh boards run device_runner.py and are compared with the host; adb runs Google's tools."""
+    from pipeline.targets.spec import EmulatedTarget, SshTarget
+
+    return isinstance(target, EmulatedTarget | SshTarget)

@@ -17,6 +17,7 @@ class DataConfig(StageConfig):
     width: int
     val_fraction: float
     seed: int
+    channels: int = 3  # 1: gray images for a 1-channel model
 
 
 class DataStage(Stage):
@@ -26,9 +27,9 @@ class DataStage(Stage):
 
     def run(self, config: DataConfig, inputs, workdir: Path) -> dict:
         if config.source == "demo":
-            images = datasets.demo_digits(config.height, config.width)
+            images = datasets.demo_digits(config.height, config.width, config.channels)
         else:
-            images = datasets.load_image_folder(Path(config.source), config.height, config.width)
+            images = datasets.load_image_folder(Path(config.source), config.height, config.width, config.channels)
         train, val = datasets.stratified_split(images.labels, config.val_fraction, config.seed)
         np.savez(
             workdir / DATASET_FILE,
@@ -45,7 +46,7 @@ class DataStage(Stage):
 
 
 def load_split(output: StageOutput) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x_train, y_train, x_val, y_val) as uint8 RGB images and integer labels."""
+    """(x_train, y_train, x_val, y_val) as uint8 RGB (or gray, 1 channel) images and integer labels."""
     with np.load(output.path(DATASET_FILE)) as d:
         return d["x_train"], d["y_train"], d["x_val"], d["y_val"]
 

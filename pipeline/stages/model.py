@@ -84,7 +84,10 @@ class ImportStage(Stage):
             shutil.copytree(source, target)
         else:
             shutil.copy2(source, target)
-        return {"model_file": source.name, "trusted": config.trusted, **model_facts(model)}
+        from pipeline.models.keras3_twin import needs_twin
+
+        return {"model_file": source.name, "trusted": config.trusted, "keras_version": loading.keras_generation(source),
+                "needs_twin": needs_twin(model), **model_facts(model)}
 
 
 def load_float_model(output: StageOutput):

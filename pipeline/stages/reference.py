@@ -32,15 +32,18 @@ class ReferenceStage(Stage):
     def run(self, config: ReferenceConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
         _, _, x_val, y_val = load_split(inputs["data"])
         x = Preprocessing.from_dict(config.preprocessing).apply(x_val)
-        model = inputs["model"]
-        if model.result.get("format") == "onnx":
-            from pipeline.runtimes import onnxruntime as ort_runtime
-
-            probs = ort_runtime.predict(model.path(model.result["model_file"]), to_nchw(x))
-        else:
-            probs = training.predict(load_float_model(model), x)
+        probs = float_predictions(inputs["model"], x)
         np.save(workdir / PREDICTIONS_FILE, probs)
         return {"top1": float(np.mean(probs.argmax(1) == y_val)), "n": int(len(y_val))}
+
+
+def float_predictions(model: StageOutput, x: np.ndarray) -> np.ndarray:
+    """The float model's outputs for preprocessed NHWC images, in the model's own runtime."""
+    if model.result.get("format") == "onnx":
+        from pipeline.runtimes import onnxruntime as ort_runtime
+
+        return ort_runtime.predict(model.path(model.result["model_file"]), to_nchw(x))
+    return training.predict(load_float_model(model), x)
 
 
 def reference_predictions(output: StageOutput) -> np.ndarray:

@@ -16,16 +16,18 @@ def require_benchmarkable(target: Target) -> None:
 
 
 def run_benchmark(target: Target, ssh_options, model_path: Path, threads: int, warmup: int, runs: int,
-                  fp16: bool = False, adb_options: AdbOptions | None = None) -> dict:
-    """The device runner's record (+ target) for model_path on target; `fp16`: ncnn's fp16 arithmetic."""
+                  fp16: bool = False, adb_options: AdbOptions | None = None, check_inputs: Path | None = None) -> dict:
+    """The device runner's record (+ target) for model_path on target; `fp16`: ncnn's fp16 arithmetic;
+    `check_inputs`: the images emulators and boards are compared with the host on (check_inputs.py)."""
     from pipeline.targets import adb, host, ssh
 
     require_benchmarkable(target)
     if isinstance(target, EmulatedTarget):
-        return emulated.run_benchmark(target.arch, model_path, threads, warmup, runs, fp16=fp16)
+        return emulated.run_benchmark(target.arch, model_path, threads, warmup, runs, fp16=fp16, inputs=check_inputs)
     if isinstance(target, AdbTarget):  # benchncnn sets its own fp16 options from the CPU
         return adb.run_benchmark(target, adb_options or AdbOptions(), model_path, threads, warmup, runs)
     if isinstance(target, SshTarget):
-        return ssh.run_benchmark(target, ssh_options or ssh.SshOptions(), model_path, threads, warmup, runs, fp16=fp16)
+        return ssh.run_benchmark(target, ssh_options or ssh.SshOptions(), model_path, threads, warmup, runs, fp16=fp16,
+                                 inputs=check_inputs)
     assert isinstance(target, HostTarget)
     return host.run_benchmark(model_path, threads, warmup, runs, fp16=fp16)

@@ -2,10 +2,16 @@
 
     python device_runner.py MODEL.tflite|MODEL.ncnn.param|MODEL.onnx --threads N --warmup W --runs R
                             [--seed S] [--fp16] [--no-xnnpack] [--inputs IN.npz] [--outputs OUT.npz]
+                            [--probe COPY.tflite|COPY.onnx] [--logits NAME]
 
---inputs feeds the arrays input_0, input_1... instead of random data; --outputs saves the inputs
-fed and the outputs of the last timed run (output_N, and output_N_quant = [scale, zero_point]),
-so two targets can be compared on the same inputs (every artifact type).
+--inputs feeds the arrays input_0, input_1... instead of random data; an array with one more
+leading axis than the input holds a batch of images (float images are quantized for an int8
+input). Timing uses the first. --outputs then runs every image once more, untimed, and saves
+the inputs fed and the outputs (output_N, output_N_quant = [scale, zero_point]), one row per
+image, so two targets can be compared on the same inputs (every artifact type). --logits NAME
+also saves that tensor (the softmax's input) as `logits` / `logits_quant`: an ncnn blob, or an
+output of --probe, a copy of the artifact that also exposes it (TFLite and onnxruntime keep no
+intermediate tensor otherwise; LiteRT's preserve-all-tensors mode would turn XNNPACK off).
 
 The runtime follows the artifact: .tflite runs in a TFLite runtime (ai-edge-litert, else
 tflite-runtime), .param in ncnn (with the .bin beside it; --fp16 turns on ncnn's fp16
@@ -29,7 +35,7 @@ import time
 
 import numpy as np
 
-RUNNER_VERSION = 2
+RUNNER_VERSION = 3
 EXIT_BAD_MODEL = 2
 EXIT_RUNTIME_FAILED = 3
 XNNPACK_LOG_LINE = "Created TensorFlow Lite XNNPACK delegate"
@@ -75,6 +81,8 @@ def parse_args(argv):
     parser.add_argument("--fp16", action="store_true", help="ncnn: fp16 storage, packing and arithmetic")
     parser.add_argument("--no-xnnpack", action="store_true", help="TFLite: built-in kernels only, no default delegate")
     parser.add_argument("--input-shape", type=shape_chw, help="ncnn: C,H,W when the Input layer does not say")
+    parser.add_argument("--probe", help="TFLite/ONNX: a copy of the model that also outputs --logits, run for --outputs")
+    parser.add_argument("--logits", help="with --outputs: the tensor (ncnn blob) feeding the final softmax, saved as `logits`")
     return parser.parse_args(argv)
 
 
@@ -215,32 +223,53 @@ def random_input(detail, rng):
     raise RunnerError(f"input {detail['name']!r} has unsupported dtype {dtype}", EXIT_BAD_MODEL)
 
 
-def fill_inputs(interpreter, rng, given=None):
-    """Random inputs, or the arrays `given` (input_0...) when they match the model's inputs."""
-    details = interpreter.get_input_details()
-    fed = {}
-    for i, detail in enumerate(details):
-        fed[f"input_{i}"] = input_array(detail, rng, given, f"input_{i}")
-        interpreter.set_tensor(detail["index"], fed[f"input_{i}"])
-    first = details[0]
-    return {"shape": [int(dim) for dim in first["shape"]], "dtype": np.dtype(first["dtype"]).name}, fed
+def input_batches(details, rng, given=None):
+    """{input_i: (n, *shape)}: one random input each, or the arrays `given` (input_0...)."""
+    batches = {f"input_{i}": input_batch(detail, rng, given, f"input_{i}") for i, detail in enumerate(details)}
+    counts = {len(batch) for batch in batches.values()}
+    if len(counts) != 1:
+        raise RunnerError(f"--inputs holds different image counts per input ({sorted(counts)})", EXIT_BAD_MODEL)
+    return batches
 
 
-def input_array(detail, rng, given, key):
-    """The array to feed one input: random, or `given[key]` when it matches the input."""
-    return random_input(detail, rng) if given is None else given_input(detail, given, key)
+def set_inputs(interpreter, batches, row):
+    for i, detail in enumerate(interpreter.get_input_details()):
+        interpreter.set_tensor(detail["index"], batches[f"input_{i}"][row])
+
+
+def describe_input(detail):
+    return {"shape": [int(dim) for dim in detail["shape"]], "dtype": np.dtype(detail["dtype"]).name}
+
+
+def input_batch(detail, rng, given, key):
+    """The arrays to feed one input, stacked on a new first axis: one random, or `given[key]`."""
+    return random_input(detail, rng)[None] if given is None else given_input(detail, given, key)
 
 
 def given_input(detail, given, key):
+    """`given[key]` as a batch (n, *shape): one input, or n images (n, *shape) or, for a batch-1 input,
+    (n, *shape[1:]); float images are quantized
+    with the input's own scale and zero point when the input is int8/uint8."""
     if key not in given:
         raise RunnerError(f"--inputs has no {key} for input {detail['name']!r}", EXIT_BAD_MODEL)
     array = given[key]
     shape = tuple(int(dim) for dim in detail["shape"])
-    if array.shape != shape or array.dtype != np.dtype(detail["dtype"]):
+    dtype = np.dtype(detail["dtype"])
+    if array.shape == shape:
+        batch = array[None]
+    elif shape[:1] == (1,) and array.shape[1:] == shape[1:]:  # n images for a batch-1 input
+        batch = array[:, None]
+    else:
+        batch = array
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if batch.dtype != dtype and np.issubdtype(batch.dtype, np.floating) and np.issubdtype(dtype, np.integer) and scale:
+        info = np.iinfo(dtype)
+        batch = np.clip(np.round(batch / scale + zero_point), info.min, info.max).astype(dtype)
+    if batch.shape[1:] != shape or batch.dtype != dtype or len(batch) == 0:
         raise RunnerError(
             f"--inputs {key} is {array.dtype}{list(array.shape)}, input {detail['name']!r} "
-            f"wants {np.dtype(detail['dtype'])}{list(shape)}", EXIT_BAD_MODEL)
-    return array
+            f"wants {dtype}{list(shape)} (or a batch of them)", EXIT_BAD_MODEL)
+    return batch
 
 
 def load_inputs(path):
@@ -254,12 +283,19 @@ def load_inputs(path):
         raise RunnerError(f"cannot read --inputs {path}: {error}", EXIT_BAD_MODEL) from None
 
 
-def save_outputs(path, fed, outputs):
-    """Save the inputs fed and the outputs, each a pair (array, (scale, zero_point)); float outputs have (0, 0)."""
+def output_names(count, logits):
+    """output_0... and, when the logits were asked for, `logits` last."""
+    return [f"output_{i}" for i in range(count)] + (["logits"] if logits else [])
+
+
+def save_outputs(path, fed, names, rows):
+    """Save the inputs fed and, per image, the tensors `names`: `rows` holds one list per image of
+    pairs (array, (scale, zero_point)) in that order; float tensors have (0, 0)."""
     arrays = dict(fed)
-    for i, (array, (scale, zero_point)) in enumerate(outputs):
-        arrays[f"output_{i}"] = np.asarray(array)
-        arrays[f"output_{i}_quant"] = np.asarray([scale, zero_point], dtype=np.float64)
+    for column, name in enumerate(names):
+        arrays[name] = np.stack([np.asarray(row[column][0]) for row in rows])
+        scale, zero_point = rows[0][column][1]
+        arrays[f"{name}_quant"] = np.asarray([scale, zero_point], dtype=np.float64)
     with open(path, "wb") as out:  # a file object: np.savez would append ".npz" to a bare name
         np.savez(out, **arrays)
 
@@ -418,22 +454,29 @@ def benchmark_ncnn(args):
                   "cpu_support_x86_avx", "cpu_support_x86_avx2"):
         if hasattr(ncnn, probe):
             options[probe] = bool(getattr(ncnn, probe)())
-    given = load_inputs(args.inputs)
     detail = {"name": "in0", "shape": shape, "dtype": np.float32}
-    image = np.ascontiguousarray(input_array(detail, np.random.default_rng(args.seed), given, "input_0"))
-    mat = ncnn.Mat(image)  # image and mat must outlive every extraction
+    images = input_batch(detail, np.random.default_rng(args.seed), load_inputs(args.inputs), "input_0")
+    images = np.ascontiguousarray(images)  # the array and each Mat must outlive every extraction
 
-    def run():
+    def run(mat, blobs=("out0",)):
         extractor = net.create_extractor()
+        extractor.set_light_mode(len(blobs) == 1)  # light mode frees a consumed blob before we could read it
         extractor.input("in0", mat)
-        ret, out = extractor.extract("out0")
-        if ret != 0:
-            raise RunnerError(f"ncnn extract failed with code {ret}", EXIT_RUNTIME_FAILED)
-        return out
+        outs = []
+        for blob in blobs:
+            ret, out = extractor.extract(blob)
+            if ret != 0 or out.w == 0:
+                raise RunnerError(f"ncnn extract of blob {blob!r} failed with code {ret}", EXIT_RUNTIME_FAILED)
+            outs.append((np.array(out), (0.0, 0)))
+        return outs
 
-    latencies_ms = time_calls(run, args.warmup, args.runs)
-    if args.outputs:  # one more extraction: the output is a copy, never timed
-        save_outputs(args.outputs, {"input_0": image}, [(np.array(run()), (0.0, 0))])
+    first = ncnn.Mat(images[0])
+    latencies_ms = time_calls(lambda: run(first), args.warmup, args.runs)
+    if args.outputs:  # again per image, untimed: the outputs are copies
+        blobs = ("out0", args.logits) if args.logits else ("out0",)
+        mats = [ncnn.Mat(image) for image in images]
+        rows = [run(mat, blobs) for mat in mats]
+        save_outputs(args.outputs, {"input_0": images}, output_names(1, args.logits), rows)
     input_info = {"shape": [1, *shape], "dtype": "float32"}
     return common_fields("ncnn", package_version("ncnn", ncnn), "none", args, latencies_ms, init_ms, input_info, options)
 
@@ -455,14 +498,16 @@ def benchmark_onnx(args):
     init_ms = (time.perf_counter_ns() - start) / 1e6
     detail = session.get_inputs()[0]
     shape = [d if isinstance(d, int) and d > 0 else 1 for d in detail.shape]
-    given = load_inputs(args.inputs)
     spec = {"name": detail.name, "shape": shape, "dtype": np.float32}
-    feed = {detail.name: input_array(spec, np.random.default_rng(args.seed), given, "input_0")}
+    images = input_batch(spec, np.random.default_rng(args.seed), load_inputs(args.inputs), "input_0")
     try:
-        latencies_ms = time_calls(lambda: session.run(None, feed), args.warmup, args.runs)
+        latencies_ms = time_calls(lambda: session.run(None, {detail.name: images[0]}), args.warmup, args.runs)
         if args.outputs:
-            outputs = session.run(None, feed)
-            save_outputs(args.outputs, {"input_0": feed[detail.name]}, [(out, (0.0, 0)) for out in outputs])
+            probe = session if not args.probe else onnxruntime.InferenceSession(
+                args.probe, session_options, providers=["CPUExecutionProvider"])
+            names = [o.name for o in session.get_outputs()] + ([args.logits] if args.logits else [])
+            rows = [[(out, (0.0, 0)) for out in probe.run(names, {detail.name: image})] for image in images]
+            save_outputs(args.outputs, {"input_0": images}, output_names(len(names) - bool(args.logits), args.logits), rows)
     except Exception as error:
         raise RunnerError(f"run failed: {error}", EXIT_RUNTIME_FAILED) from None
     options = {"execution_provider": "CPUExecutionProvider", "intra_op_num_threads": args.threads,
@@ -477,14 +522,33 @@ def benchmark_tflite(args):
     interpreter, init_ms, native_log = create_interpreter(interpreter_cls, args.model, args.threads, not args.no_xnnpack)
     for line in native_log:  # keep the runtime's own log visible to whoever reads stderr
         print(line, file=sys.stderr)
-    given = load_inputs(args.inputs)
-    input_info, fed = fill_inputs(interpreter, np.random.default_rng(args.seed), given)
+    details = interpreter.get_input_details()
+    batches = input_batches(details, np.random.default_rng(args.seed), load_inputs(args.inputs))
+    set_inputs(interpreter, batches, 0)
     latencies_ms = time_invokes(interpreter, args.warmup, args.runs)
     if args.outputs:
-        outputs = [(interpreter.get_tensor(d["index"]), d.get("quantization", (0.0, 0))) for d in interpreter.get_output_details()]
-        save_outputs(args.outputs, fed, outputs)
+        save_tflite_outputs(args, interpreter_cls, interpreter, batches)
     delegate = delegate_name(interpreter, native_log)
-    return common_fields(runtime, runtime_version, delegate, args, latencies_ms, init_ms, input_info, {})
+    return common_fields(runtime, runtime_version, delegate, args, latencies_ms, init_ms, describe_input(details[0]), {})
+
+
+def save_tflite_outputs(args, interpreter_cls, interpreter, batches):
+    """Run every image (on --probe, with the same kernels, when given) and save outputs and logits."""
+    if args.probe:
+        interpreter, _, _ = create_interpreter(interpreter_cls, args.probe, args.threads, not args.no_xnnpack)
+    outputs = interpreter.get_output_details()
+    wanted = [d for d in outputs if d["name"] != args.logits]
+    if args.logits:
+        found = [d for d in outputs if d["name"] == args.logits]
+        if not found:
+            raise RunnerError(f"--logits {args.logits!r} is no output of {args.probe or args.model}", EXIT_BAD_MODEL)
+        wanted += found
+    rows = []
+    for row in range(len(batches["input_0"])):
+        set_inputs(interpreter, batches, row)
+        time_invokes(interpreter, 0, 1)
+        rows.append([(interpreter.get_tensor(d["index"]).copy(), d.get("quantization", (0.0, 0))) for d in wanted])
+    save_outputs(args.outputs, batches, output_names(len(wanted) - bool(args.logits), args.logits), rows)
 
 
 def main(argv=None):

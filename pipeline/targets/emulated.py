@@ -11,9 +11,11 @@ matching the emulated CPU (LiteRT crashes on the host's x86 one), while the host
 runner and artifact paths need no chroot or mounts. The CPU model is a real core (cortex-a76,
 cortex-a7), never `max`: its SME emulation gives wrong int8 results through XNNPACK.
 
-What an emulator proves is correctness, not speed: each run saves the outputs for its inputs,
-the host's runner runs the same artifact on the same inputs, and the record carries the largest
-difference (`output_diff`). Latencies are kept but marked emulated.
+What an emulator proves is correctness, not speed: each run times the artifact, then runs the
+check images (validation images, or one random input without data) and saves the outputs and
+logits; the host's runner runs the same artifact on the same inputs, and the record carries the
+differences (`output_diff`, output_check.py) and the per-image top-1 classes (`check_predictions`,
+for accuracy measured by the ARM kernels). Latencies are kept but marked emulated.
 """
 from __future__ import annotations
 
@@ -60,25 +62,27 @@ def status(arch: str) -> str:
 
 
 def runner_command(arch: str, model: Path, threads: int, warmup: int, runs: int, outputs: Path,
-                   fp16: bool = False) -> tuple[list[str], dict]:
+                   fp16: bool = False, extra_args: list[str] = ()) -> tuple[list[str], dict]:
     """argv and environment of the runner under QEMU; the CPU model goes in QEMU_CPU."""
     qemu, cpu = QEMU[arch]
     root = rootfs(arch)
     command = [qemu, "-L", str(root), str(root / "usr" / "bin" / "python3"), str(RUNNER), str(model),
-               "--threads", str(threads), "--warmup", str(warmup), "--runs", str(runs), "--outputs", str(outputs)]
+               "--threads", str(threads), "--warmup", str(warmup), "--runs", str(runs), "--outputs", str(outputs), *extra_args]
     command += ["--fp16"] if fp16 else []
     return command, {**os.environ, "QEMU_CPU": cpu}
 
 
 def run_benchmark(arch: str, model_path: Path, threads: int, warmup: int, runs: int, timeout_s: float = 1800,
-                  fp16: bool = False) -> dict:
-    """The runner's record on emulated `arch`, with output_diff against the host on the same inputs."""
+                  fp16: bool = False, inputs: Path | None = None) -> dict:
+    """The runner's record on emulated `arch`, with output_diff against the host on the same inputs
+    (`inputs`: the check images, check_inputs.py; None: one random input)."""
     if not is_set_up(arch):
         raise ToolError(f"{arch}-emu: {status(arch)}")
     name = f"{arch}-emu"
     with tempfile.TemporaryDirectory(prefix="deploy-emu-") as tmp:
         emu_out = Path(tmp) / "emu.npz"
-        command, env = runner_command(arch, model_path, threads, warmup, runs, emu_out, fp16)
+        check = output_check.prepare(model_path, Path(tmp), inputs)
+        command, env = runner_command(arch, model_path, threads, warmup, runs, emu_out, fp16, check.runner_args(model_path))
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
         except subprocess.TimeoutExpired as expired:
@@ -90,7 +94,7 @@ def run_benchmark(arch: str, model_path: Path, threads: int, warmup: int, runs: 
         result = parse_result(proc.stdout)
         if result is None:
             raise BenchError(model_path, f"on {name}: runner printed no JSON result", tail(proc.stderr))
-        result["output_diff"] = output_check.against_host(model_path, emu_out, result, fp16)
+        result["output_diff"], result["check_predictions"] = output_check.against_host(model_path, emu_out, result, fp16, check)
     result["target"] = name
     result["emulated"] = True
     return result

@@ -96,33 +96,42 @@ def copy_from(target: SshTarget, options: SshOptions, remote: str, local: Path) 
 
 
 def run_benchmark(target: SshTarget, options: SshOptions, model_path: Path, threads: int, warmup: int, runs: int,
-                  timeout_s: float = 600, fp16: bool = False) -> dict:
+                  timeout_s: float = 600, fp16: bool = False, inputs: Path | None = None) -> dict:
     """Benchmark model_path on the board with device_runner.py; its JSON record plus `target`, and
-    `output_diff`: the board's outputs compared with the host's on the same inputs."""
+    `output_diff`: the board's outputs and logits compared with the host's on the same inputs
+    (`inputs`: the check images, check_inputs.py; None: one random input)."""
     runner_args = ["--threads", str(threads), "--warmup", str(warmup), "--runs", str(runs)] + (["--fp16"] if fp16 else [])
     with tempfile.TemporaryDirectory(prefix="deploy-ssh-") as local:
         outputs = Path(local) / "board.npz"
-        proc = _run_on_board(target, options, Path(model_path), runner_args, outputs, timeout_s)
+        check = output_check.prepare(Path(model_path), Path(local), inputs)
+        proc = _run_on_board(target, options, Path(model_path), runner_args, outputs, timeout_s, check)
         if proc.returncode != 0:
             raise BenchError(model_path, f"on {target.name}: runner exited with {proc.returncode} (is {options.python} on the "
                                          f"board with numpy and ai-edge-litert or tflite-runtime? see --ssh-python)", tail(proc.stderr))
         result = parse_result(proc.stdout)
         if result is None:
             raise BenchError(model_path, f"on {target.name}: runner printed no JSON result", tail(proc.stderr))
-        result["output_diff"] = output_check.against_host(model_path, outputs, result, fp16)
+        result["output_diff"], result["check_predictions"] = output_check.against_host(model_path, outputs, result, fp16, check)
     result["target"] = target.name
     return result
 
 
 def _run_on_board(target: SshTarget, options: SshOptions, model_path: Path, runner_args: list[str], outputs: Path,
-                  timeout_s: float) -> subprocess.CompletedProcess:
-    """Copy the runner and the artifact into a fresh board folder, run, fetch the outputs, remove the folder."""
+                  timeout_s: float, check: output_check.Check) -> subprocess.CompletedProcess:
+    """Copy the runner, the artifact and the check's files into a fresh board folder, run, fetch the
+    outputs, remove the folder."""
     remote_dir = make_remote_dir(target, options)
     try:
         runner, model = f"{remote_dir}/device_runner.py", f"{remote_dir}/{model_path.name}"
         copy_to(target, options, RUNNER, runner)
         for file in artifact_files(model_path):
             copy_to(target, options, file, f"{remote_dir}/{file.name}")
+        remote_inputs, remote_probe = f"{remote_dir}/check_inputs.npz", f"{remote_dir}/probe{check.probe.path.suffix}"
+        if check.inputs is not None:
+            copy_to(target, options, check.inputs, remote_inputs)
+        if check.probe.path != model_path:
+            copy_to(target, options, check.probe.path, remote_probe)
+        runner_args = [*runner_args, *check.runner_args(model_path, remote_inputs, remote_probe)]
         command = [options.python, runner, model, *runner_args, "--outputs", f"{remote_dir}/outputs.npz"]
         proc = run_ssh(target, options, command, timeout_s=timeout_s)
         if proc.returncode == 0:

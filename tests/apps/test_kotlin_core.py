@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,3 +59,31 @@ def test_kotlin_core_tests_fail_on_any_mismatch(golden_dirs, kotlin_core_jar, tm
     assert proc.returncode == 1
     passed, failed = _counts(proc.stdout)
     assert failed == 1, proc.stdout
+
+
+@pytest.mark.slow
+def test_kotlin_core_reproduces_a_grayscale_models_golden_vectors(kotlin_core_jar, tmp_path):
+    """A 1-channel model: the Kotlin core turns RGB into Pillow's gray, resizes and normalizes bit for bit."""
+    from converters import tflite
+    from pipeline import golden
+    from pipeline.data import Preprocessing
+    from pipeline.tf_import import keras
+
+    k = keras()
+    inputs = k.Input((12, 10, 1))
+    x = k.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = k.layers.GlobalAveragePooling2D()(x)
+    model = k.Model(inputs, k.layers.Dense(3, activation="softmax")(x))
+    artifact = tflite.write(tflite.convert(model, "fp32"), tmp_path / "gray_fp32.tflite")
+    prep = Preprocessing(12, 10, "RGB", (0.0,), (255.0,), channels=1)
+    metadata = tmp_path / "gray_fp32.json"
+    metadata.write_text(json.dumps({"id": "gray_fp32", "labels": ["a", "b", "c"], "preprocessing": prep.to_dict(),
+                                    "io": {"input": "float32", "output": "float32"}}))
+    folder = tmp_path / "golden"
+    golden.write(artifact, metadata, folder)
+    index = json.loads((folder / "golden.json").read_text())
+    assert all(Path(folder / c["input"]["float32"]).stat().st_size == 12 * 10 * 4 for c in index["cases"])  # one channel
+    proc = run_kotlin_tests(kotlin_core_jar, folder)
+    passed, failed = _counts(proc.stdout)
+    assert (proc.returncode, failed) == (0, 0), proc.stdout + proc.stderr
+    assert len([line for line in proc.stdout.splitlines() if line.startswith("PASS golden")]) == 4 * 2 + 1

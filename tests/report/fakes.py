@@ -13,11 +13,12 @@ def latency(p50: float, p90: float | None = None, n: int = 50) -> schema.Latency
 
 
 def bench(target: str = "host", p50: float = 1.0, threads: int = 1, emulated: bool = False, p90: float | None = None,
-          max_abs: float | None = None) -> schema.Benchmark:
+          max_abs: float | None = None, **logits) -> schema.Benchmark:
+    """`logits`: the 1.3 output_diff fields (compared, n, logits_max_abs...) besides the softmax's `max_abs`."""
     return schema.Benchmark(
         target=target, runtime="ai-edge-litert", runtime_version="2.3.0", delegate="xnnpack", threads=threads, warmup=1,
         latency_ms=latency(p50, p90), init_ms=1.0, peak_rss_mb=50.0, cpu="test cpu", emulated=emulated,
-        output_diff=None if max_abs is None else schema.OutputDiff(max_abs=max_abs),
+        output_diff=None if max_abs is None else schema.OutputDiff(max_abs=max_abs, **logits),
     )
 
 

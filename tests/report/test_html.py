@@ -132,11 +132,52 @@ def test_emulated_target_shows_output_difference_instead_of_speed():
     ])
     table = tables.artifacts_table(r, "m", "arm64-emu")
     assert "emulated" in table.title and "speedup vs fp32" not in table.headers
-    column = table.headers.index("max |output - host|")
+    column = table.headers.index("softmax max abs")
     assert [row[column] for row in table.rows] == ["0", "0.0039"]
+    what = table.headers.index("compared with host")  # a report before 1.3 compared softmax outputs only
+    assert {row[what] for row in table.rows} == {"softmax outputs (before schema 1.3)"}
     page = html.render(r)
     assert 'id="output-diff-arm64-emu"' in page and 'id="accuracy-latency-arm64-emu"' not in page
     assert 'id="accuracy-latency-host"' in page
+
+
+def test_logits_comparison_shows_per_artifact_and_target_with_the_image_count():
+    from pipeline.report import markdown, tables
+
+    logits = dict(compared="logits", inputs="validation", n=64, top1_agreement=0.984375, target_top1=0.75, host_top1=0.765625)
+    r = report([
+        artifact("fp32", 1.0, 0.0, [bench(p50=1.0), bench("arm64-emu", p50=80.0, emulated=True, max_abs=1e-16,
+                                                          logits_max_abs=2.5e-6, logits_max_rel=3e-7, **logits)]),
+        artifact("int8-qat", 0.3, 0.4, [bench(p50=0.5), bench("ssh:pi@board:22", p50=3.0, max_abs=0.0, logits_max_abs=0.25,
+                                                              logits_max_rel=0.02, logits_max_steps=2, **logits)]),
+    ])
+    emu = tables.artifacts_table(r, "m", "arm64-emu")
+    row = dict(zip(emu.headers, emu.rows[0]))
+    assert row["compared with host"] == "logits, 64 validation images" and row["n"] == "64"
+    assert (row["logits max abs"], row["logits max rel"], row["int8 steps"]) == ("2.5e-06", "3e-07", "")
+    assert row["top-1 agreement %"] == "98.44" and row["top-1 % (target / host)"] == "75.00 / 76.56"
+    board = tables.artifacts_table(r, "m", "ssh:pi@board:22")  # a board keeps its speed columns beside the check
+    row = dict(zip(board.headers, board.rows[0]))
+    assert row["int8 steps"] == "2" and row["logits max abs"] == "0.25" and "speedup vs fp32" in board.headers
+    assert len(board.numeric) == len(board.headers) == len(board.rows[0])
+    assert "logits max abs" in markdown.render(r)
+    page = html.render(r)
+    assert 'id="output-diff-arm64-emu"' in page and 'id="output-diff-ssh:pi@board:22"' in page
+    assert "Compared: logits, 64 validation images" in page  # the plot says what it compares
+
+
+def test_a_report_of_schema_1_2_still_loads(tmp_path):
+    from pipeline import report as report_files
+
+    old = report([artifact("fp32", 1.0, 0.0, [bench(p50=1.0), bench("arm64-emu", emulated=True, max_abs=0.0)])])
+    data = json.loads(old.model_dump_json())
+    data["schema_version"] = "1.2"
+    data["artifacts"][0]["benchmarks"][1]["output_diff"] = {"max_abs": 1e-19, "max_lsb": None, "host_delegate": "xnnpack"}
+    (tmp_path / "report.json").write_text(json.dumps(data))
+    loaded = report_files.load(tmp_path)
+    diff = loaded.artifacts[0].benchmarks[1].output_diff
+    assert loaded.schema_version == "1.2" and diff.max_abs == 1e-19 and diff.compared is None and diff.logits_max_abs is None
+    assert "softmax outputs (before schema 1.3)" in html.render(loaded)
 
 
 def test_a_float_model_at_chance_level_gets_a_warning():

@@ -74,7 +74,7 @@ def test_emulated_targets_rank_by_size_and_ignore_the_latency_limit():
     assert (host.target, host.artifact) == ("host", "m_fp32")
     assert (emu.target, emu.artifact) == ("arm64-emu", "m_int8-qat")
     assert emu.reason.startswith("smallest of 2 artifacts (no constraints set)")
-    assert "max |output - host| 0.01" in emu.reason and "emulated timings say nothing about device speed" in emu.reason
+    assert "max softmax-output difference to the host 0.01" in emu.reason and "emulated timings say nothing about device speed" in emu.reason
 
 
 def test_one_recommendation_per_target_and_model_host_first():

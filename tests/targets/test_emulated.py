@@ -188,6 +188,9 @@ def test_build_verifies_tflite_and_ncnn_artifacts_on_both_emulators(four_class_m
             emu = by_target[f"{arch}-emu"]
             diff = emu.output_diff
             assert emu.emulated and diff is not None, artifact.id
+            # Compared on the logits (every model here ends in a softmax) of the validation images.
+            assert (diff.compared, diff.inputs, diff.n) == ("logits", "validation", min(64, report.data.val)), artifact.id
+            assert diff.logits_max_abs is not None and diff.top1_agreement is not None
             if artifact.format == "tflite":
                 # Compared with the host running the same kernels: XNNPACK on arm64, built-in on armv7.
                 assert emu.delegate == diff.host_delegate == TFLITE_ON[arch][1]
@@ -208,4 +211,4 @@ def test_deploy_bench_marks_emulated_results(models):  # noqa: F811
     result = deploy("bench", models["int8"], "--target", "arm64-emu", "--threads", "1", "--warmup", "0", "--runs", "2")
     assert result.returncode == 0, result.stderr
     assert "arm64-emu threads=1 delegate=xnnpack" in result.stdout
-    assert "EMULATED, max output difference to the host 0 (0 LSB)" in result.stdout
+    assert "EMULATED, compared with the host on logits, 1 random input: max |logit - host| 0 (0 steps)" in result.stdout

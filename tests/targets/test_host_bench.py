@@ -53,11 +53,14 @@ def _convert(model, int8: bool) -> bytes:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Both artifacts converted once for the module: {"float32": path, "int8": path}."""
-    folder = tmp_path_factory.mktemp("tflite")
-    model = _tiny_classifier()
+    return _float32_and_int8(_tiny_classifier(), tmp_path_factory.mktemp("tflite"), "tiny")
+
+
+def _float32_and_int8(model, folder, stem) -> dict:
+    """{"float32": path, "int8": path}: the model converted both ways into folder/STEM_DTYPE.tflite."""
     paths = {}
     for dtype in ("float32", "int8"):
-        paths[dtype] = folder / f"tiny_{dtype}.tflite"
+        paths[dtype] = folder / f"{stem}_{dtype}.tflite"
         paths[dtype].write_bytes(_convert(model, int8=dtype == "int8"))
     return paths
 
@@ -135,7 +138,7 @@ def test_runner_stdout_is_exactly_one_json_object(models):
     proc = _run_runner(models["int8"], warmup=1, runs=2)
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.strip().splitlines()) == 1
-    assert json.loads(proc.stdout)["runner_version"] == 2
+    assert json.loads(proc.stdout)["runner_version"] == 3  # 3: --inputs batches, --probe, --logits
 
 
 def test_runner_imports_only_stdlib_numpy_and_a_runtime():

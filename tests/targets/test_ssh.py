@@ -104,7 +104,12 @@ def test_benchmark_runs_on_the_board_with_a_nasty_remote_folder(sshd, model, tmp
     assert result["runtime"] == "ai-edge-litert" and result["delegate"] == "xnnpack"
     assert result["input"]["shape"] == [1, 16, 16, 3]
     # The board (this machine, same runtime) gave exactly the host's outputs for the inputs it fed.
-    assert result["output_diff"] == {"max_abs": 0.0, "max_lsb": None, "host_delegate": "xnnpack"}
+    diff = result["output_diff"]
+    assert (diff["max_abs"], diff["max_lsb"], diff["host_delegate"]) == (0.0, None, "xnnpack")
+    # ... and the same logits (the softmax's input, read through the probe copied to the board); no
+    # data here, so one random input, and the record says so.
+    assert (diff["compared"], diff["inputs"], diff["n"], diff["logits_max_abs"], diff["top1_agreement"]) == (
+        "logits", "random", 1, 0.0, 1.0)
     assert list(board_dir.iterdir()) == []  # the per-run folder is removed
     assert not any(tmp_path.rglob("PWNED*")) and not any(Path.home().glob("PWNED*"))
     assert parse_target(result["target"]) == target
@@ -186,5 +191,9 @@ def test_build_benchmarks_host_and_board_into_the_report(sshd, trained_model_fil
         assert set(by_target) == {"host", target.name}
         board = by_target[target.name]
         assert board.latency_ms.n == 3 and not board.emulated
-        assert board.output_diff is not None and board.output_diff.max_abs == 0.0, artifact.id
+        diff = board.output_diff
+        assert diff is not None and diff.max_abs == 0.0, artifact.id
+        # Compared on validation images (every one of the 25 % held out: fewer than 64), logits equal.
+        assert (diff.compared, diff.inputs, diff.n) == ("logits", "validation", report.data.val), artifact.id
+        assert diff.logits_max_abs == 0.0 and diff.top1_agreement == 1.0 and diff.target_top1 == diff.host_top1
     assert target.name in (tmp_path / "run" / "report.md").read_text()

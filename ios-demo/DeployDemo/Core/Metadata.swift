@@ -10,9 +10,13 @@ struct Preprocessing: Decodable {
     let resize: String
     let layout: String
     let pixelRange: String
+    /// 1: gray (Pillow's "L" of the RGB image, then resized); absent in metadata older than grayscale support.
+    let channels: Int?
+
+    var channelCount: Int { channels ?? 3 }
 
     enum CodingKeys: String, CodingKey {
-        case height, width, mean, std, resize, layout
+        case height, width, mean, std, resize, layout, channels
         case channelOrder = "channel_order"
         case pixelRange = "pixel_range"
     }
@@ -20,7 +24,8 @@ struct Preprocessing: Decodable {
     /// Refuse what this code does not implement instead of approximating it.
     func validated() throws -> Preprocessing {
         guard resize == "bilinear", layout == "NHWC", pixelRange == "0-255",
-              channelOrder == "RGB" || channelOrder == "BGR", mean.count == 3, std.count == 3 else {
+              channelOrder == "RGB" || channelOrder == "BGR", channelCount == 1 || channelCount == 3,
+              mean.count == channelCount, std.count == channelCount else {
             throw MetadataError.unsupported("\(resize)/\(layout)/\(pixelRange)/\(channelOrder)")
         }
         return self

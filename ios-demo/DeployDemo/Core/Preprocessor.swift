@@ -5,7 +5,24 @@ struct Preprocessor {
     let spec: Preprocessing
 
     func input(rgb: [UInt8], width: Int, height: Int) -> [Float] {
-        normalize(PillowResize.resizeRGB(rgb, width: width, height: height, outWidth: spec.width, outHeight: spec.height))
+        if spec.channelCount == 1 {
+            // Gray in all 3 channels, resized: Pillow resizes each channel alike, so channel 0 is the resized L.
+            let resized = PillowResize.resizeRGB(Preprocessor.grayAsRGB(rgb), width: width, height: height,
+                                                 outWidth: spec.width, outHeight: spec.height)
+            let mean = Float(spec.mean[0]), std = Float(spec.std[0])
+            return stride(from: 0, to: resized.count, by: 3).map { (Float(resized[$0]) - mean) / std }
+        }
+        return normalize(PillowResize.resizeRGB(rgb, width: width, height: height, outWidth: spec.width, outHeight: spec.height))
+    }
+
+    /// Pillow's RGB -> "L" (ITU-R 601-2 luma in fixed point), written into all 3 channels.
+    static func grayAsRGB(_ rgb: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: rgb.count)
+        for i in stride(from: 0, to: rgb.count, by: 3) {
+            let l = UInt8((Int(rgb[i]) * 19595 + Int(rgb[i + 1]) * 38470 + Int(rgb[i + 2]) * 7471 + 0x8000) >> 16)
+            out[i] = l; out[i + 1] = l; out[i + 2] = l
+        }
+        return out
     }
 
     func normalize(_ rgb: [UInt8]) -> [Float] {

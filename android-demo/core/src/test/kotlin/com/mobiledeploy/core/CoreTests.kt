@@ -46,6 +46,14 @@ object CoreTests {
         checkThrows("channel order", "'channel_order'") { ModelMetadata.parse(good.replace("BGR", "GRB")) }
         checkThrows("two means", "'mean'") { ModelMetadata.parse(good.replace("[1, 2, 3]", "[1, 2]")) }
         checkThrows("no labels", "'labels'") { ModelMetadata.parse(good.replace("\"labels\"", "\"names\"")) }
+        checkEquals(3, meta.preprocessing.channels, "channels default to 3 in older metadata")
+        val gray = good.replace("\"mean\": [1, 2, 3], \"std\": [4, 5, 6]", "\"mean\": [0], \"std\": [255], \"channels\": 1")
+        checkEquals(1, ModelMetadata.parse(gray).preprocessing.channels, "gray channels")
+        checkThrows("gray with 3 means", "'mean' must be 1 numbers") { ModelMetadata.parse(gray.replace("[0]", "[0, 0, 0]")) }
+        checkThrows("2 channels", "'channels' must be 1 or 3") { ModelMetadata.parse(gray.replace("\"channels\": 1", "\"channels\": 2")) }
+        // Pillow's L of (200, 100, 50) is 124; normalized with mean 0, std 255 on a 1x1 image.
+        val x = Preprocessor(Preprocessing(1, 1, "RGB", floatArrayOf(0f), floatArrayOf(255f), 1)).fromRgb(byteArrayOf(200.toByte(), 100, 50), 1, 1)
+        checkEquals(listOf(124f / 255f), x.toList(), "gray pixel")
     }
 
     private fun topKOrder() {

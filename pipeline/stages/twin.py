@@ -1,0 +1,67 @@
+"""keras_twin: the tf_keras twin of an imported Keras 3 model (or of a tf_keras model with
+augmentation / input preprocessing layers), proven equal before any later stage uses it.
+
+It needs the validation images (the proof), which need the model's input size, which the
+import stage finds: hence a stage of its own after import and data. The proof runs under the
+preprocessing the build uses (the user's, or the probe's best, measured on the model as given):
+Keras 3 and tf_keras compute BatchNormalization in a different order (about 1e-6 per layer), so
+on inputs far outside the training range a deep twin can exceed 1e-5 while matching on real ones.
+A twin that cannot be built or differs by more than 1e-5 is not an error here: the
+result names the layer, and the build falls back to the imported model (no QAT).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pipeline.data import Preprocessing
+from pipeline.models import keras3_twin
+from pipeline.stages.base import Stage, StageConfig, StageOutput
+from pipeline.stages.data import load_split
+from pipeline.stages.model import TF_TOOLS, load_float_model, model_facts
+
+log = logging.getLogger("deploy")
+
+TWIN_FILE = "twin.keras"
+
+
+class TwinConfig(StageConfig):
+    proof_preprocessings: list[dict]  # what the original model may be fed: the proof covers each
+
+
+class KerasTwinStage(Stage):
+    name = "keras_twin"
+    tools = (*TF_TOOLS, "keras")
+    Config = TwinConfig
+
+    def run(self, config: TwinConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
+        original = load_float_model(inputs["model"])
+        try:
+            twin = keras3_twin.build_twin(original)
+        except keras3_twin.NoTwin as e:
+            return {"status": "unsupported", "reason": f"{e}"}
+        except Exception as e:  # tf_keras rejecting a re-created layer: still "no twin", with its words
+            return {"status": "unsupported", "reason": f"no tf_keras twin ({str(e).splitlines()[0][:200]})"}
+        _, _, x_val, _ = load_split(inputs["data"])
+        diffs = []
+        for prep in config.proof_preprocessings:
+            x = Preprocessing.from_dict(prep).apply(x_val)
+            diffs.append(keras3_twin.max_abs_diff(original, twin, x))
+        worst = max(diffs)
+        proof = {"max_abs_diff": worst, "tolerance": keras3_twin.TOLERANCE, "n": int(len(x_val)),
+                 "preprocessings": len(diffs)}
+        if worst > keras3_twin.TOLERANCE:
+            x = Preprocessing.from_dict(config.proof_preprocessings[diffs.index(worst)]).apply(x_val)
+            layer = keras3_twin.differing_layer(original, twin, x)
+            return {"status": "unsupported", "proof": proof,
+                    "reason": f"the tf_keras twin differs from the model by {worst:.3g} (> {keras3_twin.TOLERANCE}) at layer {layer}"}
+        for what, layers in (("removed (inactive at inference)", twin.removed), ("folded into the preprocessing", twin.folded)):
+            if layers:
+                log.info("%s: %s", what, ", ".join(layers))
+        twin.model.save(workdir / TWIN_FILE)
+        return {
+            "status": "ok", "model_file": TWIN_FILE, "trusted": False, "proof": proof,
+            "removed": twin.removed, "folded": twin.folded,
+            "input_transform": {"scale": twin.scale.tolist(), "offset": twin.offset.tolist()},
+            **model_facts(twin.model),
+        }
