@@ -125,6 +125,7 @@ class Build:
                 TrainConfig(
                     architecture=source, input_size=size, alpha=c.alpha, preprocessing=prep.to_dict(),
                     epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate, seed=c.seed,
+                    augment=c.augment,
                 ),
                 {"data": data_out}, label=name,
             )
@@ -165,7 +166,7 @@ class Build:
         qat_out = self.runner.run(
             QatStage(),
             QatConfig(preprocessing=prep.to_dict(), epochs=c.qat_epochs, batch_size=c.batch_size,
-                      learning_rate=c.qat_learning_rate, seed=c.seed),
+                      learning_rate=c.qat_learning_rate, seed=c.seed, augment=c.augment),
             {"model": model_out, "data": data_out}, label=name,
         )
         if qat_out.result["status"] == "ok":
@@ -246,7 +247,8 @@ class Build:
         is_int8 = precision in (*INT8_PRECISIONS, "int8")
         label = f"{name} {fmt} {precision}"
         verified = self.runner.run(
-            VerifyStage(), VerifyConfig(preprocessing=prep.to_dict(), check_int8=is_int8),
+            VerifyStage(), VerifyConfig(preprocessing=prep.to_dict(), check_int8=is_int8,
+                                        val_max_images=self.config.val_max_images, seed=self.config.seed),
             {"artifact": converted, "data": data_out, "reference": reference}, label=label,
         )
         benchmarks = []
@@ -326,7 +328,7 @@ class Build:
         c = self.config
         data_out, model_out, prep = self._float_model(name, source)
         reference = self.runner.run(
-            ReferenceStage(), ReferenceConfig(preprocessing=prep.to_dict()),
+            ReferenceStage(), ReferenceConfig(preprocessing=prep.to_dict(), val_max_images=c.val_max_images, seed=c.seed),
             {"model": model_out, "data": data_out}, label=name,
         )
         precisions = list(c.precisions)
