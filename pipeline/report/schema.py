@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.2"  # 1.1 and 1.2 only added fields with defaults or made fields optional: 1.0 reports still load
+SCHEMA_VERSION = "1.3"  # 1.1 to 1.3 only added fields with defaults or made fields optional: 1.0 reports still load
 
 
 class _Strict(BaseModel):
@@ -107,6 +107,9 @@ class DataInfo(_Strict):
     train: int
     val: int
     skipped: dict[str, int]
+    val_used: int | None = Field(default=None, description="validation images every accuracy figure used: all `val`, or a "
+                                                            "seeded sample of --val-max-images")
+    augment: str | None = Field(default=None, description="training augmentation of built-in training and QAT: none or basic")
 
 
 class GateFailure(_Strict):
@@ -144,7 +147,7 @@ class Recommendation(_Strict):
 
 
 class Report(_Strict):
-    schema_version: Literal["1.0", "1.1", "1.2"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3"] = SCHEMA_VERSION
     created: str
     command: str
     tools: dict[str, str]
