@@ -156,17 +156,64 @@ def throughput_ratio(data_dir: Path, epochs: int = 2, batch_size: int = 64) -> d
             "ratio_none": round(streamed["none"] / in_memory, 3), "ratio_basic": round(streamed["basic"] / in_memory, 3)}
 
 
+def input_pipeline(folder: Path, out: Path) -> dict:
+    """Child mode for --input-only: the data stage, then one epoch of the training input (augment
+    basic, batch 64) and one pass of the validation batches, without a model: the memory and speed of
+    everything whose size depends on the image count (the model's own memory does not)."""
+    sys.path.insert(0, str(ROOT))
+    from pipeline.data import Preprocessing
+    from pipeline.models import training
+    from pipeline.runner import Runner
+    from pipeline.stages import data as data_stage
+    from pipeline.stages.data import DataConfig, DataStage
+
+    t0 = time.perf_counter()
+    data_out = Runner(out).run(DataStage(), DataConfig(source=str(folder), height=224, width=224, val_fraction=0.2, seed=0))
+    data_s = time.perf_counter() - t0
+    prep = Preprocessing(224, 224, "RGB", (127.5,) * 3, (127.5,) * 3)
+    train = data_stage.open_split(data_out, "train")
+    t0 = time.perf_counter()
+    checksum = 0.0
+    for x, _ in training.training_dataset(train, prep, batch_size=64, seed=0, augment="basic"):
+        checksum += float(x.numpy()[:, 0, 0, 0].sum())
+    train_s = time.perf_counter() - t0
+    val = data_stage.open_split(data_out, "val")
+    t0 = time.perf_counter()
+    data_stage.predict_split(lambda x: x.mean(axis=(1, 2)), val, prep, "val pass")
+    val_s = time.perf_counter() - t0
+    return {"data_s": round(data_s, 1), "train_input_images_per_s": round(len(train) / train_s, 1),
+            "val_images_per_s": round(len(val) / val_s, 1), "store_gb": round(data_out.result["store_bytes"] / 1e9, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="2000,8000,32000")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-data-scale"))
     parser.add_argument("--no-ratio", action="store_true", help="skip the in-memory vs streaming throughput run")
+    parser.add_argument("--input-only", action="store_true",
+                        help="data stage + one epoch of the training input + one validation pass, no model (fast)")
     parser.add_argument("--throughput", type=Path, help=argparse.SUPPRESS)  # child mode: a data stage folder
+    parser.add_argument("--input-child", type=Path, nargs=2, help=argparse.SUPPRESS)  # child mode: folder, out
     args = parser.parse_args()
     if args.throughput:
         print(json.dumps(throughput_ratio(args.throughput)))
         return
+    if args.input_child:
+        print(json.dumps(input_pipeline(*args.input_child)))
+        return
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.input_only:
+        for count in (int(c) for c in args.counts.split(",")):
+            folder, out = make_folder(count, args.work / f"photos_{count}"), args.work / f"input_{count}"
+            before = uptime()
+            log = args.work / f"input_{count}.log"
+            code, seconds, peak = run_sampled([sys.executable, __file__, "--input-child", str(folder), str(out)], log)
+            if code != 0:
+                sys.exit(f"{count} images: input pipeline failed ({code}); see {log}")
+            row = {"images": count, "peak_rss_gb": round(peak / 1e9, 3), "seconds": round(seconds, 1),
+                   **json.loads(log.read_text().strip().splitlines()[-1]), "uptime_before": before, "uptime_after": uptime()}
+            print(json.dumps(row), flush=True)
+        return
     rows = []
     for i, count in enumerate(int(c) for c in args.counts.split(",")):
         folder = make_folder(count, args.work / f"photos_{count}")
