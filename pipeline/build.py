@@ -137,6 +137,7 @@ class Build:
                 TrainConfig(
                     architecture=source, input_size=size, alpha=c.alpha, preprocessing=prep.to_dict(),
                     epochs=c.epochs, batch_size=c.batch_size, learning_rate=c.learning_rate, seed=c.seed,
+                    augment=c.augment,
                 ),
                 {"data": data_out}, label=name,
             )
@@ -180,7 +181,8 @@ class Build:
         if not model_out.result.get("needs_twin"):
             return model_out, {}
         twin_out = self.runner.run(
-            KerasTwinStage(), TwinConfig(proof_preprocessings=[prep.to_dict()]),
+            KerasTwinStage(), TwinConfig(proof_preprocessings=[prep.to_dict()], val_max_images=self.config.val_max_images,
+                                          seed=self.config.seed),
             {"model": model_out, "data": data_out}, label=name,
         )
         r = twin_out.result
@@ -198,7 +200,8 @@ class Build:
             return given, None
         out = self.runner.run(
             PreprocessingProbeStage(),
-            ProbeConfig(candidates=[{"name": n, "preprocessing": p.to_dict()} for n, p in candidates]),
+            ProbeConfig(candidates=[{"name": n, "preprocessing": p.to_dict()} for n, p in candidates],
+                        val_max_images=self.config.val_max_images, seed=self.config.seed),
             {"model": model_out, "data": data_out}, label=name,
         )
         best = out.result["candidates"][out.result["best"]]
@@ -228,7 +231,7 @@ class Build:
         qat_out = self.runner.run(
             QatStage(),
             QatConfig(preprocessing=prep.to_dict(), epochs=c.qat_epochs, batch_size=c.batch_size,
-                      learning_rate=c.qat_learning_rate, seed=c.seed),
+                      learning_rate=c.qat_learning_rate, seed=c.seed, augment=c.augment),
             {"model": model_out, "data": data_out}, label=name,
         )
         if qat_out.result["status"] == "ok":
@@ -311,7 +314,8 @@ class Build:
         is_int8 = precision in (*INT8_PRECISIONS, "int8")
         label = f"{name} {fmt} {precision}"
         verified = self.runner.run(
-            VerifyStage(), VerifyConfig(preprocessing=prep.to_dict(), check_int8=is_int8),
+            VerifyStage(), VerifyConfig(preprocessing=prep.to_dict(), check_int8=is_int8,
+                                        val_max_images=self.config.val_max_images, seed=self.config.seed),
             {"artifact": converted, "data": data_out, "reference": reference}, label=label,
         )
         benchmarks = []
@@ -393,7 +397,7 @@ class Build:
         c = self.config
         data_out, model_out, prep, info = self._float_model(name, source)
         reference = self.runner.run(
-            ReferenceStage(), ReferenceConfig(preprocessing=prep.to_dict()),
+            ReferenceStage(), ReferenceConfig(preprocessing=prep.to_dict(), val_max_images=c.val_max_images, seed=c.seed),
             {"model": model_out, "data": data_out}, label=name,
         )
         self._check_given_preprocessing(name, source, model_out, data_out, reference, info)
@@ -459,7 +463,8 @@ class Build:
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             command=self.command,
             tools=tool_versions(REPORTED_TOOLS),
-            data=schema.DataInfo(source=c.data, train=first["train"], val=first["val"], skipped=first["skipped"]),
+            data=schema.DataInfo(source=c.data, train=first["train"], val=first["val"], skipped=first["skipped"],
+                                 val_used=runs[0].reference.result["n"], augment=c.augment),
             models=models,
             artifacts=artifacts,
             quality_gate=schema.QualityGate(max_accuracy_drop_points=c.max_accuracy_drop, failures=gate_failures(artifacts, c.max_accuracy_drop)),

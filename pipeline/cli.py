@@ -132,6 +132,9 @@ def cli(ctx, debug):
 @click.option("--learning-rate", type=float, help="Float training learning rate [0.002].")
 @click.option("--qat-epochs", type=int, help="Quantization-aware fine-tuning epochs [3].")
 @click.option("--qat-learning-rate", type=float, help="QAT learning rate [0.0001].")
+@click.option("--augment", type=click.Choice(["none", "basic"]),
+              help="Training augmentation for built-in training and QAT: basic = random resized crop + horizontal flip [basic].")
+@click.option("--val-max-images", type=int, help="Validation images each accuracy figure uses, a seeded sample (0: all) [2000].")
 @click.option("--require-qat", is_flag=True, default=None, help="Fail (exit 2) instead of falling back to PTQ when QAT is impossible.")
 @click.option("--precisions", callback=_split, help="Comma-separated subset of fp32,fp16,dynamic-int8,int8-ptq,int8-qat [all].")
 @click.option("--calibration-images", type=int, help="Training images used to calibrate int8 PTQ [200].")

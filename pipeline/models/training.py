@@ -1,43 +1,92 @@
 """Fitting a tf_keras classifier, shared by float training and quantization-aware fine-tuning."""
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 
 import numpy as np
 
+from pipeline.data import Preprocessing
+from pipeline.datastore import Split
+from pipeline.progress import Progress
+
 log = logging.getLogger("deploy")
 
 
-def fit(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, learning_rate: float, seed: int, what: str) -> list[dict]:
-    """Adam with cosine decay on sparse labels; logs one line per epoch; returns the history."""
+def training_dataset(split: Split, prep: Preprocessing, *, batch_size: int, seed: int, augment: str):
+    """tf.data over the training split: a new seeded order each epoch, batches read from the store
+    and preprocessed by `Preprocessing.apply` in a Python generator, augmented in TensorFlow, prefetched."""
+    from pipeline.augment import AUGMENTS, random_resized_crop_flip
+    from pipeline.tf_import import tensorflow
+
+    if augment not in AUGMENTS:
+        raise ValueError(f"unknown augmentation {augment!r} (choose from {', '.join(AUGMENTS)})")
+    tf = tensorflow()
+    steps = int(np.ceil(len(split) / batch_size))
+    epochs = itertools.count()
+
+    def batches():
+        epoch = next(epochs)  # tf.data calls this once per epoch
+        order = np.random.default_rng([seed, epoch]).permutation(len(split))
+        for step in range(steps):
+            # Sorted within the batch: near rows read together; a batch's order changes nothing in SGD.
+            images, labels = split.read(np.sort(order[step * batch_size : (step + 1) * batch_size]))
+            yield prep.apply(images), labels, np.int64(epoch * steps + step)
+
+    signature = (
+        tf.TensorSpec((None, *split.store.row_shape), tf.float32),
+        tf.TensorSpec((None,), tf.int64),
+        tf.TensorSpec((), tf.int64),
+    )
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    if augment == "basic":
+        dataset = dataset.map(lambda x, y, step: (random_resized_crop_flip(x, tf.stack([tf.constant(seed, tf.int64), step])), y))
+    else:
+        dataset = dataset.map(lambda x, y, step: (x, y))
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
+
+
+def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: int, learning_rate: float, seed: int,
+        augment: str, what: str) -> list[dict]:
+    """Adam with cosine decay on sparse labels, streaming the split; logs progress and one line per
+    epoch; returns the history (with training images/s per epoch)."""
     from pipeline.tf_import import keras
 
     tf_keras = keras()
     tf_keras.utils.set_random_seed(seed)
-    steps = epochs * int(np.ceil(len(x) / batch_size))
+    dataset = training_dataset(split, prep, batch_size=batch_size, seed=seed, augment=augment)
+    steps = epochs * int(np.ceil(len(split) / batch_size))
     schedule = tf_keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1))
     model.compile(
         optimizer=tf_keras.optimizers.Adam(schedule),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
+    rates = []
 
     class EpochLog(tf_keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
+            self.progress = Progress(f"{what} epoch {epoch + 1}/{epochs}", len(split), every_s=30.0)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.progress.add(min(batch_size, len(split) - self.progress.done))
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
+            seconds = time.perf_counter() - self.t0
+            rates.append(len(split) / seconds)
             log.info(
-                "  %s epoch %d/%d: loss %.4f, train accuracy %.3f (%.1f s)",
+                "  %s epoch %d/%d: loss %.4f, train accuracy %.3f (%.1f s, %.1f images/s)",
                 what, epoch + 1, epochs, logs.get("loss", float("nan")), logs.get("accuracy", float("nan")),
-                time.perf_counter() - self.t0,
+                seconds, rates[-1],
             )
 
-    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=[EpochLog()])
+    history = model.fit(dataset, epochs=epochs, verbose=0, callbacks=[EpochLog()])
     return [
-        {"epoch": i + 1, "loss": float(history.history["loss"][i]), "accuracy": float(history.history["accuracy"][i])}
+        {"epoch": i + 1, "loss": float(history.history["loss"][i]), "accuracy": float(history.history["accuracy"][i]),
+         "images_per_s": round(rates[i], 2)}
         for i in range(len(history.history["loss"]))
     ]
 
