@@ -60,9 +60,9 @@ SSH_OPTIONS = (
 
 ADB_OPTIONS = (
     click.option("--adb-benchmark-model", type=click.Path(path_type=Path),
-                 help="adb targets: LiteRT's benchmark_model built for the phone's ABI (README: where to get it)."),
+                 help="adb targets: LiteRT's benchmark_model built for the phone's ABI (docs/targets.md: where to get it)."),
     click.option("--adb-benchncnn", type=click.Path(path_type=Path),
-                 help="adb targets: ncnn's benchncnn built for the phone's ABI (README: how to build it)."),
+                 help="adb targets: ncnn's benchncnn built for the phone's ABI (docs/targets.md: how to build it)."),
     click.option("--adb-cooldown", "adb_cooldown_s", type=float, help="adb targets: seconds the phone rests before each artifact [10]."),
 )
 
@@ -134,6 +134,9 @@ def cli(ctx, debug):
 @click.option("--qat-learning-rate", type=float, help="QAT learning rate [0.0001].")
 @click.option("--early-stopping-patience", type=click.IntRange(min=0),
               help="Training and QAT stop once accuracy on 10 %% of the training images held out has not improved for this many epochs; 0 runs every epoch [5].")
+@click.option("--augment", type=click.Choice(["none", "basic"]),
+              help="Training augmentation for built-in training and QAT: basic = random resized crop + horizontal flip [basic].")
+@click.option("--val-max-images", type=int, help="Validation images each accuracy figure uses, a seeded sample (0: all) [2000].")
 @click.option("--require-qat", is_flag=True, default=None, help="Fail (exit 2) instead of falling back to PTQ when QAT is impossible.")
 @click.option("--precisions", callback=_split, help="Comma-separated subset of fp32,fp16,dynamic-int8,int8-ptq,int8-qat [all].")
 @click.option("--calibration-images", type=int, help="Training images used to calibrate int8 PTQ [200].")

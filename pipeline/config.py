@@ -55,6 +55,10 @@ class BuildConfig(BaseModel):
     learning_rate: float = Field(default=2e-3, gt=0)
     qat_epochs: int = Field(default=3, ge=1)
     qat_learning_rate: float = Field(default=1e-4, gt=0)
+    # Training-time augmentation of the training split (pipeline/augment.py), float training and QAT.
+    augment: Literal["none", "basic"] = "basic"
+    # Validation images every accuracy figure uses: a seeded sample of at most this many (0: all).
+    val_max_images: int = Field(default=2000, ge=0)
     require_qat: bool = False
     # Early stopping for training and QAT: stop once the accuracy on 10 % of the training images
     # held out has not improved for this many epochs, keeping the best epoch (0: run every epoch).

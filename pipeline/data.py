@@ -115,34 +115,50 @@ def class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def load_image_folder(root: Path, height: int, width: int, channels: int = 3) -> ImageSet:
-    """Read every image of every class folder; skip and count what is not a readable image."""
+def image_files(root: Path) -> tuple[list[Path], np.ndarray, list[str], int]:
+    """Every candidate image of every class folder: (paths, labels, class names, non-image files skipped)."""
     folders = class_folders(root)
-    skipped = {"non_image": 0, "unreadable": 0}
-    images, labels = [], []
+    paths, labels, non_image = [], [], 0
     for index, folder in enumerate(folders):
-        found = 0
         for path in visible_files(folder):
             if path.suffix.lower() not in IMAGE_SUFFIXES:
-                skipped["non_image"] += 1
+                non_image += 1
                 continue
-            try:
-                images.append(load_image_file(path, height, width, channels))
-            except (OSError, ValueError, SyntaxError) as e:
-                log.debug("skipping unreadable image %s: %s", path, e)
-                skipped["unreadable"] += 1
-                continue
+            paths.append(path)
             labels.append(index)
-            found += 1
-        if found == 0:
+    return paths, np.asarray(labels, np.int64), [f.name for f in folders], non_image
+
+
+def try_load_image_file(job: tuple[Path, int, int, int]) -> np.ndarray | None:
+    """`load_image_file`, or None for a file that is not a readable image (a worker-process job)."""
+    path, height, width, channels = job
+    try:
+        return load_image_file(path, height, width, channels)
+    except (OSError, ValueError, SyntaxError) as e:
+        log.debug("skipping unreadable image %s: %s", path, e)
+        return None
+
+
+def check_readable(root: Path, labels: np.ndarray, readable: np.ndarray, class_names: list[str], non_image: int) -> dict[str, int]:
+    """Every class keeps at least one image; returns the skipped counts (and warns about them)."""
+    for index, name in enumerate(class_names):
+        if not readable[labels == index].any():
             raise UserInputError(
-                f"{folder}: class '{folder.name}' has no readable .jpg/.png images; add images or remove the folder"
+                f"{root / name}: class '{name}' has no readable .jpg/.png images; add images or remove the folder"
             )
+    skipped = {"non_image": int(non_image), "unreadable": int((~readable).sum())}
     if skipped["non_image"] or skipped["unreadable"]:
-        log.warning(
-            "%s: skipped %d non-image and %d unreadable files", root, skipped["non_image"], skipped["unreadable"]
-        )
-    return ImageSet(np.stack(images), np.asarray(labels, np.int64), [f.name for f in folders], skipped)
+        log.warning("%s: skipped %d non-image and %d unreadable files", root, skipped["non_image"], skipped["unreadable"])
+    return skipped
+
+
+def load_image_folder(root: Path, height: int, width: int, channels: int = 3) -> ImageSet:
+    """Read every image of every class folder into memory (small sets; the data stage streams to disk)."""
+    paths, labels, class_names, non_image = image_files(root)
+    decoded = [try_load_image_file((p, height, width, channels)) for p in paths]
+    readable = np.asarray([d is not None for d in decoded], bool)
+    skipped = check_readable(root, labels, readable, class_names, non_image)
+    return ImageSet(np.stack([d for d in decoded if d is not None]), labels[readable], class_names, skipped)
 
 
 def fingerprint(source: str) -> str:

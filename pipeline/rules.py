@@ -134,13 +134,13 @@ class Planner:
                 TrainStage(),
                 TrainConfig(architecture=source, input_size=size, alpha=c.alpha, preprocessing=prep.to_dict(), epochs=c.epochs,
                             batch_size=c.batch_size, learning_rate=c.learning_rate, seed=c.seed,
-                            patience=c.early_stopping_patience),
+                            augment=c.augment, patience=c.early_stopping_patience),
                 {"data": data_node}, label=name, fatal=True, resources={"GPU": 1},
             )
             info: dict = {}
         else:
             data_node, model_node, prep, info = self._user_model(name, source)
-        reference = self.node(ReferenceStage(), ReferenceConfig(preprocessing=prep.to_dict()),
+        reference = self.node(ReferenceStage(), ReferenceConfig(preprocessing=prep.to_dict(), val_max_images=c.val_max_images, seed=c.seed),
                               {"model": model_node, "data": data_node}, label=name, fatal=True)
         if not is_builtin(source):
             self._check_given_preprocessing(name, source, data_node, reference, info)
@@ -192,7 +192,8 @@ class Planner:
         """The twin stage for a model that needs one; ({"twin": KerasTwin, "transform": ..., "original": import node} or {})."""
         if not imported.get("needs_twin"):
             return model_node, {}
-        twin_node = self.node(KerasTwinStage(), TwinConfig(proof_preprocessings=[prep.to_dict()]),
+        twin_node = self.node(KerasTwinStage(), TwinConfig(proof_preprocessings=[prep.to_dict()], val_max_images=self.config.val_max_images,
+                                                                     seed=self.config.seed),
                               {"model": model_node, "data": data_node}, label=name, fatal=True)
         r = self.resolve(twin_node).result
         twin = schema.KerasTwin(status=r["status"], reason=r.get("reason"), max_abs_diff=(r.get("proof") or {}).get("max_abs_diff"),
@@ -208,7 +209,8 @@ class Planner:
         if not candidates:
             return given, None
         node = self.node(PreprocessingProbeStage(),
-                         ProbeConfig(candidates=[{"name": n, "preprocessing": p.to_dict()} for n, p in candidates]),
+                         ProbeConfig(candidates=[{"name": n, "preprocessing": p.to_dict()} for n, p in candidates],
+                                     val_max_images=self.config.val_max_images, seed=self.config.seed),
                          {"model": model_node, "data": data_node}, label=name, fatal=True)
         result = self.resolve(node).result
         best = result["candidates"][result["best"]]
@@ -241,7 +243,8 @@ class Planner:
     def artifact(self, m: ModelPlan, fmt: str, precision: str, converted: Node) -> ArtifactPlan:
         label = f"{m.name} {fmt} {precision}"
         is_int8 = precision in (*INT8_PRECISIONS, "int8")
-        verify = self.node(VerifyStage(), VerifyConfig(preprocessing=m.prep, check_int8=is_int8),
+        verify = self.node(VerifyStage(), VerifyConfig(preprocessing=m.prep, check_int8=is_int8,
+                                                       val_max_images=self.config.val_max_images, seed=self.config.seed),
                            {"artifact": converted, "data": m.data, "reference": m.reference}, label=label)
         benches = [(target, self.bench(converted, m.data, fmt, precision, label, target, threads))
                    for target in self.targets_for(fmt, label) for threads in self.threads]
@@ -311,7 +314,7 @@ def qat(p: Planner, m: ModelPlan) -> None:
         return
     m.qat = p.node(QatStage(), QatConfig(preprocessing=m.prep, epochs=c.qat_epochs, batch_size=c.batch_size,
                                          learning_rate=c.qat_learning_rate, seed=c.seed,
-                                         patience=c.early_stopping_patience),
+                                         augment=c.augment, patience=c.early_stopping_patience),
                    {"model": m.model, "data": m.data}, label=m.name, fatal=True, resources={"GPU": 1})
 
     def fallback_or_stop(out: StageOutput) -> None:

@@ -96,7 +96,8 @@ def test_changed_data_invalidates_what_depends_on_it(trained_model_file, image_f
         build(_config(trained_model_file, data, out, precisions=["fp32"]))
     finally:
         Scheduler._settle = original
-    assert dict(seen) == {"import": True, "data": False, "reference": False, "convert": False, "verify": False, "bench": False}
+    assert dict(seen) == {"import": True, "data": False, "preprocessing_probe": False, "reference": False, "convert": False,
+                          "verify": False, "bench": False}
 
 
 @pytest.mark.slow

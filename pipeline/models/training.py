@@ -1,89 +1,139 @@
 """Fitting a tf_keras classifier, shared by float training and quantization-aware fine-tuning."""
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 
 import numpy as np
 
+from pipeline.data import Preprocessing
+from pipeline.datastore import Split
+from pipeline.progress import Progress
+
 log = logging.getLogger("deploy")
 
 
 # Early stopping: this share of each class's training images is held out (never the validation
-# split the artifacts are scored on); training stops once its accuracy has not improved for
+# split the artifacts are scored on); training stops once their accuracy has not improved for
 # `patience` epochs, and the best epoch's weights are kept.
 STOP_HOLDOUT = 0.1
 
 
-def holdout(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """(x_fit, y_fit, x_stop, y_stop), STOP_HOLDOUT of every class held out; None if a class is too small."""
+def holdout(split: Split, seed: int) -> tuple[Split, Split] | None:
+    """(fit, stop): STOP_HOLDOUT of every class held out of the training split; None if a class is too small."""
     rng = np.random.default_rng(seed)
     stop = []
-    for label in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == label))
+    for label in np.unique(split.labels):
+        members = rng.permutation(np.flatnonzero(split.labels == label))
         count = int(len(members) * STOP_HOLDOUT)
         if count == 0:
             return None
         stop.extend(members[:count])
-    mask = np.zeros(len(y), bool)
+    mask = np.zeros(len(split), bool)
     mask[stop] = True
-    return x[~mask], y[~mask], x[mask], y[mask]
+    return (Split(split.store, split.rows[~mask], split.labels[~mask]),
+            Split(split.store, split.rows[mask], split.labels[mask]))
 
 
-def fit(model, x: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int, learning_rate: float, seed: int, what: str,
-        patience: int = 0) -> tuple[list[dict], dict]:
-    """Adam with cosine decay on sparse labels; logs one line per epoch; returns the history and
-    what early stopping did (patience 0: off, every epoch runs)."""
+def training_dataset(split: Split, prep: Preprocessing, *, batch_size: int, seed: int, augment: str):
+    """tf.data over the training split: a new seeded order each epoch, batches read from the store
+    and preprocessed by `Preprocessing.apply` in a Python generator, augmented in TensorFlow, prefetched."""
+    from pipeline.augment import AUGMENTS, random_resized_crop_flip
+    from pipeline.tf_import import tensorflow
+
+    if augment not in AUGMENTS:
+        raise ValueError(f"unknown augmentation {augment!r} (choose from {', '.join(AUGMENTS)})")
+    tf = tensorflow()
+    steps = int(np.ceil(len(split) / batch_size))
+    epochs = itertools.count()
+
+    def batches():
+        epoch = next(epochs)  # tf.data calls this once per epoch
+        order = np.random.default_rng([seed, epoch]).permutation(len(split))
+        for step in range(steps):
+            # Sorted within the batch: near rows read together; a batch's order changes nothing in SGD.
+            images, labels = split.read(np.sort(order[step * batch_size : (step + 1) * batch_size]))
+            yield prep.apply(images), labels, np.int64(epoch * steps + step)
+
+    signature = (
+        tf.TensorSpec((None, *split.store.row_shape), tf.float32),
+        tf.TensorSpec((None,), tf.int64),
+        tf.TensorSpec((), tf.int64),
+    )
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    if augment == "basic":
+        dataset = dataset.map(lambda x, y, step: (random_resized_crop_flip(x, tf.stack([tf.constant(seed, tf.int64), step])), y))
+    else:
+        dataset = dataset.map(lambda x, y, step: (x, y))
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
+
+
+def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: int, learning_rate: float, seed: int,
+        augment: str, what: str, patience: int = 0) -> tuple[list[dict], dict]:
+    """Adam with cosine decay on sparse labels, streaming the split; logs progress and one line per
+    epoch; returns the history (with training images/s per epoch) and what early stopping did
+    (patience 0: off, every epoch runs)."""
     from pipeline.tf_import import keras
 
     tf_keras = keras()
     tf_keras.utils.set_random_seed(seed)
-    split = holdout(x, y, seed) if patience > 0 else None
-    validation = None
-    if split is not None:
-        x, y, *validation = split
-    steps = epochs * int(np.ceil(len(x) / batch_size))
+    parts = holdout(split, seed) if patience > 0 else None
+    stop = None
+    if parts is not None:
+        split, stop = parts
+    dataset = training_dataset(split, prep, batch_size=batch_size, seed=seed, augment=augment)
+    steps = epochs * int(np.ceil(len(split) / batch_size))
     schedule = tf_keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1))
     model.compile(
         optimizer=tf_keras.optimizers.Adam(schedule),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
+    rates = []
 
     class EpochLog(tf_keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.perf_counter()
+            self.progress = Progress(f"{what} epoch {epoch + 1}/{epochs}", len(split), every_s=30.0)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.progress.add(min(batch_size, len(split) - self.progress.done))
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
+            seconds = time.perf_counter() - self.t0
+            rates.append(len(split) / seconds)
             held_out = f", held-out accuracy {logs['val_accuracy']:.3f}" if "val_accuracy" in logs else ""
             log.info(
-                "  %s epoch %d/%d: loss %.4f, train accuracy %.3f%s (%.1f s)",
+                "  %s epoch %d/%d: loss %.4f, train accuracy %.3f%s (%.1f s, %.1f images/s)",
                 what, epoch + 1, epochs, logs.get("loss", float("nan")), logs.get("accuracy", float("nan")), held_out,
-                time.perf_counter() - self.t0,
+                seconds, rates[-1],
             )
 
     callbacks = [EpochLog()]
-    if validation is not None:
+    validation = None
+    if stop is not None:
+        validation = training_dataset(stop, prep, batch_size=batch_size, seed=seed, augment="none")
         callbacks.append(tf_keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True))
-    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks,
-                        validation_data=tuple(validation) if validation is not None else None).history
+    history = model.fit(dataset, epochs=epochs, verbose=0, callbacks=callbacks, validation_data=validation).history
     rows = [
         {"epoch": i + 1, "loss": float(history["loss"][i]), "accuracy": float(history["accuracy"][i]),
-         **({"held_out_accuracy": float(history["val_accuracy"][i])} if validation is not None else {})}
+         "images_per_s": round(rates[i], 2),
+         **({"held_out_accuracy": float(history["val_accuracy"][i])} if stop is not None else {})}
         for i in range(len(history["loss"]))
     ]
-    return rows, _stopping_record(rows, epochs, patience, validation)
+    return rows, _stopping_record(rows, epochs, patience, stop)
 
 
-def _stopping_record(rows: list[dict], epochs: int, patience: int, validation) -> dict:
+def _stopping_record(rows: list[dict], epochs: int, patience: int, stop: Split | None) -> dict:
     if patience == 0:
         return {"status": "off"}
-    if validation is None:
+    if stop is None:
         return {"status": "off", "reason": f"a class has fewer than {int(1 / STOP_HOLDOUT)} training images to hold out"}
     best = max(rows, key=lambda r: r["held_out_accuracy"])  # the first epoch reaching the best accuracy
     return {"status": "stopped" if len(rows) < epochs else "ran every epoch", "patience": patience,
-            "held_out_images": int(len(validation[1])), "epochs_run": len(rows), "best_epoch": best["epoch"],
+            "held_out_images": len(stop), "epochs_run": len(rows), "best_epoch": best["epoch"],
             "best_held_out_accuracy": best["held_out_accuracy"]}
 
 

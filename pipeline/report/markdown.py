@@ -29,7 +29,9 @@ def render(report: Report) -> str:
         "",
         f"Created {report.created} by `{report.command}`; report.json schema {report.schema_version}.",
         f"Data: {data.source}: {data.train} training and {data.val} validation images"
-        + (f"; skipped {data.skipped}" if any(data.skipped.values()) else "") + ".",
+        + (f"; skipped {data.skipped}" if any(data.skipped.values()) else "")
+        + (f"; accuracy measured on {data.val_used} of them (--val-max-images)" if data.val_used and data.val_used < data.val else "")
+        + ".",
         "",
         "## What to ship",
         "",

@@ -147,6 +147,9 @@ class DataInfo(_Strict):
     train: int
     val: int
     skipped: dict[str, int]
+    val_used: int | None = Field(default=None, description="validation images every accuracy figure used: all `val`, or a "
+                                                            "seeded sample of --val-max-images")
+    augment: str | None = Field(default=None, description="training augmentation of built-in training and QAT: none or basic")
 
 
 class GateFailure(_Strict):

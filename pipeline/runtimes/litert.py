@@ -27,28 +27,40 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
     return (y.astype(np.float32) - zero_point) * scale
 
 
-def predict(path: Path, x: np.ndarray, batch_size: int = 64, threads: int | None = None) -> np.ndarray:
-    """Float model inputs (N, H, W, C) -> float outputs (N, classes), batched when the model allows."""
+def predictor(path: Path, batch_size: int = 64, threads: int | None = None):
+    """A function: float model inputs (N, H, W, C) -> float outputs (N, classes), batched when the
+    model allows; one interpreter for every call."""
     interpreter = _interpreter(path, threads)
-    inp = interpreter.get_input_details()[0]
-    dynamic_batch = inp["shape_signature"][0] == -1
+    dynamic_batch = interpreter.get_input_details()[0]["shape_signature"][0] == -1
     step = batch_size if dynamic_batch else 1
-    outputs, allocated = [], None
-    for start in range(0, len(x), step):
-        chunk = x[start : start + step]
-        if dynamic_batch and allocated != len(chunk):
-            interpreter.resize_tensor_input(inp["index"], [len(chunk), *inp["shape"][1:]])
-            interpreter.allocate_tensors()
-            allocated = len(chunk)
-        elif allocated is None:
-            interpreter.allocate_tensors()
-            allocated = 1
-        inp = interpreter.get_input_details()[0]
-        out = interpreter.get_output_details()[0]
-        interpreter.set_tensor(inp["index"], _quantize(chunk, inp))
-        interpreter.invoke()
-        outputs.append(_dequantize(interpreter.get_tensor(out["index"]), out))
-    return np.concatenate(outputs)
+    allocated = None
+
+    def run(x: np.ndarray) -> np.ndarray:
+        nonlocal allocated
+        outputs = []
+        for start in range(0, len(x), step):
+            chunk = x[start : start + step]
+            inp = interpreter.get_input_details()[0]
+            if dynamic_batch and allocated != len(chunk):
+                interpreter.resize_tensor_input(inp["index"], [len(chunk), *inp["shape"][1:]])
+                interpreter.allocate_tensors()
+                allocated = len(chunk)
+            elif allocated is None:
+                interpreter.allocate_tensors()
+                allocated = 1
+            inp = interpreter.get_input_details()[0]
+            out = interpreter.get_output_details()[0]
+            interpreter.set_tensor(inp["index"], _quantize(chunk, inp))
+            interpreter.invoke()
+            outputs.append(_dequantize(interpreter.get_tensor(out["index"]), out))
+        return np.concatenate(outputs)
+
+    return run
+
+
+def predict(path: Path, x: np.ndarray, batch_size: int = 64, threads: int | None = None) -> np.ndarray:
+    """Float model inputs (N, H, W, C) -> float outputs (N, classes)."""
+    return predictor(path, batch_size, threads)(x)
 
 
 def float_compute_ops(path: Path) -> list[str]:

@@ -67,7 +67,12 @@ def blobs(net, x_nchw: np.ndarray, names: list[str]) -> Iterator[dict[str, np.nd
         yield values
 
 
+def predictor(param: Path, weights: Path, precision: str = "fp32", threads: int = 1):
+    """A function: float NCHW inputs -> (N, classes) outputs, with one loaded net for every call."""
+    net = open_net(param, weights, precision, threads)
+    return lambda x_nchw: np.stack([v[OUTPUT_BLOB].reshape(-1) for v in blobs(net, x_nchw, [OUTPUT_BLOB])])
+
+
 def predict(param: Path, weights: Path, x_nchw: np.ndarray, precision: str = "fp32", threads: int = 1) -> np.ndarray:
     """Float NCHW inputs -> (N, classes) outputs."""
-    net = open_net(param, weights, precision, threads)
-    return np.stack([v[OUTPUT_BLOB].reshape(-1) for v in blobs(net, x_nchw, [OUTPUT_BLOB])])
+    return predictor(param, weights, precision, threads)(x_nchw)

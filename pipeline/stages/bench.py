@@ -10,6 +10,8 @@ import platform
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 from pipeline.targets.adb import AdbOptions
 from pipeline.targets.ssh import SshOptions
@@ -63,14 +65,16 @@ class BenchStage(Stage):
     @staticmethod
     def _check_inputs(config: BenchConfig, inputs: dict[str, StageOutput], folder: Path) -> Path | None:
         """The validation images the target is compared on, preprocessed as the artifact expects."""
-        from pipeline.stages.data import load_split
+        from pipeline.stages.data import open_split
         from pipeline.targets import check_inputs
 
         if "data" not in inputs:
             return None
-        _, _, x_val, y_val = load_split(inputs["data"])
+        # Only the chosen images are read from the store (Split.sample is check_inputs.select's rule).
+        chosen = open_split(inputs["data"], "val").sample(config.check_images, config.check_seed)
+        x_val, y_val = chosen.read(np.arange(len(chosen)))
         path = folder / "check_inputs.npz"
-        check_inputs.write(path, x_val, y_val, inputs["artifact"].result["preprocessing"], config.check_images, config.check_seed)
+        check_inputs.write(path, x_val, y_val, inputs["artifact"].result["preprocessing"], len(chosen))
         return path
 
 

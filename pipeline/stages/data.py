@@ -1,14 +1,27 @@
-"""data: read the images, resize them to the model size, split train/validation (seeded, stratified)."""
+"""data: read the images, resize them to the model size, split train/validation (seeded, stratified).
+
+The resized uint8 images go to a store on disk (pipeline/datastore.py), decoded in worker
+processes; every later stage reads batches from it, so no stage holds a whole split in memory.
+"""
 from __future__ import annotations
 
+import itertools
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from pipeline import data as datasets
+from pipeline.datastore import ImageStore, Split, require_space, write_store
+from pipeline.progress import Progress
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 
-DATASET_FILE = "dataset.npz"
+IMAGES_FILE = "images.npy"  # uint8 (N, H, W, C), every decoded image, split or not
+LABELS_FILE = "labels.npy"  # int64 (N,), -1 for an unreadable file's row
+SPLIT_FILES = {"train": "train_rows.npy", "val": "val_rows.npy"}  # row numbers into the store
+DECODE_CHUNK = 32  # images per job sent to a worker: amortises the pickling round trip
 
 
 class DataConfig(StageConfig):
@@ -20,6 +33,30 @@ class DataConfig(StageConfig):
     channels: int = 3  # 1: gray images for a 1-channel model
 
 
+def decode_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def _decoded(paths: list[Path], height: int, width: int, channels: int, workers: int) -> Iterator[np.ndarray | None]:
+    """Decoded images in path order; the first in this process (its shape sizes the disk check)."""
+    jobs = [(p, height, width, channels) for p in paths]
+    progress = Progress("data: decoded", len(jobs))
+    if workers <= 1 or len(jobs) < 4 * DECODE_CHUNK:
+        results: Iterable = map(datasets.try_load_image_file, jobs)
+        pool = None
+    else:
+        # spawn, not fork: the build process may already hold TensorFlow's threads.
+        pool = multiprocessing.get_context("spawn").Pool(workers)
+        results = pool.imap(datasets.try_load_image_file, jobs, chunksize=DECODE_CHUNK)
+    try:
+        for image in results:
+            progress.add(1)
+            yield image
+    finally:
+        if pool is not None:
+            pool.terminate()
+
+
 class DataStage(Stage):
     name = "data"
     tools = ("scikit-learn", "pillow", "numpy")
@@ -27,32 +64,72 @@ class DataStage(Stage):
 
     def run(self, config: DataConfig, inputs, workdir: Path) -> dict:
         if config.source == "demo":
-            images = datasets.demo_digits(config.height, config.width, config.channels)
+            demo = datasets.demo_digits(config.height, config.width, config.channels)
+            labels, class_names, non_image = demo.labels, demo.class_names, 0
+            count, rows = len(demo.labels), iter(demo.images)
         else:
-            images = datasets.load_image_folder(Path(config.source), config.height, config.width, config.channels)
-        train, val = datasets.stratified_split(images.labels, config.val_fraction, config.seed)
-        np.savez(
-            workdir / DATASET_FILE,
-            x_train=images.images[train], y_train=images.labels[train],
-            x_val=images.images[val], y_val=images.labels[val],
-        )
+            root = Path(config.source)
+            paths, labels, class_names, non_image = datasets.image_files(root)
+            count = len(paths)
+            rows = _decoded(paths, config.height, config.width, config.channels, decode_workers())
+        rows = _checked_space(rows, count, workdir, f"{config.source} at {config.height}x{config.width}")
+        readable = write_store(workdir / IMAGES_FILE, count, rows)
+        if config.source == "demo":
+            skipped = {"non_image": 0, "unreadable": 0}
+        else:
+            skipped = datasets.check_readable(root, labels, readable, class_names, non_image)
+        kept = np.flatnonzero(readable)
+        train, val = datasets.stratified_split(labels[kept], config.val_fraction, config.seed)
+        np.save(workdir / LABELS_FILE, np.where(readable, labels, -1))
+        np.save(workdir / SPLIT_FILES["train"], kept[train])
+        np.save(workdir / SPLIT_FILES["val"], kept[val])
         return {
             "source": config.source,
-            "class_names": images.class_names,
+            "class_names": class_names,
             "train": int(len(train)),
             "val": int(len(val)),
-            "skipped": images.skipped,
+            "skipped": skipped,
+            "store_bytes": int((workdir / IMAGES_FILE).stat().st_size),
         }
 
 
-def load_split(output: StageOutput) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x_train, y_train, x_val, y_val) as uint8 RGB (or gray, 1 channel) images and integer labels."""
-    with np.load(output.path(DATASET_FILE)) as d:
-        return d["x_train"], d["y_train"], d["x_val"], d["y_val"]
+def _checked_space(rows: Iterator, count: int, folder: Path, what: str) -> Iterator:
+    """The same rows, once the disk is known to hold all of them: the first real row gives the
+    shape, and the check runs before the store file is created."""
+    pulled = []
+    for row in rows:
+        pulled.append(row)
+        if row is not None:
+            require_space(folder, count, row.shape, what)
+            break
+    return itertools.chain(pulled, rows)
+
+
+def open_split(output: StageOutput, split: str) -> Split:
+    """The training or validation split ("train" / "val"), read in batches from the store."""
+    rows = np.load(output.path(SPLIT_FILES[split]))
+    labels = np.load(output.path(LABELS_FILE))[rows]
+    return Split(ImageStore(output.path(IMAGES_FILE)), rows, labels)
+
+
+def validation_split(output: StageOutput, max_images: int, seed: int) -> Split:
+    """The validation images every figure is measured on: all of them, or a seeded sample of
+    `max_images` (the same sample for the reference and every artifact, so they compare)."""
+    return open_split(output, "val").sample(max_images, seed)
 
 
 def calibration_images(output: StageOutput, count: int, seed: int) -> np.ndarray:
-    """A seeded sample of training images (uint8) for quantization calibration."""
-    x_train = load_split(output)[0]
-    order = np.random.default_rng(seed).permutation(len(x_train))
-    return x_train[order[: min(count, len(x_train))]]
+    """A seeded sample of training images (uint8) for quantization calibration: only these are read."""
+    train = open_split(output, "train")
+    order = np.random.default_rng(seed).permutation(len(train))
+    return train.read(order[: min(count, len(train))])[0]
+
+
+def predict_split(predict, split: Split, prep: datasets.Preprocessing, what: str, batch_size: int = 256) -> np.ndarray:
+    """`predict` (float NHWC batch -> outputs) over a split, preprocessed batch by batch: memory holds one batch."""
+    progress = Progress(what, len(split))
+    outputs = []
+    for images, _ in split.batches(batch_size):
+        outputs.append(np.asarray(predict(prep.apply(images)), np.float32))
+        progress.add(len(images))
+    return np.concatenate(outputs)

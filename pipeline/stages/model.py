@@ -12,7 +12,7 @@ from pipeline.data import Preprocessing
 from pipeline.errors import UserInputError
 from pipeline.models import loading, training
 from pipeline.stages.base import Stage, StageConfig, StageOutput
-from pipeline.stages.data import load_split
+from pipeline.stages.data import open_split
 
 TF_TOOLS = ("tensorflow", "tf-keras", "numpy")
 
@@ -26,6 +26,7 @@ class TrainConfig(StageConfig):
     batch_size: int
     learning_rate: float
     seed: int
+    augment: str = "none"  # pipeline/augment.py: applied to the training split only
     patience: int = 0  # early stopping (pipeline.models.training); 0: every epoch
 
 
@@ -53,20 +54,21 @@ class TrainStage(Stage):
     def run(self, config: TrainConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
         from pipeline.models import architectures
 
-        x_train, y_train, _, _ = load_split(inputs["data"])
+        train = open_split(inputs["data"], "train")
         classes = len(inputs["data"].result["class_names"])
         try:
             model = architectures.build(config.architecture, config.input_size, classes, config.alpha)
         except ValueError as e:
             raise UserInputError(f"--model {config.architecture}: {e}") from e
-        x = Preprocessing.from_dict(config.preprocessing).apply(x_train)
         training.use_fast_batchnorm(model)
         history, stopping = training.fit(
-            model, x, y_train, epochs=config.epochs, batch_size=config.batch_size,
-            learning_rate=config.learning_rate, seed=config.seed, what="train", patience=config.patience,
+            model, train, Preprocessing.from_dict(config.preprocessing), epochs=config.epochs,
+            batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
+            augment=config.augment, what="train", patience=config.patience,
         )
         model.save(workdir / "model.keras")
-        return {"model_file": "model.keras", "trusted": False, "history": history, "early_stopping": stopping, **model_facts(model)}
+        return {"model_file": "model.keras", "trusted": False, "history": history, "augment": config.augment,
+                "images": len(train), "early_stopping": stopping, **model_facts(model)}
 
 
 class ImportStage(Stage):

@@ -13,7 +13,7 @@ import numpy as np
 
 from pipeline.data import Preprocessing
 from pipeline.stages.base import Stage, StageConfig, StageOutput
-from pipeline.stages.data import load_split
+from pipeline.stages.data import predict_split, validation_split
 from pipeline.stages.model import TF_TOOLS
 
 IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
@@ -50,6 +50,8 @@ def flags(prep: dict) -> str:
 
 class ProbeConfig(StageConfig):
     candidates: list[dict]  # {"name", "preprocessing"}: what the user's model, as given, is fed
+    val_max_images: int = 0  # the reference stage's sample of the validation split (0: all)
+    seed: int = 0
 
 
 class PreprocessingProbeStage(Stage):
@@ -58,13 +60,14 @@ class PreprocessingProbeStage(Stage):
     Config = ProbeConfig
 
     def run(self, config: ProbeConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
-        from pipeline.stages.reference import float_predictions
+        from pipeline.stages.reference import float_predictor
 
-        _, _, x_val, y_val = load_split(inputs["data"])
+        val = validation_split(inputs["data"], config.val_max_images, config.seed)
+        predict = float_predictor(inputs["model"])
         results = []
         for candidate in config.candidates:
             prep = Preprocessing.from_dict(candidate["preprocessing"])
-            probs = float_predictions(inputs["model"], prep.apply(x_val))
-            results.append({**candidate, "top1": float(np.mean(probs.argmax(1) == y_val))})
+            probs = predict_split(predict, val, prep, f"probe {candidate['name']}")
+            results.append({**candidate, "top1": float(np.mean(probs.argmax(1) == val.labels))})
         best = max(range(len(results)), key=lambda i: results[i]["top1"])  # first wins ties: the order is the preference
-        return {"candidates": results, "best": best, "n": int(len(y_val))}
+        return {"candidates": results, "best": best, "n": int(len(val))}

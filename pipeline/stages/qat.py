@@ -11,7 +11,7 @@ from pathlib import Path
 from pipeline.data import Preprocessing
 from pipeline.models import training
 from pipeline.stages.base import Stage, StageConfig, StageOutput
-from pipeline.stages.data import load_split
+from pipeline.stages.data import open_split
 from pipeline.stages.model import TF_TOOLS, load_float_model
 
 log = logging.getLogger("deploy")
@@ -25,6 +25,7 @@ class QatConfig(StageConfig):
     batch_size: int
     learning_rate: float
     seed: int
+    augment: str = "none"  # pipeline/augment.py: applied to the training split only
     patience: int = 0  # early stopping (pipeline.models.training); 0: every epoch
 
 
@@ -74,15 +75,16 @@ class QatStage(Stage):
         except ValueError as e:
             log.warning("QAT not possible for %s: %s", model.name, e)
             return {"status": "unsupported", "reason": str(e)}
-        x_train, y_train, _, _ = load_split(inputs["data"])
-        x = Preprocessing.from_dict(config.preprocessing).apply(x_train)
+        train = open_split(inputs["data"], "train")
         history, stopping = training.fit(
-            qat_model, x, y_train, epochs=config.epochs, batch_size=config.batch_size,
-            learning_rate=config.learning_rate, seed=config.seed, what="qat", patience=config.patience,
+            qat_model, train, Preprocessing.from_dict(config.preprocessing), epochs=config.epochs,
+            batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
+            augment=config.augment, what="qat", patience=config.patience,
         )
         with tfmot().quantization.keras.quantize_scope():
             qat_model.save(workdir / QAT_MODEL_FILE)
-        return {"status": "ok", "model_file": QAT_MODEL_FILE, "history": history, "early_stopping": stopping}
+        return {"status": "ok", "model_file": QAT_MODEL_FILE, "history": history, "augment": config.augment,
+                "images": len(train), "early_stopping": stopping}
 
 
 def load_qat_model(output: StageOutput):

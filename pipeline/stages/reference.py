@@ -14,7 +14,7 @@ from pipeline.data import Preprocessing
 from pipeline.layout import to_nchw
 from pipeline.models import training
 from pipeline.stages.base import Stage, StageConfig, StageOutput
-from pipeline.stages.data import load_split
+from pipeline.stages.data import predict_split, validation_split
 from pipeline.stages.model import TF_TOOLS, load_float_model
 
 PREDICTIONS_FILE = "val_predictions.npy"
@@ -22,6 +22,8 @@ PREDICTIONS_FILE = "val_predictions.npy"
 
 class ReferenceConfig(StageConfig):
     preprocessing: dict
+    val_max_images: int = 0  # 0: the whole validation split, else a seeded sample of this many
+    seed: int = 0
 
 
 class ReferenceStage(Stage):
@@ -30,20 +32,23 @@ class ReferenceStage(Stage):
     Config = ReferenceConfig
 
     def run(self, config: ReferenceConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
-        _, _, x_val, y_val = load_split(inputs["data"])
-        x = Preprocessing.from_dict(config.preprocessing).apply(x_val)
-        probs = float_predictions(inputs["model"], x)
+        val = validation_split(inputs["data"], config.val_max_images, config.seed)
+        probs = predict_split(float_predictor(inputs["model"]), val, Preprocessing.from_dict(config.preprocessing), "reference")
         np.save(workdir / PREDICTIONS_FILE, probs)
-        return {"top1": float(np.mean(probs.argmax(1) == y_val)), "n": int(len(y_val))}
+        return {"top1": float(np.mean(probs.argmax(1) == val.labels)), "n": int(len(val)),
+                "val_total": int(inputs["data"].result["val"])}
 
 
-def float_predictions(model: StageOutput, x: np.ndarray) -> np.ndarray:
-    """The float model's outputs for preprocessed NHWC images, in the model's own runtime."""
+def float_predictor(model: StageOutput):
+    """The float model as a function of preprocessed NHWC batches, in the model's own runtime
+    (loaded once: the reference and the preprocessing probe call it batch after batch)."""
     if model.result.get("format") == "onnx":
         from pipeline.runtimes import onnxruntime as ort_runtime
 
-        return ort_runtime.predict(model.path(model.result["model_file"]), to_nchw(x))
-    return training.predict(load_float_model(model), x)
+        session = ort_runtime.predictor(model.path(model.result["model_file"]))
+        return lambda x: session(to_nchw(x))
+    keras_model = load_float_model(model)
+    return lambda x: training.predict(keras_model, x)
 
 
 def reference_predictions(output: StageOutput) -> np.ndarray:

@@ -12,13 +12,15 @@ from pipeline.data import Preprocessing
 from pipeline.layout import to_nchw
 from pipeline.runtimes import litert
 from pipeline.stages.base import Stage, StageConfig, StageOutput
-from pipeline.stages.data import load_split
+from pipeline.stages.data import predict_split, validation_split
 from pipeline.stages.reference import reference_predictions
 
 
 class VerifyConfig(StageConfig):
     preprocessing: dict
     check_int8: bool
+    val_max_images: int = 0  # as the reference's: the same images
+    seed: int = 0
 
 
 class VerifyStage(Stage):
@@ -28,10 +30,13 @@ class VerifyStage(Stage):
 
     def run(self, config: VerifyConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
         artifact = inputs["artifact"]
-        _, _, x_val, y_val = load_split(inputs["data"])
-        x = Preprocessing.from_dict(config.preprocessing).apply(x_val)
-        outputs = predict(artifact, x)
+        val = validation_split(inputs["data"], config.val_max_images, config.seed)
+        y_val = val.labels
+        outputs = predict_split(predictor(artifact), val, Preprocessing.from_dict(config.preprocessing),
+                                f"verify {artifact.result['format']} {artifact.result['precision']}")
         reference_outputs = reference_predictions(inputs["reference"])
+        if len(reference_outputs) != len(outputs):
+            raise ValueError(f"the reference measured {len(reference_outputs)} images, verify {len(outputs)}: different --val-max-images")
         predicted, reference = outputs.argmax(1), reference_outputs.argmax(1)
         result = {
             "top1": float(np.mean(predicted == y_val)),
@@ -46,21 +51,23 @@ class VerifyStage(Stage):
         return result
 
 
-def predict(artifact: StageOutput, x_nhwc: np.ndarray) -> np.ndarray:
+def predictor(artifact: StageOutput):
+    """The artifact loaded once in its own runtime, as a function: float NHWC batch -> outputs."""
     path = artifact.path(artifact.result["file"])
     fmt = artifact.result["format"]
     if fmt == "tflite":
-        return litert.predict(path, x_nhwc)
-    x_nchw = to_nchw(x_nhwc)
+        return litert.predictor(path)
     if fmt == "ncnn":
         from pipeline.runtimes import ncnn as ncnn_runtime
 
         weights = artifact.path(artifact.result["files"][1])
-        return ncnn_runtime.predict(path, weights, x_nchw, artifact.result["precision"])
+        net = ncnn_runtime.predictor(path, weights, artifact.result["precision"])
+        return lambda x_nhwc: net(to_nchw(x_nhwc))
     if fmt == "onnx":
         from pipeline.runtimes import onnxruntime as ort_runtime
 
-        return ort_runtime.predict(path, x_nchw)
+        session = ort_runtime.predictor(path)
+        return lambda x_nhwc: session(to_nchw(x_nhwc))
     raise ValueError(f"unknown artifact format {fmt!r}")
 
 

@@ -187,7 +187,7 @@ def test_missing_binary_is_named_and_onnx_is_refused(tmp_path):
 
 def test_real_adb_without_a_phone_fails_clearly(adb, tmp_path):  # noqa: F811
     model, binary = tmp_path / "m.tflite", tmp_path / "benchmark_model"
-    model.write_bytes(b"x")
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(8))  # passes the file check; the phone is what is missing
     binary.write_bytes(b"x")
     result = deploy("bench", model, "--target", "adb", "--adb-benchmark-model", binary, "--threads", "1")
     assert_one_line_error(result, 3, "no Android device ready (adb devices: none)")

@@ -1,0 +1,93 @@
+"""Training and evaluation read the store in batches: same results as whole arrays, augmentation on training only."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import datastore
+from pipeline.data import Preprocessing
+from pipeline.runner import Runner
+from pipeline.stages import data as data_stage
+from pipeline.stages.data import DataConfig, DataStage
+from tests.conftest import make_image_folder, tiny_model
+
+PREP = Preprocessing(32, 32, "RGB", (127.5, 127.5, 127.5), (127.5, 127.5, 127.5))
+
+
+@pytest.fixture(scope="module")
+def data_out(tmp_path_factory):
+    root = make_image_folder(tmp_path_factory.mktemp("d") / "colors", per_class=10)
+    out = tmp_path_factory.mktemp("out")
+    return Runner(out).run(DataStage(), DataConfig(source=str(root), height=32, width=32, val_fraction=0.3, seed=0))
+
+
+@pytest.mark.slow
+def test_batched_prediction_equals_a_whole_array_pass(data_out):
+    from pipeline.models import training
+
+    model = tiny_model(size=32)
+    val = data_stage.open_split(data_out, "val")
+    images, labels = val.read(np.arange(len(val)))
+    whole = training.predict(model, PREP.apply(images))
+    batched = data_stage.predict_split(lambda x: training.predict(model, x), val, PREP, "test", batch_size=4)
+    assert batched.shape == whole.shape and np.allclose(batched, whole, atol=1e-6)
+    assert np.array_equal(batched.argmax(1), whole.argmax(1))
+    assert np.mean(batched.argmax(1) == labels) == np.mean(whole.argmax(1) == labels)
+
+
+def _epoch(dataset):
+    return [(x.numpy(), y.numpy()) for x, y in dataset.take(len(dataset))]
+
+
+@pytest.mark.slow
+def test_training_batches_come_from_the_training_split_only(data_out, monkeypatch):
+    from pipeline.models import training
+
+    read = []
+    original = datastore.ImageStore.read
+    monkeypatch.setattr(datastore.ImageStore, "read", lambda self, rows: (read.extend(rows), original(self, rows))[1])
+    train, val = data_stage.open_split(data_out, "train"), data_stage.open_split(data_out, "val")
+    dataset = training.training_dataset(train, PREP, batch_size=4, seed=0, augment="basic")
+    batches = _epoch(dataset)
+    assert sorted(read) == sorted(train.rows) and set(read).isdisjoint(val.rows)
+    assert sum(len(y) for _, y in batches) == len(train)
+
+
+@pytest.mark.slow
+def test_basic_augmentation_is_seeded_and_none_is_the_plain_preprocessing(data_out):
+    from pipeline.models import training
+
+    train = data_stage.open_split(data_out, "train")
+    make = lambda augment, seed: training.training_dataset(train, PREP, batch_size=8, seed=seed, augment=augment)  # noqa: E731
+    plain, basic, again, other = _epoch(make("none", 0)), _epoch(make("basic", 0)), _epoch(make("basic", 0)), _epoch(make("basic", 1))
+    for (x, y), (xb, yb), (xa, _), (xo, _) in zip(plain, basic, again, other):
+        assert np.array_equal(y, yb) and xb.shape == x.shape
+        assert np.array_equal(xb, xa) and not np.allclose(xb, x)
+    # "none" is exactly Preprocessing.apply of the stored images, in the epoch's seeded order.
+    order = np.sort(np.random.default_rng([0, 0]).permutation(len(train))[:8])
+    assert np.array_equal(plain[0][0], PREP.apply(train.read(order)[0]))
+    assert not all(np.allclose(a[0], b[0]) for a, b in zip(basic, _epoch(make("basic", 1))))
+    assert len(other) == len(basic)
+
+
+@pytest.mark.slow
+def test_validation_figures_never_see_augmentation(tmp_path: Path, data_out):
+    """Train with --augment basic, then the reference stage's predictions equal the model's on the
+    plain preprocessed validation images (a crop or flip would change them)."""
+    from pipeline.models import training
+    from pipeline.stages.model import TrainConfig, TrainStage, load_float_model
+    from pipeline.stages.reference import ReferenceConfig, ReferenceStage, reference_predictions
+
+    runner = Runner(tmp_path)
+    model_out = runner.run(TrainStage(), TrainConfig(architecture="mobilenet_v2", input_size=32, alpha=0.35,
+                                                     preprocessing=PREP.to_dict(), epochs=1, batch_size=8,
+                                                     learning_rate=1e-3, seed=0, augment="basic"), {"data": data_out})
+    assert model_out.result["augment"] == "basic" and model_out.result["history"][0]["images_per_s"] > 0
+    ref = runner.run(ReferenceStage(), ReferenceConfig(preprocessing=PREP.to_dict(), val_max_images=5, seed=2),
+                     {"model": model_out, "data": data_out})
+    val = data_stage.validation_split(data_out, 5, 2)
+    assert ref.result["n"] == 5 and ref.result["val_total"] == data_out.result["val"]
+    expected = training.predict(load_float_model(model_out), PREP.apply(val.read(np.arange(len(val)))[0]))
+    assert np.allclose(reference_predictions(ref), expected, atol=1e-5)
