@@ -7,7 +7,8 @@ setup:
 demo: setup
 	.venv/bin/deploy build --model all --data demo --out build/demo
 
-test: setup
+test:
+	./scripts/setup.sh test
 	./scripts/setup-system.sh
 	./scripts/setup-arm-emu.sh all
 	.venv/bin/pytest

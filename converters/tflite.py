@@ -29,14 +29,15 @@ def _representative(calibration: np.ndarray) -> Callable[[], Iterable[list[np.nd
     return batches
 
 
-def convert(model, precision: str, calibration: np.ndarray | None = None, int8_io: bool = False) -> bytes:
-    """Convert an in-memory tf_keras model; `calibration` is float, already preprocessed."""
+def convert(model, precision: str, calibration: np.ndarray | None = None, int8_io: bool = False, function=None) -> bytes:
+    """Convert an in-memory tf_keras model; `calibration` is float, already preprocessed.
+    `function`: the model's batch-1 concrete function if already traced (see `trace`)."""
     from pipeline.tf_import import tensorflow
 
     tf = tensorflow()
     if precision not in CONVERTERS:
         raise ValueError(f"unknown precision {precision!r} (choose from {', '.join(CONVERTERS)})")
-    converter = _batch_one_converter(tf, model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function or trace(tf, model)], model)
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -62,7 +63,8 @@ def convert(model, precision: str, calibration: np.ndarray | None = None, int8_i
     ) from failure
 
 
-def _batch_one_converter(tf, model):
+def trace(tf, model):
+    """The model's inference function traced for batch 1."""
     spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], tf.float32)
     function = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
     if type(model).__module__.startswith("keras."):
@@ -70,7 +72,7 @@ def _batch_one_converter(tf, model):
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
         function = convert_variables_to_constants_v2(function)
-    return tf.lite.TFLiteConverter.from_concrete_functions([function], model)
+    return function
 
 
 def write(data: bytes, path: Path) -> Path:

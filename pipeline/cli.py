@@ -60,9 +60,9 @@ SSH_OPTIONS = (
 
 ADB_OPTIONS = (
     click.option("--adb-benchmark-model", type=click.Path(path_type=Path),
-                 help="adb targets: LiteRT's benchmark_model built for the phone's ABI (README: where to get it)."),
+                 help="adb targets: LiteRT's benchmark_model built for the phone's ABI (docs/targets.md: where to get it)."),
     click.option("--adb-benchncnn", type=click.Path(path_type=Path),
-                 help="adb targets: ncnn's benchncnn built for the phone's ABI (README: how to build it)."),
+                 help="adb targets: ncnn's benchncnn built for the phone's ABI (docs/targets.md: how to build it)."),
     click.option("--adb-cooldown", "adb_cooldown_s", type=float, help="adb targets: seconds the phone rests before each artifact [10]."),
 )
 
@@ -132,6 +132,8 @@ def cli(ctx, debug):
 @click.option("--learning-rate", type=float, help="Float training learning rate [0.002].")
 @click.option("--qat-epochs", type=int, help="Quantization-aware fine-tuning epochs [3].")
 @click.option("--qat-learning-rate", type=float, help="QAT learning rate [0.0001].")
+@click.option("--early-stopping-patience", type=click.IntRange(min=0),
+              help="Training and QAT stop once accuracy on 10 %% of the training images held out has not improved for this many epochs; 0 runs every epoch [5].")
 @click.option("--augment", type=click.Choice(["none", "basic"]),
               help="Training augmentation for built-in training and QAT: basic = random resized crop + horizontal flip [basic].")
 @click.option("--val-max-images", type=int, help="Validation images each accuracy figure uses, a seeded sample (0: all) [2000].")
@@ -159,7 +161,10 @@ def cli(ctx, debug):
 @click.option("--force", is_flag=True, default=None, help="Recompute every stage instead of reusing the cache.")
 @_ssh_options
 @_adb_options
-@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+@click.option("--jobs", type=click.IntRange(min=1), help="Stages run in parallel in this many local worker processes [as cores and memory allow].")
+@click.option("--executor", type=click.Choice(["local", "ray"]), help="Run stages here (local) or as tasks on a Ray cluster [local].")
+@click.option("--ray-address", help="Ray cluster address for --executor ray [RAY_ADDRESS, else a local Ray instance].")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and the plan (every stage, its key, cached or not), and exit.")
 def build(config_path, dry_run, **flags):
     """Train or load, quantize, convert, verify and benchmark; write report.json, report.md and report.html."""
     from pipeline.config import load_config, resolved_input_size
@@ -171,12 +176,33 @@ def build(config_path, dry_run, **flags):
         resolved = config.model_dump(mode="json")
         resolved["input_size"] = config.input_size or f"{resolved_input_size(config)} for built-in models (user models use their own)"
         click.echo(yaml.safe_dump(resolved, sort_keys=False).rstrip())
+        from pipeline.build import dry_run as plan_lines
+
+        click.echo("\n".join(plan_lines(config)))
         return
     from pipeline.build import build as run_build
 
     command = "deploy " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     report = run_build(config, command=command)
     click.echo(f"{len(report.artifacts)} artifacts verified and benchmarked; report: {config.out / 'report.md'}")
+
+
+@cli.command(epilog=EXIT_CODES_HELP, context_settings={"ignore_unknown_options": True})
+@click.option("--address", required=True, help="The Ray head's address, HOST:PORT (as `ray start --head` printed it).")
+@click.option("--device", "devices", multiple=True, callback=_split,
+              help="A phone or board attached here: adb[:SERIAL], ssh:USER@HOST[:PORT] or host; repeatable. Benchmarks on it are scheduled here.")
+@click.option("--num-cpus", type=int, help="CPUs this node offers [all].")
+@click.option("--num-gpus", type=int, help="GPUs this node offers; training and QAT go to GPU nodes [detected].")
+@click.argument("ray_args", nargs=-1, type=click.UNPROCESSED)
+def worker(address, devices, num_cpus, num_gpus, ray_args):
+    """Join a Ray cluster as a build node (`ray start --block`), advertising its devices; see docs/scale-out.md."""
+    import os
+
+    from pipeline.executors.ray import worker_command
+
+    command = worker_command(address, devices or [], num_cpus, num_gpus, list(ray_args))
+    click.echo(" ".join(shlex.quote(c) for c in command), err=True)
+    os.execvp(command[0], command)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)

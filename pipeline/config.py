@@ -60,6 +60,9 @@ class BuildConfig(BaseModel):
     # Validation images every accuracy figure uses: a seeded sample of at most this many (0: all).
     val_max_images: int = Field(default=2000, ge=0)
     require_qat: bool = False
+    # Early stopping for training and QAT: stop once the accuracy on 10 % of the training images
+    # held out has not improved for this many epochs, keeping the best epoch (0: run every epoch).
+    early_stopping_patience: int = Field(default=5, ge=0)
 
     # Conversion.
     precisions: list[Precision] = Field(default_factory=lambda: list(PRECISIONS), min_length=1)
@@ -101,6 +104,12 @@ class BuildConfig(BaseModel):
     max_latency_ms: float | None = Field(default=None, gt=0)
     trust_model: bool = False
     force: bool = False
+
+    # Where stages run (they do not change what is built, so they are in no cache key):
+    # --jobs N local worker processes (None: as many as cores and memory allow), or a Ray cluster.
+    jobs: int | None = Field(default=None, ge=1)
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None  # None: RAY_ADDRESS, else a local Ray instance
 
     @field_validator("models")
     @classmethod

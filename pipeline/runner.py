@@ -82,7 +82,11 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed worker whose parent died can linger as a zombie until someone reaps it: it runs nothing.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class Runner:
@@ -100,15 +104,14 @@ class Runner:
                 shutil.rmtree(work, ignore_errors=True)
 
     def key(self, stage: Stage, config: StageConfig, inputs: dict[str, StageOutput], external: dict[str, str]) -> str:
-        blob = {
-            "stage": stage.name,
-            "code": code_digest(type(stage).__module__, *stage.scripts),
-            "config": config.model_dump(mode="json"),
-            "inputs": {name: out.key for name, out in sorted(inputs.items())},
-            "external": external,
-            "tools": tool_versions(stage.tools),
-        }
-        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+        return stage_key(stage, config, {name: out.key for name, out in inputs.items()}, external)
+
+    def cached(self, stage: Stage, key: str) -> StageOutput | None:
+        """The finished output under this key, or None (also None with --force)."""
+        final = cache_folder(self.cache, stage.name, key)
+        if self.force or not (final / LINEAGE).exists():
+            return None
+        return load_output(stage.name, key, final)
 
     def run(
         self,
@@ -118,55 +121,84 @@ class Runner:
         label: str = "",
         external: dict[str, str] | None = None,
     ) -> StageOutput:
+        """Run one stage in this process (or reuse its cached output)."""
         inputs = inputs or {}
         external = external or {}
         key = self.key(stage, config, inputs, external)
-        final = self.cache / stage.name / key[:20]
         title = f"{stage.name} {label}".strip()
-        if (final / LINEAGE).exists() and not self.force:
-            output = self._load(stage, key, final, cached=True)
+        output = self.cached(stage, key)
+        if output is not None:
             log.info("[cached] %s", title)
         else:
-            output = self._execute(stage, config, inputs, key, final, title, external)
+            log.info("[run]    %s ...", title)
+            output = execute(self.cache, stage, config, inputs, key, title, external)
+            log.info("[done]   %s (%.1f s)", title, output.seconds)
         self.outputs.append(output)
         return output
 
-    def _load(self, stage: Stage, key: str, folder: Path, cached: bool) -> StageOutput:
-        result = json.loads((folder / RESULT).read_text())
-        seconds = json.loads((folder / LINEAGE).read_text())["seconds"]
-        return StageOutput(stage.name, key, folder, result, cached, seconds)
 
-    def _execute(self, stage, config, inputs, key, final, title, external) -> StageOutput:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        work = final.parent / f".tmp-{key[:20]}-{os.getpid()}"
+def stage_key(stage: Stage, config: StageConfig, input_keys: dict[str, str], external: dict[str, str]) -> str:
+    """The content address of a stage's output: what it is, how it is set, what it reads."""
+    blob = {
+        "stage": stage.name,
+        "code": code_digest(type(stage).__module__, *stage.scripts),
+        "config": config.model_dump(mode="json"),
+        "inputs": dict(sorted(input_keys.items())),
+        "external": external,
+        "tools": tool_versions(stage.tools),
+    }
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+def cache_folder(cache: Path, stage_name: str, key: str) -> Path:
+    return cache / stage_name / key[:20]
+
+
+def load_output(stage_name: str, key: str, folder: Path, cached: bool = True) -> StageOutput:
+    result = json.loads((folder / RESULT).read_text())
+    seconds = json.loads((folder / LINEAGE).read_text())["seconds"]
+    return StageOutput(stage_name, key, folder, result, cached, seconds)
+
+
+def execute(
+    cache: Path, stage: Stage, config: StageConfig, inputs: dict[str, StageOutput], key: str, title: str,
+    external: dict[str, str], extra_lineage: dict | None = None,
+) -> StageOutput:
+    """Run a stage into a temp folder named after this process, then rename it into the cache.
+
+    Any process can call this (the driver, a pool worker, a Ray worker writing into its own
+    cache copy); a process killed mid-stage leaves only its temp folder, which the next run deletes.
+    """
+    final = cache_folder(cache, stage.name, key)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = final.parent / f".tmp-{key[:20]}-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    try:
+        result = stage.run(config, inputs, work)
+    except BaseException:
         shutil.rmtree(work, ignore_errors=True)
-        work.mkdir()
-        log.info("[run]    %s ...", title)
-        started = datetime.now(timezone.utc)
-        t0 = time.perf_counter()
-        try:
-            result = stage.run(config, inputs, work)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-        seconds = time.perf_counter() - t0
-        write_json(work / RESULT, result)
-        lineage = {
-            "stage": stage.name,
-            "key": key,
-            "label": title,
-            "config": config.model_dump(mode="json"),
-            "parents": {name: {"stage": o.stage, "key": o.key} for name, o in inputs.items()},
-            "external": external,
-            "tools": tool_versions(stage.tools),
-            "started": started.isoformat(timespec="seconds"),
-            "seconds": round(seconds, 3),
-            "host": platform.node(),
-        }
-        # The lineage file is the completion marker: written last, then the folder is renamed in.
-        write_json(work / LINEAGE, lineage)
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(work, final)
-        log.info("[done]   %s (%.1f s)", title, seconds)
-        return StageOutput(stage.name, key, final, result, False, seconds)
+        raise
+    seconds = time.perf_counter() - t0
+    write_json(work / RESULT, result)
+    lineage = {
+        "stage": stage.name,
+        "key": key,
+        "label": title,
+        "config": config.model_dump(mode="json"),
+        "parents": {name: {"stage": o.stage, "key": o.key} for name, o in inputs.items()},
+        "external": external,
+        "tools": tool_versions(stage.tools),
+        "started": started.isoformat(timespec="seconds"),
+        "seconds": round(seconds, 3),
+        "host": platform.node(),
+        **(extra_lineage or {}),
+    }
+    # The lineage file is the completion marker: written last, then the folder is renamed in.
+    write_json(work / LINEAGE, lineage)
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(work, final)
+    return StageOutput(stage.name, key, final, result, False, seconds)

@@ -148,7 +148,7 @@ def throughput_ratio(data_dir: Path, epochs: int = 2, batch_size: int = 64) -> d
     del x
     streamed = {}
     for augment in ("none", "basic"):
-        history = training.fit(model(), train, prep, epochs=epochs, batch_size=batch_size, learning_rate=1e-3,
+        history, _ = training.fit(model(), train, prep, epochs=epochs, batch_size=batch_size, learning_rate=1e-3,
                                seed=0, augment=augment, what=f"stream {augment}")
         streamed[augment] = history[-1]["images_per_s"]
     return {"images": len(train), "epoch_timed": epochs, "in_memory_images_per_s": round(in_memory, 2),

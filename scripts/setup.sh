@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv and install the pinned package with its test tools. Safe to rerun: it only
-# reinstalls when pyproject.toml changed since the last successful install.
+# Create .venv and install the pinned package: `setup.sh` what a build needs (make demo),
+# `setup.sh test` also the test tools (pytest, torch's local CPU build, Ray; make test).
+# Safe to rerun: it only reinstalls when pyproject.toml changed since the last successful install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,13 +16,18 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 # standalone executable but declares torch; onnx2tf pins old tensorflow, numpy and onnx.
 NO_DEPS=(pnnx==20261020 onnx2tf==1.29.24)
 
+extras=""
 stamp=.venv/.installed
+if [ "${1:-}" = test ]; then
+    extras="[test]"
+    stamp=.venv/.installed-test
+fi
 if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ] && [ "$stamp" -nt scripts/setup.sh ]; then
     exit 0
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test]'
+.venv/bin/python -m pip install --quiet -e ".$extras"
 .venv/bin/python -m pip install --quiet --no-deps "${NO_DEPS[@]}"
 touch "$stamp"
 echo "setup: installed into .venv ($(.venv/bin/deploy --version))"

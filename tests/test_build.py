@@ -82,23 +82,20 @@ def test_changed_data_invalidates_what_depends_on_it(trained_model_file, image_f
     config = _config(trained_model_file, image_folder, out, precisions=["fp32"])
     build(config)
     data = make_image_folder(tmp_path / "other", per_class=12, seed=5)
-    from pipeline.runner import Runner
-
-    import pipeline.build as build_module
+    from pipeline.executors.scheduler import Scheduler
 
     seen = []
-    original = Runner.run
+    original = Scheduler._settle
 
-    def spy(self, stage, *args, **kwargs):
-        output = original(self, stage, *args, **kwargs)
-        seen.append((stage.name, output.cached))
-        return output
+    def spy(self, node, outcome):
+        seen.append((node.stage.name, outcome.cached))
+        return original(self, node, outcome)
 
-    build_module.Runner.run = spy
+    Scheduler._settle = spy
     try:
         build(_config(trained_model_file, data, out, precisions=["fp32"]))
     finally:
-        build_module.Runner.run = original
+        Scheduler._settle = original
     assert dict(seen) == {"import": True, "data": False, "preprocessing_probe": False, "reference": False, "convert": False,
                           "verify": False, "bench": False}
 
@@ -144,6 +141,7 @@ def test_a_killed_build_resumes_and_trusts_nothing_half_written(trained_model_fi
     import signal
     import subprocess
     import sys
+    import time
 
     out = tmp_path / "out"
     args = [sys.executable, "-m", "pipeline.cli", "build", "--model", str(trained_model_file), "--data", str(image_folder),
@@ -152,8 +150,11 @@ def test_a_killed_build_resumes_and_trusts_nothing_half_written(trained_model_fi
     process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
     for line in process.stderr:  # kill -9 in the middle of the first conversion
         if "[run]    convert" in line:
-            process.send_signal(signal.SIGKILL)
             break
+    deadline = time.time() + 120  # a worker process runs it: wait until its temp folder is there
+    while not list(out.glob("cache/convert/.tmp-*")) and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL
     assert not (out / "report.json").exists()
@@ -162,7 +163,7 @@ def test_a_killed_build_resumes_and_trusts_nothing_half_written(trained_model_fi
 
     rerun = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
-    assert "[cached] reference" in rerun.stderr and "[run]    convert" in rerun.stderr
+    assert "[cached] data" in rerun.stderr and "[run]    convert" in rerun.stderr
     assert not list(out.glob("cache/*/.tmp-*"))  # abandoned work was cleaned up
     assert len(json.loads((out / "report.json").read_text())["artifacts"]) == 2
 

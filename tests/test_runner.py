@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,18 @@ def test_cache_key_covers_the_code_a_stage_reaches_and_nothing_else():
     assert "converters.tflite" not in train and "pipeline.report" not in train and "pipeline.cli" not in train
     assert "converters.tflite" in reachable_modules("pipeline.stages.convert")
     assert "pipeline.targets.device_runner" in reachable_modules(BenchStage.__module__, *BenchStage.scripts)
+
+
+def test_temp_folder_of_a_dead_or_zombie_process_is_removed(tmp_path):
+    import subprocess
+    import time
+
+    zombie = subprocess.Popen(["true"])  # exited, not yet reaped: os.kill(pid, 0) still succeeds
+    time.sleep(0.5)
+    stage_dir = tmp_path / "cache" / "count-test"
+    stage_dir.mkdir(parents=True)
+    (stage_dir / f".tmp-abc-{zombie.pid}").mkdir()
+    (stage_dir / f".tmp-def-{os.getpid()}").mkdir()  # this process: alive, kept
+    Runner(tmp_path)
+    assert [p.name for p in stage_dir.iterdir()] == [f".tmp-def-{os.getpid()}"]
+    zombie.wait()

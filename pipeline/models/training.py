@@ -14,6 +14,28 @@ from pipeline.progress import Progress
 log = logging.getLogger("deploy")
 
 
+# Early stopping: this share of each class's training images is held out (never the validation
+# split the artifacts are scored on); training stops once their accuracy has not improved for
+# `patience` epochs, and the best epoch's weights are kept.
+STOP_HOLDOUT = 0.1
+
+
+def holdout(split: Split, seed: int) -> tuple[Split, Split] | None:
+    """(fit, stop): STOP_HOLDOUT of every class held out of the training split; None if a class is too small."""
+    rng = np.random.default_rng(seed)
+    stop = []
+    for label in np.unique(split.labels):
+        members = rng.permutation(np.flatnonzero(split.labels == label))
+        count = int(len(members) * STOP_HOLDOUT)
+        if count == 0:
+            return None
+        stop.extend(members[:count])
+    mask = np.zeros(len(split), bool)
+    mask[stop] = True
+    return (Split(split.store, split.rows[~mask], split.labels[~mask]),
+            Split(split.store, split.rows[mask], split.labels[mask]))
+
+
 def training_dataset(split: Split, prep: Preprocessing, *, batch_size: int, seed: int, augment: str):
     """tf.data over the training split: a new seeded order each epoch, batches read from the store
     and preprocessed by `Preprocessing.apply` in a Python generator, augmented in TensorFlow, prefetched."""
@@ -48,13 +70,18 @@ def training_dataset(split: Split, prep: Preprocessing, *, batch_size: int, seed
 
 
 def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: int, learning_rate: float, seed: int,
-        augment: str, what: str) -> list[dict]:
+        augment: str, what: str, patience: int = 0) -> tuple[list[dict], dict]:
     """Adam with cosine decay on sparse labels, streaming the split; logs progress and one line per
-    epoch; returns the history (with training images/s per epoch)."""
+    epoch; returns the history (with training images/s per epoch) and what early stopping did
+    (patience 0: off, every epoch runs)."""
     from pipeline.tf_import import keras
 
     tf_keras = keras()
     tf_keras.utils.set_random_seed(seed)
+    parts = holdout(split, seed) if patience > 0 else None
+    stop = None
+    if parts is not None:
+        split, stop = parts
     dataset = training_dataset(split, prep, batch_size=batch_size, seed=seed, augment=augment)
     steps = epochs * int(np.ceil(len(split) / batch_size))
     schedule = tf_keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1))
@@ -77,18 +104,37 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
             logs = logs or {}
             seconds = time.perf_counter() - self.t0
             rates.append(len(split) / seconds)
+            held_out = f", held-out accuracy {logs['val_accuracy']:.3f}" if "val_accuracy" in logs else ""
             log.info(
-                "  %s epoch %d/%d: loss %.4f, train accuracy %.3f (%.1f s, %.1f images/s)",
-                what, epoch + 1, epochs, logs.get("loss", float("nan")), logs.get("accuracy", float("nan")),
+                "  %s epoch %d/%d: loss %.4f, train accuracy %.3f%s (%.1f s, %.1f images/s)",
+                what, epoch + 1, epochs, logs.get("loss", float("nan")), logs.get("accuracy", float("nan")), held_out,
                 seconds, rates[-1],
             )
 
-    history = model.fit(dataset, epochs=epochs, verbose=0, callbacks=[EpochLog()])
-    return [
-        {"epoch": i + 1, "loss": float(history.history["loss"][i]), "accuracy": float(history.history["accuracy"][i]),
-         "images_per_s": round(rates[i], 2)}
-        for i in range(len(history.history["loss"]))
+    callbacks = [EpochLog()]
+    validation = None
+    if stop is not None:
+        validation = training_dataset(stop, prep, batch_size=batch_size, seed=seed, augment="none")
+        callbacks.append(tf_keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True))
+    history = model.fit(dataset, epochs=epochs, verbose=0, callbacks=callbacks, validation_data=validation).history
+    rows = [
+        {"epoch": i + 1, "loss": float(history["loss"][i]), "accuracy": float(history["accuracy"][i]),
+         "images_per_s": round(rates[i], 2),
+         **({"held_out_accuracy": float(history["val_accuracy"][i])} if stop is not None else {})}
+        for i in range(len(history["loss"]))
     ]
+    return rows, _stopping_record(rows, epochs, patience, stop)
+
+
+def _stopping_record(rows: list[dict], epochs: int, patience: int, stop: Split | None) -> dict:
+    if patience == 0:
+        return {"status": "off"}
+    if stop is None:
+        return {"status": "off", "reason": f"a class has fewer than {int(1 / STOP_HOLDOUT)} training images to hold out"}
+    best = max(rows, key=lambda r: r["held_out_accuracy"])  # the first epoch reaching the best accuracy
+    return {"status": "stopped" if len(rows) < epochs else "ran every epoch", "patience": patience,
+            "held_out_images": len(stop), "epochs_run": len(rows), "best_epoch": best["epoch"],
+            "best_held_out_accuracy": best["held_out_accuracy"]}
 
 
 def use_fast_batchnorm(model, momentum: float = 0.9) -> None:

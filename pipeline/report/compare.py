@@ -9,7 +9,7 @@ Rules (defaults in Thresholds, flags of the same names):
   does not fail a build. Spread per run = (p90 - p50) / 1.2816, the standard deviation a normal
   distribution with that p50 and p90 would have: unlike the std, one slow outlier cannot inflate it.
   Only the fewest threads measured on a target are judged unless `all_threads`: runs on every core
-  swing with whatever else the machine does (measured: scripts/bench_compare_noise.py, README).
+  swing with whatever else the machine does (measured: scripts/bench_compare_noise.py, docs/report-and-compare.md).
   Emulated timings are shown, not judged.
 - an artifact of A missing from B, or an int8 artifact that now computes in float, is a regression;
   a benchmark (target, threads) measured in only one run is listed but not judged.

@@ -22,6 +22,22 @@ class ConvertConfig(StageConfig):
     preprocessing: dict
 
 
+# A worker converts the same model in several precisions: load and trace it once per process
+# (scripts/profile_convert.py: load + trace were about 12 % of a conversion's time).
+_TRACED: dict[tuple[str, bool], tuple] = {}
+
+
+def _traced_model(source: StageOutput, qat: bool):
+    from pipeline.tf_import import tensorflow
+
+    key = (source.key, qat)
+    if key not in _TRACED:
+        model = load_qat_model(source) if qat else load_float_model(source)
+        _TRACED.clear()  # one model at a time: a worker's memory stays that of one model
+        _TRACED[key] = (model, tflite.trace(tensorflow(), model))
+    return _TRACED[key]
+
+
 class ConvertStage(Stage):
     name = "convert"
     tools = (*TF_TOOLS, "tensorflow-model-optimization", "ai-edge-litert")
@@ -29,14 +45,11 @@ class ConvertStage(Stage):
 
     def run(self, config: ConvertConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
         preprocessing = Preprocessing.from_dict(config.preprocessing)
-        if config.precision == "int8-qat":
-            model = load_qat_model(inputs["model"])
-        else:
-            model = load_float_model(inputs["model"])
+        model, function = _traced_model(inputs["model"], qat=config.precision == "int8-qat")
         calibration = None
         if config.precision in ("int8-ptq", "int8-qat"):
             calibration = preprocessing.apply(calibration_images(inputs["data"], config.calibration_images, config.seed))
-        data = tflite.convert(model, config.precision, calibration, config.int8_io)
+        data = tflite.convert(model, config.precision, calibration, config.int8_io, function=function)
         stem = f"{config.model_name}_{config.precision}"
         artifact = tflite.write(data, workdir / f"{stem}.tflite")
         return write_recipe(

@@ -27,6 +27,7 @@ class TrainConfig(StageConfig):
     learning_rate: float
     seed: int
     augment: str = "none"  # pipeline/augment.py: applied to the training split only
+    patience: int = 0  # early stopping (pipeline.models.training); 0: every epoch
 
 
 class ImportConfig(StageConfig):
@@ -60,14 +61,14 @@ class TrainStage(Stage):
         except ValueError as e:
             raise UserInputError(f"--model {config.architecture}: {e}") from e
         training.use_fast_batchnorm(model)
-        history = training.fit(
+        history, stopping = training.fit(
             model, train, Preprocessing.from_dict(config.preprocessing), epochs=config.epochs,
             batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
-            augment=config.augment, what="train",
+            augment=config.augment, what="train", patience=config.patience,
         )
         model.save(workdir / "model.keras")
         return {"model_file": "model.keras", "trusted": False, "history": history, "augment": config.augment,
-                "images": len(train), **model_facts(model)}
+                "images": len(train), "early_stopping": stopping, **model_facts(model)}
 
 
 class ImportStage(Stage):

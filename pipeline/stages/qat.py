@@ -26,6 +26,7 @@ class QatConfig(StageConfig):
     learning_rate: float
     seed: int
     augment: str = "none"  # pipeline/augment.py: applied to the training split only
+    patience: int = 0  # early stopping (pipeline.models.training); 0: every epoch
 
 
 def unsupported_layers(model) -> list[str]:
@@ -75,15 +76,15 @@ class QatStage(Stage):
             log.warning("QAT not possible for %s: %s", model.name, e)
             return {"status": "unsupported", "reason": str(e)}
         train = open_split(inputs["data"], "train")
-        history = training.fit(
+        history, stopping = training.fit(
             qat_model, train, Preprocessing.from_dict(config.preprocessing), epochs=config.epochs,
             batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
-            augment=config.augment, what="qat",
+            augment=config.augment, what="qat", patience=config.patience,
         )
         with tfmot().quantization.keras.quantize_scope():
             qat_model.save(workdir / QAT_MODEL_FILE)
         return {"status": "ok", "model_file": QAT_MODEL_FILE, "history": history, "augment": config.augment,
-                "images": len(train)}
+                "images": len(train), "early_stopping": stopping}
 
 
 def load_qat_model(output: StageOutput):

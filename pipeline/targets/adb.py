@@ -299,7 +299,7 @@ def run_benchmark(target, options: AdbOptions, model_path: Path, threads: int, w
     if binary is None or not Path(binary).is_file():
         flag = "--adb-benchncnn" if kind == "ncnn" else "--adb-benchmark-model"
         raise UserInputError(f"{target.name}: {flag} FILE is needed to run {kind} artifacts on the device "
-                             f"({binary or 'not given'}); see the README, 'Android devices over adb'")
+                             f"({binary or 'not given'}); see docs/targets.md, 'Android devices over adb'")
     adb = find_adb()
     device = AdbDevice(adb, resolve_serial(adb, target.serial))
     freqs = device.max_freqs()

@@ -1,0 +1,60 @@
+"""Executors run a plan's nodes: here, in local worker processes, or as Ray tasks.
+
+The scheduling (what may start, conditions, failures, leases) is one piece (scheduler.py); a
+backend only knows how to run one node somewhere and hand back its StageOutput in the driver's
+cache. Nothing here imports TensorFlow or Ray at module level.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# A TensorFlow worker with a small model stays under ~2 GB; the margin covers the driver and LiteRT.
+WORKER_MEMORY_BYTES = int(2.5 * 2**30)
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def available_memory() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def default_jobs() -> int:
+    """As many workers as there are cores, fewer if memory would not hold them."""
+    jobs = usable_cores()
+    memory = available_memory()
+    if memory is not None:
+        jobs = min(jobs, memory // WORKER_MEMORY_BYTES)
+    return max(1, jobs)
+
+
+def thread_budget(jobs: int) -> int:
+    """Threads each worker's TensorFlow gets, so that all workers together fill the cores once."""
+    return max(1, usable_cores() // max(1, jobs))
+
+
+def make_executor(runner, kind: str = "local", jobs: int | None = None, ray_address: str | None = None):
+    """The scheduler with the chosen backend; close() it when done."""
+    from pipeline.executors.scheduler import Scheduler
+
+    if kind == "ray":
+        from pipeline.executors.ray import RayBackend
+
+        return Scheduler(runner, RayBackend(runner.cache, ray_address))
+    from pipeline.executors.local import InProcessBackend, PoolBackend
+
+    jobs = jobs or default_jobs()
+    if jobs == 1:
+        return Scheduler(runner, InProcessBackend(runner.cache))
+    return Scheduler(runner, PoolBackend(runner.cache, jobs, thread_budget(jobs)))

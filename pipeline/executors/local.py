@@ -1,0 +1,105 @@
+"""Local backends: this process (--jobs 1), or a pool of worker processes that keep TensorFlow loaded.
+
+Workers are spawned (TensorFlow is not fork-safe), each with a thread budget set before anything
+imports TensorFlow, and die with the driver (a build killed with -9 leaves no worker finishing
+stages behind its back). A stage runs through pipeline.runner.execute in the worker: its temp
+folder is named after the worker's pid, so a killed worker leaves nothing a later run trusts.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import sys
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
+from pipeline.runner import execute
+
+log = logging.getLogger("deploy")
+
+
+class InProcessBackend:
+    """Runs each node in the driver, one at a time: exactly the pre-plan behaviour."""
+
+    name = "local"
+    slots = 1
+
+    def __init__(self, cache: Path):
+        self.cache = cache
+
+    def lineage(self) -> dict:
+        return {"executor": "in-process"}
+
+    def submit(self, node, inputs, extra) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(execute(self.cache, node.stage, node.config, inputs, node.key, node.title, node.external, extra))
+        except BaseException as e:  # noqa: BLE001  (the scheduler decides what a failure means)
+            if isinstance(e, KeyboardInterrupt | SystemExit):
+                raise
+            future.set_exception(e)
+        return future
+
+    def restart(self) -> None:
+        pass
+
+    def close(self, abort: bool = False) -> None:
+        pass
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the driver process dies (prctl PR_SET_PDEATHSIG)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _init_worker(threads: int, level: int) -> None:
+    _die_with_parent()
+    for var in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1" if threads == 1 else "2"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=level, format=f"  [worker {os.getpid()}] %(message)s", stream=sys.stderr, force=True)
+    for name in ("tensorflow", "absl", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class PoolBackend:
+    """`jobs` spawned worker processes; each keeps TensorFlow loaded between stages."""
+
+    name = "local"
+
+    def __init__(self, cache: Path, jobs: int, threads: int):
+        self.cache, self.slots, self.threads = cache, jobs, threads
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        level = logging.getLogger("deploy").getEffectiveLevel()
+        return ProcessPoolExecutor(max_workers=self.slots, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(self.threads, level))
+
+    def lineage(self) -> dict:
+        return {"executor": f"local pool of {self.slots}", "threads": self.threads}
+
+    def submit(self, node, inputs, extra) -> Future:
+        return self._pool.submit(execute, self.cache, node.stage, node.config, inputs, node.key, node.title, node.external, extra)
+
+    def restart(self) -> None:
+        """After a worker died (the pool is broken): a fresh pool for the retries."""
+        self.close(abort=True)
+        self._pool = self._start()
+
+    def close(self, abort: bool = False) -> None:
+        if abort:
+            # Stop stages still running: their temp folders are deleted by the next run.
+            for process in list((self._pool._processes or {}).values()):
+                process.terminate()
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,418 @@
+"""Plan rules: which stages a build needs, per model, as nodes of the plan.
+
+`Planner.model` plans a model's core (data, float model, reference); then every rule in RULES, in
+order, adds its nodes and the artifacts the report lists. A new stage or format is a stage module
+plus one `@rule` function here (or anywhere imported before the build: tests add toy rules).
+A rule reads the config and the nodes planned so far; it never runs anything, except through
+`Planner.resolve` for a cheap probe whose result the plan depends on.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline import data
+from pipeline.config import (
+    BUILTIN_MODELS, INT8_PRECISIONS, BuildConfig, is_builtin, is_onnx, preprocessing_given, resolved_input_size,
+)
+from pipeline.errors import UserInputError
+from pipeline.plan import MACHINE, Node, Plan, When
+from pipeline.report import schema
+from pipeline.stages.base import StageOutput
+from pipeline.stages.bench import BenchConfig, BenchStage, compares_with_host, host_identity
+from pipeline.stages.convert import ConvertConfig, ConvertStage
+from pipeline.stages.coreml import CoreMLConfig, CoreMLStage
+from pipeline.stages.data import DataConfig, DataStage
+from pipeline.stages.model import ImportConfig, ImportStage, TrainConfig, TrainStage
+from pipeline.stages.ncnn import NcnnConvertConfig, NcnnConvertStage
+from pipeline.stages.onnx import OnnxExportConfig, OnnxExportStage, OnnxImportConfig, OnnxImportStage
+from pipeline.stages.onnx_tflite import ONNX_TFLITE_PRECISIONS, Onnx2TfConfig, Onnx2TfStage, OnnxTfliteConfig, OnnxTfliteStage
+from pipeline.stages.probe import PreprocessingProbeStage, ProbeConfig, candidates as probe_candidates, flags as probe_flags
+from pipeline.stages.qat import QatConfig, QatStage
+from pipeline.stages.reference import ReferenceConfig, ReferenceStage
+from pipeline.stages.twin import KerasTwinStage, TwinConfig
+from pipeline.stages.verify import VerifyConfig, VerifyStage
+from pipeline import hashing
+from pipeline.targets import emulated
+from pipeline.targets.adb import AdbOptions
+from pipeline.targets.spec import AdbTarget, EmulatedTarget, HostTarget, SshTarget, Target
+from pipeline.targets.ssh import SshOptions
+
+log = logging.getLogger("deploy")
+
+
+@dataclass
+class ArtifactPlan:
+    """One artifact the report lists: its conversion, verification and benchmarks."""
+
+    model: str
+    format: str
+    precision: str
+    converted: Node
+    verify: Node
+    benches: list[tuple[Target, Node]]
+
+
+@dataclass
+class ModelPlan:
+    name: str
+    source: str
+    data: Node
+    model: Node
+    reference: Node
+    preprocessing: data.Preprocessing
+    precisions: list[str]  # TFLite precisions still wanted (QAT may swap int8-qat for int8-ptq)
+    reference_runtime: str = "tf-keras"
+    qat: Node | None = None
+    qat_status: schema.QatStatus = field(default_factory=lambda: schema.QatStatus(status="not-requested"))
+    artifacts: list[ArtifactPlan] = field(default_factory=list)
+    published: list[Node] = field(default_factory=list)  # extra files copied to artifacts/<model>/ (Core ML)
+    probe: schema.PreprocessingProbe | None = None  # user models: the preprocessing measured (issue 10)
+    twin: schema.KerasTwin | None = None  # Keras 3 models: the tf_keras twin that stands in for them
+
+    @property
+    def onnx(self) -> bool:
+        return is_onnx(self.source)
+
+    @property
+    def prep(self) -> dict:
+        return self.preprocessing.to_dict()
+
+
+Rule = Callable[["Planner", ModelPlan], None]
+RULES: list[Rule] = []
+
+
+def rule(function: Rule) -> Rule:
+    """Register a plan rule; rules run in registration order for every model."""
+    RULES.append(function)
+    return function
+
+
+class Planner:
+    """Makes the plan for a build; `resolve` runs a probe node while planning (Scheduler.run)."""
+
+    def __init__(self, config: BuildConfig, targets: list[Target], data_fingerprint: str,
+                 resolve: Callable[[Node], StageOutput], threads: list[int]):
+        self.config, self.targets, self.data_fingerprint = config, targets, data_fingerprint
+        self.plan = Plan()
+        self._resolve = resolve
+        self.threads = threads
+
+    def resolve(self, node: Node) -> StageOutput:
+        self.plan.probes.append(node)
+        return self._resolve(node)
+
+    def node(self, *args, **kwargs) -> Node:
+        return self.plan.node(*args, **kwargs)
+
+    # ---- a model's core: data, float model, float reference ------------------------------------
+
+    def data(self, height: int, width: int, channels: int = 3) -> Node:
+        c = self.config
+        return self.node(DataStage(), DataConfig(source=c.data, height=height, width=width, val_fraction=c.val_fraction, seed=c.seed,
+                                                 channels=channels),
+                         label=f"{c.data} {height}x{width}x{channels}", external={"data": self.data_fingerprint}, fatal=True)
+
+    def preprocessing(self, height: int, width: int, channels: int = 3) -> data.Preprocessing:
+        c = self.config
+        mean, std = list(c.mean), list(c.std)
+        for flag, values in (("--mean", mean), ("--std", std)):
+            if channels == 1 and len(values) == 3 and len(set(values)) > 1:
+                raise UserInputError(f"{flag} {','.join(f'{v:g}' for v in values)}: the model takes 1 channel (grayscale); give one value")
+        mean, std = (mean[:1], std[:1]) if channels == 1 else (mean * 3 if len(mean) == 1 else mean, std * 3 if len(std) == 1 else std)
+        return data.Preprocessing(height, width, c.channel_order, tuple(mean), tuple(std), channels=channels)
+
+    def model(self, name: str, source: str) -> ModelPlan:
+        c = self.config
+        if is_builtin(source):
+            size = resolved_input_size(c)
+            data_node, prep = self.data(size, size), self.preprocessing(size, size)
+            model_node = self.node(
+                TrainStage(),
+                TrainConfig(architecture=source, input_size=size, alpha=c.alpha, preprocessing=prep.to_dict(), epochs=c.epochs,
+                            batch_size=c.batch_size, learning_rate=c.learning_rate, seed=c.seed,
+                            augment=c.augment, patience=c.early_stopping_patience),
+                {"data": data_node}, label=name, fatal=True, resources={"GPU": 1},
+            )
+            info: dict = {}
+        else:
+            data_node, model_node, prep, info = self._user_model(name, source)
+        reference = self.node(ReferenceStage(), ReferenceConfig(preprocessing=prep.to_dict(), val_max_images=c.val_max_images, seed=c.seed),
+                              {"model": model_node, "data": data_node}, label=name, fatal=True)
+        if not is_builtin(source):
+            self._check_given_preprocessing(name, source, data_node, reference, info)
+        plan = ModelPlan(name, source, data_node, model_node, reference, prep, list(c.precisions),
+                         reference_runtime="onnxruntime" if is_onnx(source) else "tf-keras",
+                         probe=info.get("probe"), twin=info.get("twin"))
+        for each in RULES:
+            each(self, plan)
+        return plan
+
+    def _user_model(self, name: str, source: str) -> tuple[Node, Node, data.Preprocessing, dict]:
+        c = self.config
+        path = Path(source).resolve()
+        if not path.exists():
+            raise UserInputError(f"--model {source}: file not found (built-in models: {', '.join(BUILTIN_MODELS)})")
+        if is_onnx(source):
+            model_node = self.node(OnnxImportStage(), OnnxImportConfig(path=str(path), input_shape=c.input_shape),
+                                   label=name, external={"model": hashing.digest(path)}, fatal=True)
+        else:
+            model_node = self.node(ImportStage(), ImportConfig(path=str(path), trusted=c.trust_model),
+                                   label=name, external={"model": hashing.digest(path)}, fatal=True)
+        # The model's input shape decides the data stage's config: a probe, run while planning.
+        imported = self.resolve(model_node).result
+        height, width, channels = imported["input_shape"]
+        if c.input_size is not None and (c.input_size, c.input_size) != (height, width):
+            log.warning("--input-size %s ignored for %s: the model's input is %dx%d", c.input_size, source, height, width)
+        if c.alpha is not None:
+            log.warning("--alpha ignored for %s: it applies to built-in architectures only", source)
+        data_node = self.data(height, width, channels)
+
+        def same_class_count(out: StageOutput) -> None:
+            classes = out.result["class_names"]
+            if imported["num_classes"] != len(classes):
+                raise UserInputError(f"{source}: model outputs {imported['num_classes']} classes but {c.data} has {len(classes)} "
+                                     f"class folders; use the data the model was trained on")
+
+        data_node.checks.append(same_class_count)
+        # Issue 10: the preprocessing is measured on the model as given unless the user gave it; then a
+        # Keras 3 model (or one with preprocessing layers) becomes its tf_keras twin, proven under it.
+        # Both results shape every later stage's config: probes, run while planning.
+        candidates = [] if preprocessing_given(c) else probe_candidates(height, width, channels)
+        prep, probe = self._probe(name, source, model_node, data_node, candidates, self.preprocessing(height, width, channels))
+        model_node, info = self._keras_twin(name, model_node, imported, data_node, prep)
+        if info.get("transform"):
+            prep = prep.folded(info["transform"]["scale"], info["transform"]["offset"])
+        return data_node, model_node, prep, {**info, "probe": probe, "original": info.get("original", model_node), "imported": imported}
+
+    def _keras_twin(self, name, model_node, imported, data_node, prep) -> tuple[Node, dict]:
+        """The twin stage for a model that needs one; ({"twin": KerasTwin, "transform": ..., "original": import node} or {})."""
+        if not imported.get("needs_twin"):
+            return model_node, {}
+        twin_node = self.node(KerasTwinStage(), TwinConfig(proof_preprocessings=[prep.to_dict()], val_max_images=self.config.val_max_images,
+                                                                     seed=self.config.seed),
+                              {"model": model_node, "data": data_node}, label=name, fatal=True)
+        r = self.resolve(twin_node).result
+        twin = schema.KerasTwin(status=r["status"], reason=r.get("reason"), max_abs_diff=(r.get("proof") or {}).get("max_abs_diff"),
+                                removed=r.get("removed", []), folded=r.get("folded", []))
+        if r["status"] != "ok":
+            log.warning("%s: %s; the model is used as it is (no QAT)", name, r["reason"])
+            return model_node, {"twin": twin}
+        return twin_node, {"twin": twin, "transform": r["input_transform"], "original": model_node}
+
+    def _probe(self, name, source, model_node, data_node, candidates, given):
+        """The preprocessing the user's model takes (before any folded layer): the best candidate (logged
+        unless `given` is None), or `given` when there are no candidates."""
+        if not candidates:
+            return given, None
+        node = self.node(PreprocessingProbeStage(),
+                         ProbeConfig(candidates=[{"name": n, "preprocessing": p.to_dict()} for n, p in candidates],
+                                     val_max_images=self.config.val_max_images, seed=self.config.seed),
+                         {"model": model_node, "data": data_node}, label=name, fatal=True)
+        result = self.resolve(node).result
+        best = result["candidates"][result["best"]]
+        if given is not None:
+            log.info("%s: no preprocessing given; measured float top-1 %.1f %% with %s (%s), the best of %d conventions",
+                     source, 100 * best["top1"], best["name"], probe_flags(best["preprocessing"]), len(candidates))
+        probe = schema.PreprocessingProbe(chosen=best["name"], candidates=result["candidates"])
+        return data.Preprocessing.from_dict(best["preprocessing"]), probe
+
+    def _check_given_preprocessing(self, name, source, data_node, reference, info) -> None:
+        """The user's preprocessing leaves the float model near chance: measure the others and say which flags to pass.
+        Needs the reference's result, so the reference is a probe for user models given with preprocessing."""
+        if not preprocessing_given(self.config):
+            return
+        imported = info["imported"]
+        chance = 1.0 / max(1, imported["num_classes"])
+        top1 = self.resolve(reference).result["top1"]
+        if top1 > chance + 0.05:
+            return
+        height, width, channels = imported["input_shape"]
+        # The model as given: the probe's candidates are what it takes.
+        _, probe = self._probe(name, source, info["original"], data_node, probe_candidates(height, width, channels), None)
+        best = max(probe.candidates, key=lambda p: p.top1)
+        if best.top1 >= top1 + 0.25:
+            log.warning("%s: float top-1 is %.1f %% (chance %.1f %%) with the preprocessing given, %.1f %% with %s: pass %s",
+                        source, 100 * top1, 100 * chance, 100 * best.top1, best.name, probe_flags(best.preprocessing))
+
+    # ---- an artifact: verified in its own runtime and benchmarked, the same for every format ----
+
+    def artifact(self, m: ModelPlan, fmt: str, precision: str, converted: Node) -> ArtifactPlan:
+        label = f"{m.name} {fmt} {precision}"
+        is_int8 = precision in (*INT8_PRECISIONS, "int8")
+        verify = self.node(VerifyStage(), VerifyConfig(preprocessing=m.prep, check_int8=is_int8,
+                                                       val_max_images=self.config.val_max_images, seed=self.config.seed),
+                           {"artifact": converted, "data": m.data, "reference": m.reference}, label=label)
+        benches = [(target, self.bench(converted, m.data, fmt, precision, label, target, threads))
+                   for target in self.targets_for(fmt, label) for threads in self.threads]
+        planned = ArtifactPlan(m.name, fmt, precision, converted, verify, benches)
+        m.artifacts.append(planned)
+        return planned
+
+    def targets_for(self, fmt: str, label: str) -> list[Target]:
+        """The targets that can run this format: emulators and phones have no onnxruntime."""
+        usable = [t for t in self.targets if fmt != "onnx" or not isinstance(t, EmulatedTarget | AdbTarget)]
+        for target in self.targets:
+            if target not in usable:
+                log.warning("%s: not benchmarked on %s (no %s runtime there)", label, target.name, fmt)
+        return usable
+
+    def bench(self, converted: Node, data_node: Node, fmt: str, precision: str, label: str, target: Target, threads: int) -> Node:
+        c = self.config
+        # The host is identified by its CPU, an emulator by its runtimes' versions, a board by its
+        # address (its CPU is only known once it ran).
+        identity = host_identity() if isinstance(target, HostTarget) else target.name
+        if isinstance(target, EmulatedTarget):
+            identity += "|" + emulated.installed(target.arch)
+        ssh = SshOptions(python=c.ssh_python, key=c.ssh_key, known_hosts=c.ssh_known_hosts, dir=c.ssh_dir) if isinstance(target, SshTarget) else None
+        adb = AdbOptions(benchmark_model=c.adb_benchmark_model, benchncnn=c.adb_benchncnn,
+                         cooldown_s=c.adb_cooldown_s) if isinstance(target, AdbTarget) else None
+        on_this_machine = isinstance(target, HostTarget | EmulatedTarget)
+        # Emulators and boards are compared with the host on validation images: they need the data.
+        check_data = {"data": data_node} if compares_with_host(target) else {}
+        return self.node(
+            BenchStage(),
+            BenchConfig(target=target.name, target_identity=identity, threads=threads, warmup=c.warmup, runs=c.runs, ssh=ssh, adb=adb,
+                        fp16=fmt == "ncnn" and precision == "fp16", check_seed=c.seed),
+            {"artifact": converted, **check_data}, label=f"{label} {target.name} {threads} thread(s)",
+            lease=MACHINE if on_this_machine else f"device:{target.name}",
+            resources={} if on_this_machine else {device_resource(target.name): 1},
+        )
+
+
+def device_resource(target_name: str) -> str:
+    """The Ray custom resource a node advertises for a phone or board (see docs/scale-out.md)."""
+    return "device:" + target_name
+
+
+# ---- the rules, in the order their artifacts appear in the report --------------------------------
+
+
+@rule
+def qat(p: Planner, m: ModelPlan) -> None:
+    """QAT when int8-qat TFLite is wanted; where impossible, int8-ptq takes its place (or the build stops)."""
+    c = p.config
+    if "int8-qat" not in m.precisions or "tflite" not in c.formats:
+        return
+    reason = None
+    if m.onnx:
+        reason = "QAT needs a Keras model; ONNX input gets post-training quantization (int8-ptq)"
+        log.warning("%s: %s", m.source, reason)
+    elif m.twin is not None and m.twin.status != "ok":  # a Keras 3 model tfmot cannot take, and no twin
+        reason = m.twin.reason
+        if c.require_qat:
+            raise UserInputError(f"{m.source}: {reason}; QAT is impossible and --require-qat is set")
+        log.warning("%s: %s; falling back to post-training quantization (int8-ptq)", m.source, reason)
+    if reason is not None:
+        m.qat_status = schema.QatStatus(status="unsupported", reason=reason)
+        m.precisions.remove("int8-qat")
+        if "int8-ptq" not in m.precisions:
+            m.precisions.append("int8-ptq")
+        return
+    m.qat = p.node(QatStage(), QatConfig(preprocessing=m.prep, epochs=c.qat_epochs, batch_size=c.batch_size,
+                                         learning_rate=c.qat_learning_rate, seed=c.seed,
+                                         augment=c.augment, patience=c.early_stopping_patience),
+                   {"model": m.model, "data": m.data}, label=m.name, fatal=True, resources={"GPU": 1})
+
+    def fallback_or_stop(out: StageOutput) -> None:
+        if out.result["status"] == "ok":
+            return
+        reason = out.result["reason"]
+        if c.require_qat:
+            raise UserInputError(f"{m.source}: {reason}; QAT is impossible and --require-qat is set")
+        log.warning("%s: %s; falling back to post-training quantization (int8-ptq)", m.source, reason)
+
+    m.qat.checks.append(fallback_or_stop)
+
+
+def qat_ok(result: dict) -> bool:
+    return result["status"] == "ok"
+
+
+@rule
+def tflite(p: Planner, m: ModelPlan) -> None:
+    """Keras -> TFLite, one conversion per precision."""
+    c = p.config
+    if "tflite" not in c.formats or m.onnx:
+        return
+    wanted = [(precision, None) for precision in m.precisions]
+    if m.qat is not None and "int8-ptq" not in m.precisions:
+        wanted.append(("int8-ptq", When(m.qat, lambda r: not qat_ok(r), "QAT impossible (int8-ptq replaces int8-qat)")))
+    for precision, when in wanted:
+        source = m.model
+        if precision == "int8-qat":
+            source, when = m.qat, When(m.qat, qat_ok, "QAT possible")
+        is_int8 = precision in INT8_PRECISIONS
+        converted = p.node(
+            ConvertStage(),
+            ConvertConfig(model_name=m.name, precision=precision, int8_io=is_int8 and c.io == "int8",
+                          calibration_images=c.calibration_images, seed=c.seed, preprocessing=m.prep),
+            {"model": source, "data": m.data}, label=f"{m.name} {precision}", when=when,
+        )
+        p.artifact(m, "tflite", precision, converted)
+
+
+@rule
+def coreml(p: Planner, m: ModelPlan) -> None:
+    """The float model as Core ML for the iOS app, published beside the TFLite artifacts."""
+    if p.config.coreml and not m.onnx:
+        m.published.append(p.node(CoreMLStage(), CoreMLConfig(model_name=m.name, preprocessing=m.prep),
+                                  {"model": m.model, "data": m.data}, label=m.name, fatal=True))
+
+
+def onnx_source(p: Planner, m: ModelPlan) -> Node:
+    """The model as ONNX (exported from Keras, or the user's ONNX checked): shared by three rules."""
+    return p.node(OnnxExportStage(), OnnxExportConfig(model_name=m.name, preprocessing=m.prep),
+                  {"model": m.model, "data": m.data}, label=m.name)
+
+
+@rule
+def onnx_tflite(p: Planner, m: ModelPlan) -> None:
+    """ONNX input -> TFLite through onnx2tf: one SavedModel, then one artifact per precision."""
+    c = p.config
+    if "tflite" not in c.formats or not m.onnx:
+        return
+    precisions = [x for x in m.precisions if x in ONNX_TFLITE_PRECISIONS]
+    onnx_node = onnx_source(p, m)
+    converted = p.node(
+        Onnx2TfStage(),
+        Onnx2TfConfig(preprocessing=m.prep, quantize=any(x in ("dynamic-int8", "int8-ptq") for x in precisions),
+                      calibration_images=c.calibration_images, seed=c.seed),
+        {"onnx": onnx_node, "data": m.data}, label=m.name,
+    )
+    for precision in precisions:
+        artifact = p.node(OnnxTfliteStage(), OnnxTfliteConfig(model_name=m.name, precision=precision, preprocessing=m.prep),
+                          {"onnx2tf": converted, "onnx": onnx_node, "data": m.data}, label=f"{m.name} {precision}")
+        p.artifact(m, "tflite", precision, artifact)
+
+
+@rule
+def onnx(p: Planner, m: ModelPlan) -> None:
+    if "onnx" in p.config.formats:
+        p.artifact(m, "onnx", "fp32", onnx_source(p, m))
+
+
+@rule
+def ncnn(p: Planner, m: ModelPlan) -> None:
+    """ONNX -> ncnn with pnnx, per ncnn precision (int8 calibrated in Python)."""
+    c = p.config
+    if "ncnn" not in c.formats:
+        return
+    onnx_node = onnx_source(p, m)
+    for precision in c.ncnn_precisions:
+        int8 = precision == "int8"
+        converted = p.node(
+            NcnnConvertStage(),
+            NcnnConvertConfig(
+                model_name=m.name, precision=precision, preprocessing=m.prep,
+                calibration_images=c.calibration_images if int8 else 0, seed=c.seed,
+                calibration_method=c.ncnn_calibration if int8 else "none",
+                percentile=c.ncnn_percentile if int8 and c.ncnn_calibration == "percentile" else 0,
+                float_layers=c.ncnn_float_layers if int8 else [],
+            ),
+            {"onnx": onnx_node, "data": m.data}, label=f"{m.name} ncnn {precision}",
+        )
+        p.artifact(m, "ncnn", precision, converted)

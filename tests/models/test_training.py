@@ -1,0 +1,48 @@
+"""Early stopping: held out from the training images, stops once held-out accuracy stops improving."""
+import numpy as np
+import pytest
+
+from pipeline import datastore
+from pipeline.data import Preprocessing
+from pipeline.models import training
+
+
+def _split(tmp_path, images: np.ndarray, labels: np.ndarray) -> datastore.Split:
+    datastore.write_store(tmp_path / "s.npy", len(images), iter(images))
+    return datastore.Split(datastore.ImageStore(tmp_path / "s.npy"), np.arange(len(images)), labels)
+
+
+def test_holdout_takes_a_tenth_of_every_class_and_nothing_twice(tmp_path):
+    labels = np.repeat([0, 1, 2], [40, 20, 10])
+    split = _split(tmp_path, np.zeros((len(labels), 2, 2, 3), np.uint8), labels)
+    fit, stop = training.holdout(split, seed=0)
+    assert sorted(np.bincount(stop.labels)) == [1, 2, 4]
+    assert not set(fit.rows) & set(stop.rows) and len(fit) + len(stop) == len(split)
+    assert np.array_equal(training.holdout(split, seed=0)[1].rows, stop.rows)  # seeded
+    small = datastore.Split(split.store, np.arange(15), np.repeat([0, 1], [9, 6]))
+    assert training.holdout(small, seed=0) is None  # 9 images of a class: no whole tenth
+
+
+@pytest.mark.slow
+def test_training_stops_when_held_out_accuracy_stops_improving_and_says_so(tmp_path):
+    from tests.conftest import tiny_model
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 30)
+    colors = np.array([[220, 30, 30], [30, 200, 40], [30, 40, 220]])
+    images = np.clip(colors[labels][:, None, None, :] + rng.normal(0, 25, (len(labels), 16, 16, 3)), 0, 255).astype(np.uint8)
+    split = _split(tmp_path, images, labels)
+    prep = Preprocessing(16, 16, "RGB", (127.5,) * 3, (127.5,) * 3)
+    history, stopping = training.fit(tiny_model(), split, prep, epochs=60, batch_size=8, learning_rate=1e-2, seed=0,
+                                     augment="none", what="test", patience=3)
+    assert stopping["status"] == "stopped" and stopping["epochs_run"] == len(history) < 60
+    assert stopping["held_out_images"] == 9 and stopping["patience"] == 3
+    accuracies = [h["held_out_accuracy"] for h in history]
+    assert stopping["best_held_out_accuracy"] == max(accuracies)
+    assert stopping["best_epoch"] == len(history) - 3  # no improvement in the last `patience` epochs
+    assert accuracies.index(max(accuracies)) + 1 == stopping["best_epoch"]
+
+    small = datastore.Split(split.store, np.arange(6), labels[:6])
+    _, off = training.fit(tiny_model(), small, prep, epochs=1, batch_size=8, learning_rate=1e-2, seed=0, augment="none",
+                          what="test", patience=3)
+    assert off["status"] == "off" and "fewer than 10" in off["reason"]
