@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pipeline import atomic, data
-from pipeline.config import BuildConfig, is_builtin
+from pipeline.config import BuildConfig, is_builtin, resolved_augment
 from pipeline.errors import QualityGateError, ToolError, UserInputError
 from pipeline.executors import make_executor
 from pipeline.executors.scheduler import Failed, Skipped
@@ -193,7 +193,7 @@ class Build:
             command=self.command,
             tools=tool_versions(REPORTED_TOOLS),
             data=schema.DataInfo(source=c.data, train=first["train"], val=first["val"], skipped=first["skipped"],
-                                 val_used=outcome(plans[0].reference).result["n"], augment=c.augment),
+                                 val_used=outcome(plans[0].reference).result["n"], augment=resolved_augment(c)),
             models=models,
             artifacts=artifacts,
             quality_gate=schema.QualityGate(max_accuracy_drop_points=c.max_accuracy_drop, failures=gate_failures(artifacts, c.max_accuracy_drop)),

@@ -135,7 +135,7 @@ def cli(ctx, debug):
 @click.option("--early-stopping-patience", type=click.IntRange(min=0),
               help="Training and QAT stop once accuracy on 10 %% of the training images held out has not improved for this many epochs; 0 runs every epoch [5].")
 @click.option("--augment", type=click.Choice(["none", "basic"]),
-              help="Training augmentation for built-in training and QAT: basic = random resized crop + horizontal flip [basic].")
+              help="Training augmentation for built-in training and QAT: basic = random resized crop + horizontal flip [basic; none on the demo digits].")
 @click.option("--val-max-images", type=int, help="Validation images each accuracy figure uses, a seeded sample (0: all) [2000].")
 @click.option("--require-qat", is_flag=True, default=None, help="Fail (exit 2) instead of falling back to PTQ when QAT is impossible.")
 @click.option("--precisions", callback=_split, help="Comma-separated subset of fp32,fp16,dynamic-int8,int8-ptq,int8-qat [all].")

@@ -56,7 +56,9 @@ class BuildConfig(BaseModel):
     qat_epochs: int = Field(default=3, ge=1)
     qat_learning_rate: float = Field(default=1e-4, gt=0)
     # Training-time augmentation of the training split (pipeline/augment.py), float training and QAT.
-    augment: Literal["none", "basic"] = "basic"
+    # None: "basic" on an image folder, "none" on the demo digits (a flipped or cropped digit is
+    # another digit, or none).
+    augment: Literal["none", "basic"] | None = None
     # Validation images every accuracy figure uses: a seeded sample of at most this many (0: all).
     val_max_images: int = Field(default=2000, ge=0)
     require_qat: bool = False
@@ -211,6 +213,13 @@ def load_config(config_path: Path | None = None, overrides: dict[str, Any] | Non
         return BuildConfig(**values)
     except ValidationError as e:
         raise UserInputError(_describe(e.errors()[0], set(flags), config_path)) from e
+
+
+def resolved_augment(config: BuildConfig) -> str:
+    """The training augmentation: as given, else basic on photographs and none on the digits."""
+    if config.augment is not None:
+        return config.augment
+    return "none" if config.data == "demo" else "basic"
 
 
 def resolved_input_size(config: BuildConfig) -> int:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from pipeline import data
 from pipeline.config import (
-    BUILTIN_MODELS, INT8_PRECISIONS, BuildConfig, is_builtin, is_onnx, preprocessing_given, resolved_input_size,
+    BUILTIN_MODELS, INT8_PRECISIONS, BuildConfig, is_builtin, is_onnx, preprocessing_given, resolved_augment,
+    resolved_input_size,
 )
 from pipeline.errors import UserInputError
 from pipeline.plan import MACHINE, Node, Plan, When
@@ -134,7 +135,7 @@ class Planner:
                 TrainStage(),
                 TrainConfig(architecture=source, input_size=size, alpha=c.alpha, preprocessing=prep.to_dict(), epochs=c.epochs,
                             batch_size=c.batch_size, learning_rate=c.learning_rate, seed=c.seed,
-                            augment=c.augment, patience=c.early_stopping_patience),
+                            augment=resolved_augment(c), patience=c.early_stopping_patience),
                 {"data": data_node}, label=name, fatal=True, resources={"GPU": 1},
             )
             info: dict = {}
@@ -314,7 +315,7 @@ def qat(p: Planner, m: ModelPlan) -> None:
         return
     m.qat = p.node(QatStage(), QatConfig(preprocessing=m.prep, epochs=c.qat_epochs, batch_size=c.batch_size,
                                          learning_rate=c.qat_learning_rate, seed=c.seed,
-                                         augment=c.augment, patience=c.early_stopping_patience),
+                                         augment=resolved_augment(c), patience=c.early_stopping_patience),
                    {"model": m.model, "data": m.data}, label=m.name, fatal=True, resources={"GPU": 1})
 
     def fallback_or_stop(out: StageOutput) -> None:

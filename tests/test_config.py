@@ -63,3 +63,11 @@ def test_malformed_file(tmp_path: Path, text, message):
 def test_missing_config_file(tmp_path: Path):
     with pytest.raises(UserInputError, match="nope.yaml: cannot read config file"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_augmentation_defaults_to_none_on_the_digits_and_basic_on_photographs():
+    from pipeline.config import resolved_augment
+
+    assert resolved_augment(load_config(overrides={"data": "demo"})) == "none"
+    assert resolved_augment(load_config(overrides={"data": "photos"})) == "basic"
+    assert resolved_augment(load_config(overrides={"data": "demo", "augment": "basic"})) == "basic"
