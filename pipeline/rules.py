@@ -44,6 +44,11 @@ from pipeline.targets.ssh import SshOptions
 log = logging.getLogger("deploy")
 
 
+
+def _sample(c: BuildConfig) -> dict:
+    """The validation sample every accuracy figure uses (ValidationSampleConfig's fields)."""
+    return {"val_max_images": c.val_max_images, "seed": c.seed}
+
 @dataclass
 class ArtifactPlan:
     """One artifact the report lists: its conversion, verification and benchmarks."""
@@ -141,7 +146,7 @@ class Planner:
             info: dict = {}
         else:
             data_node, model_node, prep, info = self._user_model(name, source)
-        reference = self.node(ReferenceStage(), ReferenceConfig(preprocessing=prep.to_dict(), val_max_images=c.val_max_images, seed=c.seed),
+        reference = self.node(ReferenceStage(), ReferenceConfig(preprocessing=prep.to_dict(), **_sample(c)),
                               {"model": model_node, "data": data_node}, label=name, fatal=True)
         if not is_builtin(source):
             self._check_given_preprocessing(name, source, data_node, reference, info)
@@ -193,8 +198,7 @@ class Planner:
         """The twin stage for a model that needs one; ({"twin": KerasTwin, "transform": ..., "original": import node} or {})."""
         if not imported.get("needs_twin"):
             return model_node, {}
-        twin_node = self.node(KerasTwinStage(), TwinConfig(proof_preprocessings=[prep.to_dict()], val_max_images=self.config.val_max_images,
-                                                                     seed=self.config.seed),
+        twin_node = self.node(KerasTwinStage(), TwinConfig(proof_preprocessings=[prep.to_dict()], **_sample(self.config)),
                               {"model": model_node, "data": data_node}, label=name, fatal=True)
         r = self.resolve(twin_node).result
         twin = schema.KerasTwin(status=r["status"], reason=r.get("reason"), max_abs_diff=(r.get("proof") or {}).get("max_abs_diff"),
@@ -211,7 +215,7 @@ class Planner:
             return given, None
         node = self.node(PreprocessingProbeStage(),
                          ProbeConfig(candidates=[{"name": n, "preprocessing": p.to_dict()} for n, p in candidates],
-                                     val_max_images=self.config.val_max_images, seed=self.config.seed),
+                                     **_sample(self.config)),
                          {"model": model_node, "data": data_node}, label=name, fatal=True)
         result = self.resolve(node).result
         best = result["candidates"][result["best"]]
@@ -244,8 +248,7 @@ class Planner:
     def artifact(self, m: ModelPlan, fmt: str, precision: str, converted: Node) -> ArtifactPlan:
         label = f"{m.name} {fmt} {precision}"
         is_int8 = precision in (*INT8_PRECISIONS, "int8")
-        verify = self.node(VerifyStage(), VerifyConfig(preprocessing=m.prep, check_int8=is_int8,
-                                                       val_max_images=self.config.val_max_images, seed=self.config.seed),
+        verify = self.node(VerifyStage(), VerifyConfig(preprocessing=m.prep, check_int8=is_int8, **_sample(self.config)),
                            {"artifact": converted, "data": m.data, "reference": m.reference}, label=label)
         benches = [(target, self.bench(converted, m.data, fmt, precision, label, target, threads))
                    for target in self.targets_for(fmt, label) for threads in self.threads]

@@ -105,6 +105,14 @@ def _checked_space(rows: Iterator, count: int, folder: Path, what: str) -> Itera
     return itertools.chain(pulled, rows)
 
 
+class ValidationSampleConfig(StageConfig):
+    """Settings of a stage that measures on the validation split. Reference, probe, twin proof and
+    verification read the same seeded sample (`--val-max-images`), so their figures compare."""
+
+    val_max_images: int = 0  # 0: the whole validation split, else a seeded sample of this many
+    seed: int = 0
+
+
 def open_split(output: StageOutput, split: str) -> Split:
     """The training or validation split ("train" / "val"), read in batches from the store."""
     rows = np.load(output.path(SPLIT_FILES[split]))

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data import Preprocessing
-from pipeline.stages.base import Stage, StageConfig, StageOutput
-from pipeline.stages.data import predict_split, validation_split
+from pipeline.stages.base import Stage, StageOutput
+from pipeline.stages.data import predict_split, ValidationSampleConfig, validation_split
 from pipeline.stages.model import TF_TOOLS
 
 IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
@@ -48,10 +48,8 @@ def flags(prep: dict) -> str:
     return text + (f" --channel-order {prep['channel_order']}" if prep.get("channels", 3) == 3 else "")
 
 
-class ProbeConfig(StageConfig):
+class ProbeConfig(ValidationSampleConfig):
     candidates: list[dict]  # {"name", "preprocessing"}: what the user's model, as given, is fed
-    val_max_images: int = 0  # the reference stage's sample of the validation split (0: all)
-    seed: int = 0
 
 
 class PreprocessingProbeStage(Stage):

@@ -13,17 +13,15 @@ import numpy as np
 from pipeline.data import Preprocessing
 from pipeline.layout import to_nchw
 from pipeline.models import training
-from pipeline.stages.base import Stage, StageConfig, StageOutput
-from pipeline.stages.data import predict_split, validation_split
+from pipeline.stages.base import Stage, StageOutput
+from pipeline.stages.data import predict_split, ValidationSampleConfig, validation_split
 from pipeline.stages.model import TF_TOOLS, load_float_model
 
 PREDICTIONS_FILE = "val_predictions.npy"
 
 
-class ReferenceConfig(StageConfig):
+class ReferenceConfig(ValidationSampleConfig):
     preprocessing: dict
-    val_max_images: int = 0  # 0: the whole validation split, else a seeded sample of this many
-    seed: int = 0
 
 
 class ReferenceStage(Stage):

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from pipeline.data import Preprocessing
 from pipeline.models import keras3_twin
-from pipeline.stages.base import Stage, StageConfig, StageOutput
-from pipeline.stages.data import validation_split
+from pipeline.stages.base import Stage, StageOutput
+from pipeline.stages.data import ValidationSampleConfig, validation_split
 from pipeline.stages.model import TF_TOOLS, load_float_model, model_facts
 
 log = logging.getLogger("deploy")
@@ -26,10 +26,8 @@ TWIN_FILE = "twin.keras"
 PROOF_BATCH = 256  # images per batch of the proof: memory holds one batch
 
 
-class TwinConfig(StageConfig):
+class TwinConfig(ValidationSampleConfig):
     proof_preprocessings: list[dict]  # what the original model may be fed: the proof covers each
-    val_max_images: int = 0  # the reference stage's sample of the validation split (0: all)
-    seed: int = 0
 
 
 class KerasTwinStage(Stage):

@@ -11,16 +11,14 @@ import numpy as np
 from pipeline.data import Preprocessing
 from pipeline.layout import to_nchw
 from pipeline.runtimes import litert
-from pipeline.stages.base import Stage, StageConfig, StageOutput
-from pipeline.stages.data import predict_split, validation_split
+from pipeline.stages.base import Stage, StageOutput
+from pipeline.stages.data import predict_split, ValidationSampleConfig, validation_split
 from pipeline.stages.reference import reference_predictions
 
 
-class VerifyConfig(StageConfig):
+class VerifyConfig(ValidationSampleConfig):
     preprocessing: dict
     check_int8: bool
-    val_max_images: int = 0  # as the reference's: the same images
-    seed: int = 0
 
 
 class VerifyStage(Stage):
