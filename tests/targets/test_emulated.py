@@ -194,12 +194,18 @@ def test_build_verifies_tflite_and_ncnn_artifacts_on_both_emulators(four_class_m
             if artifact.format == "tflite":
                 # Compared with the host running the same kernels: XNNPACK on arm64, built-in on armv7.
                 assert emu.delegate == diff.host_delegate == TFLITE_ON[arch][1]
-            if artifact.precision == "int8-ptq":  # int8 in, int8 out (io=int8): exact
-                assert (diff.max_abs, diff.max_lsb) == (0.0, 0), (artifact.id, arch)
+            if artifact.precision == "int8-ptq":  # int8 in, int8 out (io=int8)
+                # Every layer before the softmax agrees exactly; the int8 softmax itself may round one
+                # step apart on ARM (arm64 with XNNPACK, also on real photographs: docs/output-check.md).
+                assert diff.logits_max_steps == 0 and diff.max_lsb <= 1, (artifact.id, arch, diff)
             elif artifact.format == "ncnn" and artifact.precision == "fp16" and arch == "arm64":
                 # The A76 has fp16 arithmetic (asimdhp) and ncnn uses it; the x86 host computes in fp32.
                 assert emu.options["use_fp16_arithmetic"] and emu.options["cpu_support_arm_asimdhp"]
                 assert diff.max_abs < 1e-2
+            elif artifact.format == "ncnn" and artifact.precision == "int8":
+                # ncnn's ARM int8 kernels do not reproduce its x86 ones (0.18 on a digits softmax, 1.23 on
+                # photographs' logits: docs/output-check.md; issue 13): close, not exact.
+                assert diff.top1_agreement >= 0.9 and diff.logits_max_rel < 0.05, (artifact.id, arch, diff)
             else:
                 assert diff.max_abs < 1e-5, (artifact.id, arch)
 
