@@ -89,6 +89,12 @@ class ImageStore:
         return out
 
 
+def sample_positions(n: int, count: int, seed: int) -> np.ndarray:
+    """Sorted positions of a seeded sample of `count` of `n` items (all when fewer): the one rule
+    for the validation sample and the images a target is checked on."""
+    return np.sort(np.random.default_rng(seed).permutation(n)[: min(count, n)])
+
+
 @dataclass(frozen=True)
 class Split:
     """Some rows of a store with their labels: a training or validation split, or a sample of one."""
@@ -113,5 +119,5 @@ class Split:
         """A seeded sample of at most `max_images` (0: all), kept in split order."""
         if max_images <= 0 or max_images >= len(self):
             return self
-        keep = np.sort(np.random.default_rng(seed).permutation(len(self))[:max_images])
+        keep = sample_positions(len(self), max_images, seed)
         return Split(self.store, self.rows[keep], self.labels[keep])

@@ -70,7 +70,7 @@ class BenchStage(Stage):
 
         if "data" not in inputs:
             return None
-        # Only the chosen images are read from the store (Split.sample is check_inputs.select's rule).
+        # Only the chosen images are read from the store (Split.sample and check_inputs.select share one rule).
         chosen = open_split(inputs["data"], "val").sample(config.check_images, config.check_seed)
         x_val, y_val = chosen.read(np.arange(len(chosen)))
         path = folder / "check_inputs.npz"

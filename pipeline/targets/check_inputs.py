@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data import Preprocessing
+from pipeline.datastore import sample_positions
 from pipeline.layout import to_nchw
 
 CHECK_IMAGES = 64
@@ -21,8 +22,7 @@ CHECK_IMAGES = 64
 
 def select(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
     """Sorted indices of `count` validation images (all when fewer), the same for every artifact."""
-    order = np.random.default_rng(seed).permutation(len(labels))
-    return np.sort(order[: min(count, len(labels))])
+    return sample_positions(len(labels), count, seed)
 
 
 def write(path: Path, x_val: np.ndarray, y_val: np.ndarray, preprocessing: dict, count: int = CHECK_IMAGES,
