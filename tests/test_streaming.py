@@ -91,3 +91,13 @@ def test_validation_figures_never_see_augmentation(tmp_path: Path, data_out):
     assert ref.result["n"] == 5 and ref.result["val_total"] == data_out.result["val"]
     expected = training.predict(load_float_model(model_out), PREP.apply(val.read(np.arange(len(val)))[0]))
     assert np.allclose(reference_predictions(ref), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("prep", [PREP, Preprocessing(4, 4, "BGR", (103.9, 116.8, 123.7), (57.4, 57.1, 58.4)),
+                                  Preprocessing(4, 4, "RGB", (0.5,), (255.0,), channels=1)])
+def test_preprocessing_in_tensorflow_is_bit_identical_to_numpy(prep):
+    from pipeline.models import training
+    from pipeline.tf_import import tensorflow
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 4, 4, prep.channels), dtype=np.uint8)
+    assert np.array_equal(training.preprocess_tf(tensorflow(), prep, images).numpy(), prep.apply(images))

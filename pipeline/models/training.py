@@ -37,8 +37,8 @@ def holdout(split: Split, seed: int) -> tuple[Split, Split] | None:
 
 
 def training_dataset(split: Split, prep: Preprocessing, *, batch_size: int, seed: int, augment: str):
-    """tf.data over the training split: a new seeded order each epoch, batches read from the store
-    and preprocessed by `Preprocessing.apply` in a Python generator, augmented in TensorFlow, prefetched."""
+    """tf.data over the training split: a new seeded order each epoch, uint8 batches read from the
+    store in a Python generator, preprocessed (`preprocess_tf`) and augmented in TensorFlow, prefetched."""
     from pipeline.augment import AUGMENTS, random_resized_crop_flip
     from pipeline.tf_import import tensorflow
 
@@ -54,19 +54,29 @@ def training_dataset(split: Split, prep: Preprocessing, *, batch_size: int, seed
         for step in range(steps):
             # Sorted within the batch: near rows read together; a batch's order changes nothing in SGD.
             images, labels = split.read(np.sort(order[step * batch_size : (step + 1) * batch_size]))
-            yield prep.apply(images), labels, np.int64(epoch * steps + step)
+            yield images, labels, np.int64(epoch * steps + step)
 
     signature = (
-        tf.TensorSpec((None, *split.store.row_shape), tf.float32),
+        tf.TensorSpec((None, *split.store.row_shape), tf.uint8),  # 4x less than float through Python
         tf.TensorSpec((None,), tf.int64),
         tf.TensorSpec((), tf.int64),
     )
     dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
     if augment == "basic":
-        dataset = dataset.map(lambda x, y, step: (random_resized_crop_flip(x, tf.stack([tf.constant(seed, tf.int64), step])), y))
+        dataset = dataset.map(lambda x, y, step: (random_resized_crop_flip(preprocess_tf(tf, prep, x),
+                                                                             tf.stack([tf.constant(seed, tf.int64), step])), y))
     else:
-        dataset = dataset.map(lambda x, y, step: (x, y))
+        dataset = dataset.map(lambda x, y, step: (preprocess_tf(tf, prep, x), y))
     return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
+
+
+def preprocess_tf(tf, prep: Preprocessing, images_uint8):
+    """`Preprocessing.apply` in TensorFlow, the same float32 operations (bit-identical, tested):
+    vectorised in TensorFlow's threads rather than numpy's single pass in the generator."""
+    x = tf.cast(images_uint8, tf.float32)
+    if prep.channel_order == "BGR" and prep.channels == 3:
+        x = x[..., ::-1]
+    return (x - tf.constant(prep.mean, tf.float32)) / tf.constant(prep.std, tf.float32)
 
 
 def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: int, learning_rate: float, seed: int,
