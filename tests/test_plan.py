@@ -101,6 +101,13 @@ def test_workers_run_independent_stages_side_by_side_and_a_machine_lease_alone(t
     assert lineage["isolation"].startswith("alone") and lineage["executor"] == "local pool of 2"
 
 
+def test_a_worker_s_runtimes_get_its_thread_budget(tmp_path):
+    plan = Plan()
+    node = plan.node(SleepStage(), SleepConfig(value=1))
+    results = _run_on_pool(tmp_path, plan)  # 2 workers, 1 thread each
+    assert results[node.key].result["threads"] == 1
+
+
 def test_a_device_is_leased_one_stage_at_a_time(tmp_path):
     log = tmp_path / "log.jsonl"
     plan = Plan()

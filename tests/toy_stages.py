@@ -31,7 +31,9 @@ class SleepStage(Stage):
         if config.log:
             with open(config.log, "a") as f:
                 f.write(json.dumps({"value": config.value, "pid": os.getpid(), "start": start, "end": time.time()}) + "\n")
-        return {"value": config.value, "pid": os.getpid()}
+        from pipeline.executors import stage_threads
+
+        return {"value": config.value, "pid": os.getpid(), "threads": stage_threads()}
 
 
 class FailStage(Stage):

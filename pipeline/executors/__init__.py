@@ -44,6 +44,12 @@ def thread_budget(jobs: int) -> int:
     return max(1, usable_cores() // max(1, jobs))
 
 
+def stage_threads() -> int:
+    """Threads a stage's runtime may use: the worker's budget (set by the local pool), else every core."""
+    budget = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+    return int(budget) if budget.isdigit() and int(budget) > 0 else usable_cores()
+
+
 def make_executor(runner, kind: str = "local", jobs: int | None = None, ray_address: str | None = None):
     """The scheduler with the chosen backend; close() it when done."""
     from pipeline.executors.scheduler import Scheduler

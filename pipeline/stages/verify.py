@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data import Preprocessing
+from pipeline.executors import stage_threads
 from pipeline.layout import to_nchw
 from pipeline.runtimes import litert
 from pipeline.stages.base import Stage, StageOutput
@@ -30,7 +31,7 @@ class VerifyStage(Stage):
         artifact = inputs["artifact"]
         val = validation_split(inputs["data"], config.val_max_images, config.seed)
         y_val = val.labels
-        outputs = predict_split(predictor(artifact), val, Preprocessing.from_dict(config.preprocessing),
+        outputs = predict_split(predictor(artifact, stage_threads()), val, Preprocessing.from_dict(config.preprocessing),
                                 f"verify {artifact.result['format']} {artifact.result['precision']}")
         reference_outputs = reference_predictions(inputs["reference"])
         if len(reference_outputs) != len(outputs):
@@ -49,22 +50,23 @@ class VerifyStage(Stage):
         return result
 
 
-def predictor(artifact: StageOutput):
-    """The artifact loaded once in its own runtime, as a function: float NHWC batch -> outputs."""
+def predictor(artifact: StageOutput, threads: int | None = None):
+    """The artifact loaded once in its own runtime, as a function: float NHWC batch -> outputs.
+    threads: the runtime's thread count (None: the runtime's default)."""
     path = artifact.path(artifact.result["file"])
     fmt = artifact.result["format"]
     if fmt == "tflite":
-        return litert.predictor(path)
+        return litert.predictor(path, threads=threads)
     if fmt == "ncnn":
         from pipeline.runtimes import ncnn as ncnn_runtime
 
         weights = artifact.path(artifact.result["files"][1])
-        net = ncnn_runtime.predictor(path, weights, artifact.result["precision"])
+        net = ncnn_runtime.predictor(path, weights, artifact.result["precision"], threads or 1)
         return lambda x_nhwc: net(to_nchw(x_nhwc))
     if fmt == "onnx":
         from pipeline.runtimes import onnxruntime as ort_runtime
 
-        session = ort_runtime.predictor(path)
+        session = ort_runtime.predictor(path, threads)
         return lambda x_nhwc: session(to_nchw(x_nhwc))
     raise ValueError(f"unknown artifact format {fmt!r}")
 
