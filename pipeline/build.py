@@ -17,7 +17,7 @@ from pipeline.report import schema
 from pipeline.report.ingest import benchmark_from_record
 from pipeline.report.recommend import recommend
 from pipeline.rules import ArtifactPlan, ModelPlan, Planner
-from pipeline.runner import Runner
+from pipeline.runner import Runner, stage_lineage
 from pipeline.stages.base import StageOutput
 from pipeline.targets.bench import require_benchmarkable
 from pipeline.targets.spec import HostTarget, Target, parse_targets
@@ -139,7 +139,9 @@ class Build:
                 continue
             if o.result.get("partial"):  # reported once, never reused: the next build measures again
                 shutil.rmtree(o.dir, ignore_errors=True)
-            benchmarks.append(benchmark_from_record(o.result))
+            benchmark = benchmark_from_record(o.result)
+            benchmark.isolation = stage_lineage(o).get("isolation")
+            benchmarks.append(benchmark)
         path, metadata_path = self._publish(a.model, converted)
         r, v, reference = converted.result, verified.result, outcome(m.reference)
         return schema.Artifact(

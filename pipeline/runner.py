@@ -160,6 +160,11 @@ def load_output(stage_name: str, key: str, folder: Path, cached: bool = True) ->
     return StageOutput(stage_name, key, folder, result, cached, seconds)
 
 
+def stage_lineage(output: StageOutput) -> dict:
+    """The lineage record of a finished stage (what ran it, how it shared the machine)."""
+    return json.loads(output.path(LINEAGE).read_text())
+
+
 def execute(
     cache: Path, stage: Stage, config: StageConfig, inputs: dict[str, StageOutput], key: str, title: str,
     external: dict[str, str], extra_lineage: dict | None = None,

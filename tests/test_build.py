@@ -36,6 +36,7 @@ def test_every_precision_is_built_verified_and_benchmarked(run):
         assert bench.target == "host" and bench.threads == 1 and bench.delegate == "xnnpack"
         assert bench.latency_ms.n == 3 and bench.latency_ms.p50 <= bench.latency_ms.p99
         assert 0 < bench.peak_rss_mb < 1000
+        assert bench.isolation.startswith("alone")  # nothing ran beside it, and the report says so
     by_precision = {a.precision: a for a in report.artifacts}
     assert by_precision["fp32"].accuracy.agreement == 1.0
     assert by_precision["int8-ptq"].int8_check.fully_int8 and by_precision["int8-qat"].int8_check.fully_int8

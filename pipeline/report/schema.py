@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.3"  # 1.1 to 1.3 only added fields with defaults or made fields optional: 1.0 reports still load
+SCHEMA_VERSION = "1.4"  # 1.1 to 1.4 only added fields with defaults or made fields optional: 1.0 reports still load
 
 
 class _Strict(BaseModel):
@@ -68,6 +68,10 @@ class Benchmark(_Strict):
         default_factory=dict, description="runtime options used: ncnn fp16/packing/int8 flags and CPU support, onnxruntime provider")
     output_diff: OutputDiff | None = Field(
         default=None, description="emulated and device targets: outputs compared with the host's on the same inputs")
+    # 1.4
+    isolation: str | None = Field(
+        default=None, description="what shared the machine or device while this ran (the plan's lease): 'alone: ...' for host "
+                                  "and emulator benchmarks, one at a time per device for phones and boards; null before 1.4")
 
 
 class Accuracy(_Strict):
@@ -187,7 +191,7 @@ class Recommendation(_Strict):
 
 
 class Report(_Strict):
-    schema_version: Literal["1.0", "1.1", "1.2", "1.3"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4"] = SCHEMA_VERSION
     created: str
     command: str
     tools: dict[str, str]
