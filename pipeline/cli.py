@@ -161,6 +161,8 @@ def cli(ctx, debug):
 @click.option("--force", is_flag=True, default=None, help="Recompute every stage instead of reusing the cache.")
 @_ssh_options
 @_adb_options
+@click.option("--train-threads", type=click.IntRange(min=1),
+              help="TensorFlow threads for training and QAT; the weights depend on it, so it is in their cache key [all cores].")
 @click.option("--jobs", type=click.IntRange(min=1), help="Stages run in parallel in this many local worker processes [as cores and memory allow].")
 @click.option("--executor", type=click.Choice(["local", "ray"]), help="Run stages here (local) or as tasks on a Ray cluster [local].")
 @click.option("--ray-address", help="Ray cluster address for --executor ray [RAY_ADDRESS, else a local Ray instance].")

@@ -19,6 +19,7 @@ from pipeline.config import (
     resolved_input_size,
 )
 from pipeline.errors import UserInputError
+from pipeline.executors import usable_cores
 from pipeline.plan import MACHINE, Node, Plan, When
 from pipeline.report import schema
 from pipeline.stages.base import StageOutput
@@ -107,6 +108,11 @@ class Planner:
         self._resolve = resolve
         self.threads = threads
 
+    @property
+    def train_threads(self) -> int:
+        """TensorFlow threads every training stage runs with: in their keys (runner._run pins them)."""
+        return self.config.train_threads or usable_cores()
+
     def resolve(self, node: Node) -> StageOutput:
         self.plan.probes.append(node)
         return self._resolve(node)
@@ -140,7 +146,7 @@ class Planner:
                 TrainStage(),
                 TrainConfig(architecture=source, input_size=size, alpha=c.alpha, preprocessing=prep.to_dict(), epochs=c.epochs,
                             batch_size=c.batch_size, learning_rate=c.learning_rate, seed=c.seed,
-                            augment=resolved_augment(c), patience=c.early_stopping_patience),
+                            augment=resolved_augment(c), patience=c.early_stopping_patience, tf_threads=self.train_threads),
                 {"data": data_node}, label=name, fatal=True, resources={"GPU": 1},
             )
             info: dict = {}
@@ -318,7 +324,8 @@ def qat(p: Planner, m: ModelPlan) -> None:
         return
     m.qat = p.node(QatStage(), QatConfig(preprocessing=m.prep, epochs=c.qat_epochs, batch_size=c.batch_size,
                                          learning_rate=c.qat_learning_rate, seed=c.seed,
-                                         augment=resolved_augment(c), patience=c.early_stopping_patience),
+                                         augment=resolved_augment(c), patience=c.early_stopping_patience,
+                                         tf_threads=p.train_threads),
                    {"model": m.model, "data": m.data}, label=m.name, fatal=True, resources={"GPU": 1})
 
     def fallback_or_stop(out: StageOutput) -> None:

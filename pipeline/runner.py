@@ -160,6 +160,20 @@ def load_output(stage_name: str, key: str, folder: Path, cached: bool = True) ->
     return StageOutput(stage_name, key, folder, result, cached, seconds)
 
 
+def _run(stage: Stage, config: StageConfig, inputs: dict[str, StageOutput], work: Path) -> dict:
+    """stage.run here, or, when its config pins TensorFlow's thread count (training: results depend
+    on it, so it is in the key) and this process has another, in a fresh process that has it."""
+    threads = getattr(config, "tf_threads", 0)
+    if threads:
+        from pipeline.executors import stage_threads
+
+        if threads != stage_threads():
+            from pipeline.executors.local import run_with_threads
+
+            return run_with_threads(threads, stage.run, config, inputs, work)
+    return stage.run(config, inputs, work)
+
+
 def stage_lineage(output: StageOutput) -> dict:
     """The lineage record of a finished stage (what ran it, how it shared the machine)."""
     return json.loads(output.path(LINEAGE).read_text())
@@ -182,7 +196,7 @@ def execute(
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     try:
-        result = stage.run(config, inputs, work)
+        result = _run(stage, config, inputs, work)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

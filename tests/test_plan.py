@@ -108,6 +108,15 @@ def test_a_worker_s_runtimes_get_its_thread_budget(tmp_path):
     assert results[node.key].result["threads"] == 1
 
 
+def test_a_stage_that_pins_its_threads_gets_them_in_any_worker(tmp_path):
+    plan = Plan()
+    pinned = plan.node(SleepStage(), SleepConfig(value=1, tf_threads=3))
+    budget = plan.node(SleepStage(), SleepConfig(value=2, tf_threads=1))
+    results = _run_on_pool(tmp_path, plan)  # workers have 1 thread each: value 1 runs in a fresh process with 3
+    assert results[pinned.key].result["threads"] == 3 and results[budget.key].result["threads"] == 1
+    assert results[pinned.key].result["pid"] != results[budget.key].result["pid"]
+
+
 def test_a_device_is_leased_one_stage_at_a_time(tmp_path):
     log = tmp_path / "log.jsonl"
     plan = Plan()

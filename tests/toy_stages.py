@@ -16,6 +16,7 @@ class SleepConfig(StageConfig):
     value: int
     seconds: float = 0.0
     log: str = ""  # a file each run appends its pid and start/end times to
+    tf_threads: int = 0  # pinned thread count (pipeline.runner._run), as training stages have
 
 
 class SleepStage(Stage):

@@ -72,6 +72,15 @@ def _init_worker(threads: int, level: int) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def run_with_threads(threads: int, function, *args):
+    """function(*args) in a fresh spawned process whose TensorFlow has exactly `threads` intra-op
+    threads (a worker's TensorFlow cannot change its thread count once loaded)."""
+    level = logging.getLogger("deploy").getEffectiveLevel()
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(threads, level)) as pool:
+        return pool.submit(function, *args).result()
+
+
 class PoolBackend:
     """`jobs` spawned worker processes; each keeps TensorFlow loaded between stages."""
 

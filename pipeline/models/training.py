@@ -84,10 +84,12 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
     """Adam with cosine decay on sparse labels, streaming the split; logs progress and one line per
     epoch; returns the history (with training images/s per epoch) and what early stopping did
     (patience 0: off, every epoch runs)."""
-    from pipeline.tf_import import keras
+    from pipeline.tf_import import keras, tensorflow
 
     tf_keras = keras()
     tf_keras.utils.set_random_seed(seed)
+    # Same config, same thread count -> same weights, in any process (local worker, Ray task).
+    tensorflow().config.experimental.enable_op_determinism()
     parts = holdout(split, seed) if patience > 0 else None
     stop = None
     if parts is not None:

@@ -28,6 +28,7 @@ class TrainConfig(StageConfig):
     seed: int
     augment: str = "none"  # pipeline/augment.py: applied to the training split only
     patience: int = 0  # early stopping (pipeline.models.training); 0: every epoch
+    tf_threads: int = 0  # TensorFlow's intra-op threads the training runs with (runner._run); 0: this process's
 
 
 class ImportConfig(StageConfig):
@@ -53,9 +54,11 @@ class TrainStage(Stage):
 
     def run(self, config: TrainConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
         from pipeline.models import architectures
+        from pipeline.tf_import import keras
 
         train = open_split(inputs["data"], "train")
         classes = len(inputs["data"].result["class_names"])
+        keras().utils.set_random_seed(config.seed)  # the initial weights too: same config, same model in any process
         try:
             model = architectures.build(config.architecture, config.input_size, classes, config.alpha)
         except ValueError as e:

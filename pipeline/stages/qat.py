@@ -27,6 +27,7 @@ class QatConfig(StageConfig):
     seed: int
     augment: str = "none"  # pipeline/augment.py: applied to the training split only
     patience: int = 0  # early stopping (pipeline.models.training); 0: every epoch
+    tf_threads: int = 0  # TensorFlow's intra-op threads the training runs with (runner._run); 0: this process's
 
 
 def unsupported_layers(model) -> list[str]:
