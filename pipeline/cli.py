@@ -349,6 +349,17 @@ def export(platform, run_dir, artifact_id, app_dir):
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("artifact")
+def explain(artifact):
+    """Print an int8 artifact's error per layer (worst first) and the float fallback's decision (docs/int8.md).
+
+    ARTIFACT: a .tflite in a build's artifacts/<model>/ folder, or OUT:MODEL/ARTIFACT."""
+    from pipeline.explain import explain as explain_lines
+
+    click.echo("\n".join(explain_lines(artifact)))
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--max-accuracy-drop", type=click.FloatRange(min=0),
               help="Recommend only artifacts whose top-1 drops at most this many points.")
