@@ -100,3 +100,18 @@ def test_a_generous_budget_needs_no_fallback(sabotaged, tmp_path):
     _, _, _, _, plain = sabotaged
     found = _analyse(sabotaged, tmp_path, budget=100.0)
     assert found["fallback"]["status"] == "not-needed" and found["model"] == plain
+
+
+@pytest.mark.slow
+def test_fallback_keeps_int8_input_and_output(sabotaged, tmp_path):
+    """--io int8: the model the deny list makes must keep int8 I/O, as the plain conversion has."""
+    model, calibration, held_out, labels, _ = sabotaged
+    plain = tflite.convert(model, "int8-ptq", calibration, int8_io=True)
+    found = tflite_layers.analyse(tflite.make_converter(model, "int8-ptq", calibration, int8_io=True), plain,
+                                  lambda x: model.predict(x, verbose=0), held_out, labels, budget_points=0.5, mode="auto",
+                                  int8_io=True, scratch=tmp_path / "round.tflite")
+    assert found["fallback"]["status"] == "met"
+    shipped = tmp_path / "shipped.tflite"
+    shipped.write_bytes(found["model"])
+    assert litert.io_types(shipped) == {"input": "int8", "output": "int8"}
+    assert litert.float_compute_ops(shipped, found["fallback"]["float_layers"]) == []
