@@ -23,6 +23,9 @@ QAT_NOTE = ("no per-layer figure: TensorFlow's QuantizationDebugger cannot instr
             "ranges make the converter emit already-quantized ops, so the debug model has no NumericVerify op to "
             "compare: 'Please check if the quantized model is in debug mode')")
 
+ONNX2TF_NOTE = ("no per-layer figure: onnx2tf converted this model (ONNX input) and TensorFlow's QuantizationDebugger "
+                "needs the TFLiteConverter that quantizes it")
+
 
 def _cosine(float_out: np.ndarray, quant_out: np.ndarray, scale: float, zero_point: int) -> float:
     """Cosine similarity of the float output and the dequantized int8 output of one layer, one image."""
