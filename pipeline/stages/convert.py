@@ -87,8 +87,9 @@ def _int8_layers(config, model, function, calibration, plain: bytes, data: Stage
             budget_points=config.int8_budget, mode=config.int8_fallback, int8_io=config.int8_io,
             scratch=workdir / f"{stem}.round.tflite")
     except Exception as e:  # the debugger is a diagnosis: when it fails, the plain artifact still ships
-        log.warning("%s: quantization debugger failed, no per-layer figure: %s", stem, str(e).splitlines()[0] if str(e) else type(e).__name__)
-        return plain, {"layer_errors_note": f"quantization debugger failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+        why = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        log.warning("%s: quantization debugger failed, no per-layer figure: %s", stem, why)
+        return plain, {"layer_errors_note": f"no per-layer figure: the quantization debugger failed ({why})"}
     (workdir / f"{stem}.layers.csv").write_text(found["stats_csv"])
     fallback = found["fallback"]
     return found["model"], {"layer_errors": found["layer_errors"], "fallback": fallback,
