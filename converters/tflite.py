@@ -32,6 +32,20 @@ def _representative(calibration: np.ndarray) -> Callable[[], Iterable[list[np.nd
 def convert(model, precision: str, calibration: np.ndarray | None = None, int8_io: bool = False, function=None) -> bytes:
     """Convert an in-memory tf_keras model; `calibration` is float, already preprocessed.
     `function`: the model's batch-1 concrete function if already traced (see `trace`)."""
+    converter = make_converter(model, precision, calibration, int8_io, function)
+    with capture_native_stderr() as native:
+        try:
+            return converter.convert()
+        except Exception as e:  # the converter raises many types; all mean "this tool failed"
+            failure = e
+    raise ToolError(
+        f"TFLite converter failed for {model.name} ({precision}): {str(failure).splitlines()[0] if str(failure) else type(failure).__name__}"
+        f" | {native.tail()}"
+    ) from failure
+
+
+def make_converter(model, precision: str, calibration: np.ndarray | None = None, int8_io: bool = False, function=None):
+    """The TFLiteConverter `convert` runs, set up for `precision` (the int8 debugger takes it too)."""
     from pipeline.tf_import import tensorflow
 
     tf = tensorflow()
@@ -52,15 +66,7 @@ def convert(model, precision: str, calibration: np.ndarray | None = None, int8_i
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
-    with capture_native_stderr() as native:
-        try:
-            return converter.convert()
-        except Exception as e:  # the converter raises many types; all mean "this tool failed"
-            failure = e
-    raise ToolError(
-        f"TFLite converter failed for {model.name} ({precision}): {str(failure).splitlines()[0] if str(failure) else type(failure).__name__}"
-        f" | {native.tail()}"
-    ) from failure
+    return converter
 
 
 def trace(tf, model):

@@ -151,6 +151,7 @@ class Build:
             accuracy=schema.Accuracy(top1=v["top1"], agreement=v["agreement"], n=v["n"], max_abs_diff=v.get("max_abs_diff")),
             accuracy_drop_points=round(100 * (reference.result["top1"] - v["top1"]), 4),
             int8_check=v["int8_check"], benchmarks=benchmarks,
+            layer_errors=r.get("layer_errors"), layer_errors_note=r.get("layer_errors_note"), fallback=r.get("fallback"),
         )
 
     def _publish(self, name: str, converted: StageOutput) -> tuple[str, str]:

@@ -141,6 +141,9 @@ def cli(ctx, debug):
 @click.option("--precisions", callback=_split, help="Comma-separated subset of fp32,fp16,dynamic-int8,int8-ptq,int8-qat [all].")
 @click.option("--calibration-images", type=int, help="Training images used to calibrate int8 PTQ [200].")
 @click.option("--io", type=click.Choice(["float", "int8"]), help="Input/output type of the int8 artifacts [float].")
+@click.option("--int8-fallback", type=click.Choice(["auto", "off"]),
+              help="TFLite int8-ptq: keep the worst layers in float when int8 loses more than --int8-budget (docs/int8.md) [auto].")
+@click.option("--int8-budget", type=float, help="Points of top-1 int8 may lose to the float model before the fallback acts [0.5].")
 @click.option("--formats", callback=_split, help="Comma-separated subset of tflite,ncnn,onnx [all].")
 @click.option("--ncnn-precisions", callback=_split, help="Comma-separated subset of fp32,fp16,int8 for ncnn [all].")
 @click.option("--ncnn-calibration", type=click.Choice(["kl", "percentile", "minmax"]), help="ncnn int8 activation calibration [kl, as ncnn2table].")
@@ -345,6 +348,17 @@ def export(platform, run_dir, artifact_id, app_dir):
     if platform == "ios" and not result.coreml:
         click.echo("no Core ML model in this run (build with --coreml to add one); the app will run TFLite only")
     click.echo(f"next: {result.next_steps(run_dir)}")
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("artifact")
+def explain(artifact):
+    """Print an int8 artifact's error per layer (worst first) and the float fallback's decision (docs/int8.md).
+
+    ARTIFACT: a .tflite in a build's artifacts/<model>/ folder, or OUT:MODEL/ARTIFACT."""
+    from pipeline.explain import explain as explain_lines
+
+    click.echo("\n".join(explain_lines(artifact)))
 
 
 @cli.command(epilog=EXIT_CODES_HELP)

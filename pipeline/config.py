@@ -73,6 +73,10 @@ class BuildConfig(BaseModel):
     precisions: list[Precision] = Field(default_factory=lambda: list(PRECISIONS), min_length=1)
     calibration_images: int = Field(default=200, ge=1)
     io: Literal["float", "int8"] = "float"
+    # TFLite int8-ptq: keep the worst layers in float while int8 loses more than int8_budget points
+    # of top-1 on held-out training images (docs/int8.md); "off" ships the plain conversion.
+    int8_fallback: Literal["auto", "off"] = "auto"
+    int8_budget: float = Field(default=0.5, ge=0)
     formats: list[Literal["tflite", "ncnn", "onnx"]] = Field(default_factory=lambda: list(FORMATS), min_length=1)
     ncnn_precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: list(NCNN_PRECISIONS), min_length=1)
     # ncnn int8: activation calibration (kl as ncnn2table's default; percentile; minmax) and

@@ -360,7 +360,9 @@ def tflite(p: Planner, m: ModelPlan) -> None:
         converted = p.node(
             ConvertStage(),
             ConvertConfig(model_name=m.name, precision=precision, int8_io=is_int8 and c.io == "int8",
-                          calibration_images=c.calibration_images, seed=c.seed, preprocessing=m.prep),
+                          calibration_images=c.calibration_images, seed=c.seed, preprocessing=m.prep,
+                          # only int8-ptq has a fallback: other precisions keep their keys when its flags change
+                          **({"int8_fallback": c.int8_fallback, "int8_budget": c.int8_budget} if precision == "int8-ptq" else {})),
             {"model": source, "data": m.data}, label=f"{m.name} {precision}", when=when,
         )
         p.artifact(m, "tflite", precision, converted)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.report import metrics, plots, tables
+from pipeline.report import int8_layers, metrics, plots, tables
 from pipeline.report.schema import Report
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -23,7 +23,10 @@ def render(report: Report) -> str:
     sections = []
     for model in report.models:
         artifact_tables = [t for t in (tables.artifacts_table(report, model.name, target) for target in targets) if t]
-        sections.append({"model": model, "tables": artifact_tables, "benchmarks": tables.benchmarks_table(report, model.name)})
+        int8 = [{"section": s, "plot": int8_layers.plot(next(a for a in report.artifacts if a.id == s.artifact))}
+                for s in int8_layers.sections(report, model.name)]
+        sections.append({"model": model, "tables": artifact_tables, "benchmarks": tables.benchmarks_table(report, model.name),
+                         "int8": int8})
     return env.get_template("report.html.j2").render(
         report=report,
         constraints=tables.constraints_sentence(report),

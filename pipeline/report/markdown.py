@@ -1,7 +1,7 @@
 """report.md: the report.html tables without the plots, for pull requests and CI logs."""
 from __future__ import annotations
 
-from pipeline.report import metrics, tables
+from pipeline.report import int8_layers, metrics, tables
 from pipeline.report.schema import Report
 
 
@@ -48,6 +48,9 @@ def render(report: Report) -> str:
             table = tables.artifacts_table(report, model.name, target)
             if table is not None:
                 lines += [f"### {table.title}", "", *table_lines(table)]
+        for section in int8_layers.sections(report, model.name):
+            lines += [f"### int8 layers: {section.artifact}", "", *section.lines, ""]
+            lines += table_lines(section.table) if section.table else []
         lines += ["### Every benchmark", "", *table_lines(tables.benchmarks_table(report, model.name))]
     if report.failures:
         lines += ["## Artifacts that could not be built or benchmarked", ""] + [f"- {line}" for line in tables.failure_lines(report)] + [""]

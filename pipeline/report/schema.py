@@ -87,6 +87,34 @@ class Int8Check(_Strict):
     float_ops: list[str] = Field(description="ops computing in float, besides quantize/dequantize at float I/O")
 
 
+class LayerError(_Strict):
+    """1.4: one quantized layer's own int8 error on held-out training images (docs/int8.md)."""
+    layer: str = Field(description="the layer's output tensor (TFLite: as the converter names it, the name the deny list takes; ncnn: the layer name)")
+    op: str = Field(description="its op: CONV_2D, DEPTHWISE_CONV_2D, ... (TFLite), Convolution, InnerProduct, ... (ncnn)")
+    nrmse: float = Field(description="RMSE of the int8 output against float, in units of the output's int8 step (rmse / scale): "
+                                     "about 0.3 is rounding alone; far above 1, int8 breaks the layer")
+    max_abs: float = Field(description="largest |int8 - float| of the layer's output (dequantized units)")
+    cosine: float | None = Field(default=None, description="mean cosine similarity of the int8 and float outputs; null when not measured")
+
+
+class FallbackRound(_Strict):
+    float_layers: list[str] = Field(description="layers kept in float in this round ([]: the plain int8 conversion)")
+    top1: float = Field(description="top-1 on the held-out training images")
+    size_bytes: int
+
+
+class Int8Fallback(_Strict):
+    """1.4: the automatic float fallback's decision for one int8 artifact (--int8-fallback, --int8-budget)."""
+    budget_points: float = Field(description="points of top-1 the int8 model may lose to the float model")
+    status: Literal["not-needed", "met", "cap-reached", "off"]
+    float_layers: list[str] = Field(description="layers the shipped artifact keeps in float, worst first")
+    top1_int8: float = Field(description="the plain int8 conversion's top-1 on held-out training images (never the validation split)")
+    top1_float: float = Field(description="the float model's top-1 on the same images")
+    top1_after: float = Field(description="the shipped artifact's top-1 on the same images")
+    n: int | None = Field(default=None, description="number of held-out images")
+    rounds: list[FallbackRound] = Field(description="the plain conversion first, then one round per float layer added")
+
+
 class Artifact(_Strict):
     id: str
     model: str
@@ -101,6 +129,10 @@ class Artifact(_Strict):
     accuracy_drop_points: float = Field(description="float reference top-1 minus this artifact's, in points")
     int8_check: Int8Check | None = None
     benchmarks: list[Benchmark] = []
+    # 1.4: per-layer int8 error and the float fallback (docs/int8.md)
+    layer_errors: list[LayerError] | None = Field(default=None, description="int8 artifacts: every quantized layer's error, worst first")
+    layer_errors_note: str | None = Field(default=None, description="int8 artifacts without layer_errors: why")
+    fallback: Int8Fallback | None = Field(default=None, description="int8 artifacts: what the float fallback kept in float and what it cost")
 
 
 class QatStatus(_Strict):

@@ -63,26 +63,42 @@ def predict(path: Path, x: np.ndarray, batch_size: int = 64, threads: int | None
     return predictor(path, batch_size, threads)(x)
 
 
-def float_compute_ops(path: Path) -> list[str]:
+def float_compute_ops(path: Path, requested: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Ops of an int8 model that still compute in float, as 'OP_NAME#index'.
 
     An op counts as float compute when it reads or writes a float32 tensor, except a
-    QUANTIZE reading a model input or a DEQUANTIZE writing a model output (float I/O).
+    QUANTIZE reading a model input or a DEQUANTIZE writing a model output (float I/O), and
+    except the layers kept in float on purpose (`requested`: output tensor names, as the int8
+    fallback's deny list names them) with the DEQUANTIZE feeding them and the QUANTIZE after them.
     """
     interpreter = _interpreter(path, delegates=False)
     inputs = {d["index"] for d in interpreter.get_input_details()}
     outputs = {d["index"] for d in interpreter.get_output_details()}
+    ops = interpreter._get_ops_details()
+    wanted = {_layer_key(name) for name in requested}
+    kept = {op["index"] for op in ops if wanted and any(
+        _layer_key(interpreter._get_tensor_details(t, 0)["name"]) in wanted for t in op["outputs"])}
+    kept_in = {t for op in ops if op["index"] in kept for t in op["inputs"]}
+    kept_out = {t for op in ops if op["index"] in kept for t in op["outputs"]}
     offenders = []
-    for op in interpreter._get_ops_details():
+    for op in ops:
         name = op["op_name"]
-        if name == "QUANTIZE" and set(op["inputs"]) <= inputs:
+        if name == "QUANTIZE" and set(op["inputs"]) <= inputs | kept_out:
             continue
-        if name == "DEQUANTIZE" and set(op["outputs"]) <= outputs:
+        if name == "DEQUANTIZE" and set(op["outputs"]) <= outputs | kept_in:
+            continue
+        if op["index"] in kept:
             continue
         types = [*op["operand_types"], *op["result_types"]]
         if any(t == np.float32 for t in types):
             offenders.append(f"{name}#{op['index']}")
     return offenders
+
+
+def _layer_key(tensor_name: str) -> str:
+    """A fused op's output tensor is named 'a;b;c' after the ops it fused; the converter and the
+    debugger agree on the first name."""
+    return tensor_name.split(";")[0]
 
 
 def io_types(path: Path) -> dict[str, str]:

@@ -129,8 +129,20 @@ def validation_split(output: StageOutput, max_images: int, seed: int) -> Split:
 def calibration_images(output: StageOutput, count: int, seed: int) -> np.ndarray:
     """A seeded sample of training images (uint8) for quantization calibration: only these are read."""
     train = open_split(output, "train")
-    order = np.random.default_rng(seed).permutation(len(train))
-    return train.read(order[: min(count, len(train))])[0]
+    return train.read(_calibration_order(len(train), seed)[: min(count, len(train))])[0]
+
+
+def held_out_images(output: StageOutput, calibration_count: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `count` training images (uint8) and labels that `calibration_images(output, calibration_count,
+    seed)` did not pick: int8 error is measured on images that did not set the ranges, and never on
+    the validation split the report scores on. Empty when calibration took every training image."""
+    train = open_split(output, "train")
+    positions = _calibration_order(len(train), seed)[calibration_count: calibration_count + count]
+    return train.read(positions) if len(positions) else (np.empty((0,)), np.empty((0,), np.int64))
+
+
+def _calibration_order(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).permutation(n)
 
 
 def predict_split(predict, split: Split, prep: datasets.Preprocessing, what: str, batch_size: int = 256) -> np.ndarray:

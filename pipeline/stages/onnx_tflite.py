@@ -11,6 +11,7 @@ from pathlib import Path
 
 from converters import tflite
 from pipeline.data import Preprocessing
+from pipeline.quant import tflite_layers
 from pipeline.runtimes import litert
 from pipeline.stages.artifact import write_recipe
 from pipeline.stages.base import Stage, StageConfig, StageOutput
@@ -69,4 +70,5 @@ class OnnxTfliteStage(Stage):
             io=litert.io_types(artifact), calibration_images=converted.result["calibration_images"] if is_int8 else 0,
             preprocessing=config.preprocessing, data=inputs["data"], source=inputs["onnx"],
             tools=(*self.tools, *Onnx2TfStage.tools), converter="onnx2tf",
+            **({"layer_errors_note": tflite_layers.ONNX2TF_NOTE} if is_int8 else {}),
         )

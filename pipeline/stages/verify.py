@@ -72,13 +72,14 @@ def predictor(artifact: StageOutput, threads: int | None = None):
 
 
 def float_compute(artifact: StageOutput) -> list[str]:
-    """TFLite: ops computing in float. ncnn: convolution / dense layers left in float that were
+    """TFLite: ops computing in float, but for the layers the int8 fallback kept in float. ncnn: convolution / dense layers left in float that were
     not asked to stay float (ncnn runs pooling, eltwise and softmax in float by design)."""
     path = artifact.path(artifact.result["file"])
+    kept = artifact.result.get("float_layers_requested", [])  # kept in float on purpose (--ncnn-float-layers, the int8 fallback)
     if artifact.result["format"] == "tflite":
-        return litert.float_compute_ops(path)
+        return litert.float_compute_ops(path, kept)
     from converters import ncnn as ncnn_converter
 
     _, float_layers = ncnn_converter.int8_layers(path)
-    kept = set(artifact.result.get("float_layers_requested", []))
+    kept = set(kept)
     return [name for name in float_layers if name not in kept]
