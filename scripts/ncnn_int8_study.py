@@ -1,6 +1,7 @@
 """What helps ncnn int8: calibration settings tried on the fp32 ncnn artifacts of a finished build.
 
     python scripts/ncnn_int8_study.py BUILD_OUT [--images 50,100,200,384] [--methods kl,percentile,minmax,mse]
+                                      [--data-from OTHER_BUILD_OUT]  (its image store, same data and split)
 
 For each fp32 ncnn artifact in BUILD_OUT's cache, calibrates int8 with each setting (the pipeline's
 own calibrate / write_int8) and prints fp32 vs int8 top-1 on the validation split and on the
@@ -48,9 +49,10 @@ def main() -> None:
     parser.add_argument("--methods", default="kl,percentile,minmax,mse")
     parser.add_argument("--percentile", type=float, default=99.99)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-from", type=Path, help="a build whose data stage holds the same images and split")
     args = parser.parse_args()
     cache = args.build / "cache"
-    data = _data_output(cache)
+    data = _data_output((args.data_from or args.build) / "cache")
     train, val = open_split(data, "train"), open_split(data, "val")
     order = np.random.default_rng(args.seed).permutation(len(train))
     counts = [min(int(n), len(train)) for n in args.images.split(",")]
