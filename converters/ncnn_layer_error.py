@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.ncnn import ParamLayer, read_param, split_bin
+from converters.ncnn import ParamLayer, read_param, split_bin, write_int8
 from pipeline.runtimes import ncnn as ncnn_runtime
 
 SKIPPED = ("Input", "Split")  # no computation of their own
@@ -104,3 +104,20 @@ def layer_errors(float_param: Path, float_bin: Path, int8_param: Path, int8_bin:
     unfused_bin.unlink()
     rows = [{"layer": l.name, "op": l.type, **acc[l.name].figures()} for l in layers]
     return sorted(rows, key=lambda r: -r["nrmse"])
+
+
+def best_scales_per_layer(float_param: Path, float_bin: Path, candidates: dict[str, dict[str, float]],
+                          x_nchw: np.ndarray, scratch: Path) -> tuple[dict[str, float], dict[str, str]]:
+    """Per layer, the candidate scale (one dict per calibration method) with the least isolated
+    error. A layer's isolated error depends on its own scale only (its inputs come from fp32), so
+    one int8 model per method measures every layer's choice at once. Returns (scales, method per layer)."""
+    errors = {}
+    for method, scales in candidates.items():
+        q_param, q_bin = scratch / f"choose-{method}.ncnn.param", scratch / f"choose-{method}.ncnn.bin"
+        write_int8(float_param, float_bin, scales, q_param, q_bin)
+        errors[method] = {row["layer"]: row["nrmse"] for row in layer_errors(float_param, float_bin, q_param, q_bin, x_nchw, scratch)}
+        q_param.unlink()
+        q_bin.unlink()
+    layers = next(iter(candidates.values()))
+    chosen = {layer: min(candidates, key=lambda m: errors[m].get(layer, 0.0)) for layer in layers}
+    return {layer: candidates[m][layer] for layer, m in chosen.items()}, chosen

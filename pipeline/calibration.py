@@ -16,6 +16,9 @@ HISTOGRAM_BINS = 2048
 TARGET_BINS = 128
 KL_EPS = 1e-4
 METHODS = ("kl", "percentile", "minmax", "mse")
+# `auto` (ncnn only, converters/ncnn_layer_error.best_scales_per_layer): per layer, whichever of
+# these gives the least measured int8 error of that layer.
+AUTO_CANDIDATES = ("kl", "percentile", "mse")
 MSE_CANDIDATES = 256  # thresholds tried by `mse`, evenly over (0, absmax]
 MSE_POINTS_PER_BIN = 8  # values spread evenly inside each histogram bin
 

@@ -1,6 +1,6 @@
 """What helps ncnn int8: calibration settings tried on the fp32 ncnn artifacts of a finished build.
 
-    python scripts/ncnn_int8_study.py BUILD_OUT [--images 50,100,200,384] [--methods kl,percentile,minmax,mse]
+    python scripts/ncnn_int8_study.py BUILD_OUT [--images 50,100,200,384] [--methods kl,percentile,minmax,mse,auto]
                                       [--data-from OTHER_BUILD_OUT]  (its image store, same data and split)
 
 For each fp32 ncnn artifact in BUILD_OUT's cache, calibrates int8 with each setting (the pipeline's
@@ -22,11 +22,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from converters import ncnn as ncnn_converter  # noqa: E402
+from converters.ncnn_layer_error import best_scales_per_layer  # noqa: E402
+from pipeline.calibration import AUTO_CANDIDATES  # noqa: E402
 from pipeline.data import Preprocessing  # noqa: E402
 from pipeline.layout import to_nchw  # noqa: E402
 from pipeline.runtimes import ncnn as ncnn_runtime  # noqa: E402
 from pipeline.stages.base import StageOutput  # noqa: E402
 from pipeline.stages.data import open_split  # noqa: E402
+from pipeline.stages.ncnn import LAYER_ERROR_IMAGES  # noqa: E402
 
 
 def _fp32_artifacts(cache: Path):
@@ -42,11 +45,19 @@ def _data_output(cache: Path) -> StageOutput:
     return StageOutput("data", folder.parent.name, folder.parent, json.loads(folder.read_text()), True, 0.0)
 
 
+def _scales(param: Path, weights: Path, x_cal: np.ndarray, method: str, percentile: float, scratch: Path) -> dict:
+    """As the ncnn_convert stage calibrates (auto: per layer the least isolated error)."""
+    if method != "auto":
+        return ncnn_converter.calibrate(param, weights, x_cal, method, percentile, set())
+    candidates = ncnn_converter.calibrate_methods(param, weights, x_cal, list(AUTO_CANDIDATES), percentile, set())
+    return best_scales_per_layer(param, weights, candidates, x_cal[:LAYER_ERROR_IMAGES], scratch)[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("build", type=Path)
     parser.add_argument("--images", default="50,100,200,384")
-    parser.add_argument("--methods", default="kl,percentile,minmax,mse")
+    parser.add_argument("--methods", default="kl,percentile,minmax,mse,auto")
     parser.add_argument("--percentile", type=float, default=99.99)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-from", type=Path, help="a build whose data stage holds the same images and split")
@@ -71,8 +82,8 @@ def main() -> None:
         for n in counts:
             x_cal = to_nchw(prep.apply(train.read(order[:n])[0]))
             for method in args.methods.split(","):
-                scales = ncnn_converter.calibrate(param, weights, x_cal, method, args.percentile, set())
                 with tempfile.TemporaryDirectory() as tmp:
+                    scales = _scales(param, weights, x_cal, method, args.percentile, Path(tmp))
                     q_param, q_bin = Path(tmp) / "q.ncnn.param", Path(tmp) / "q.ncnn.bin"
                     ncnn_converter.write_int8(param, weights, scales, q_param, q_bin)
                     q_val = ncnn_runtime.predict(q_param, q_bin, x_val, "int8").argmax(1)

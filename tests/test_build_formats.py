@@ -74,13 +74,17 @@ def test_onnx_model_with_an_op_no_converter_has_is_named(run, tmp_path):
 
 
 @pytest.mark.slow
-def test_int8_fallback_off_measures_nothing_and_keeps_every_layer_int8(run, trained_model_file, image_folder):
+def test_int8_fallback_off_measures_nothing_and_auto_calibration_names_each_layers_method(run, trained_model_file, image_folder):
     _, out = run
     config = load_config(overrides={"models": [str(trained_model_file)], "data": str(image_folder), "out": out,
-                                    "formats": ["ncnn"], "ncnn_precisions": ["int8"], "int8_fallback": "off", **FAST})
+                                    "formats": ["ncnn"], "ncnn_precisions": ["int8"], "int8_fallback": "off",
+                                    "ncnn_calibration": "auto", **FAST})
     [int8] = build(config).artifacts
     meta = json.loads((out / int8.metadata_path).read_text())
     assert meta["fallback"] == {"budget_points": 0.5, "status": "off", "float_layers": [], "top1_int8": None,
                                 "top1_float": None, "top1_after": None, "rounds": []}
     assert meta["float_layers_requested"] == [] and int8.int8_check.fully_int8
     assert meta["layer_errors"]  # still measured: the report shows them
+    # auto calibration: each int8 layer's method, chosen among the candidates by its measured error
+    assert set(meta["calibration_methods"]) == set(meta["int8_layers"])
+    assert set(meta["calibration_methods"].values()) <= {"kl", "percentile", "mse"}

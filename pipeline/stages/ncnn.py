@@ -13,7 +13,8 @@ from pathlib import Path
 
 from converters import ncnn as ncnn_converter
 from converters import ncnn_fallback
-from converters.ncnn_layer_error import layer_errors
+from converters.ncnn_layer_error import best_scales_per_layer, layer_errors
+from pipeline import calibration
 from converters import onnx as onnx_converter
 from pipeline.data import Preprocessing
 from pipeline.layout import to_nchw
@@ -59,7 +60,7 @@ class NcnnConvertStage(Stage):
             float_layers = ncnn_converter.resolve_float_layers(
                 ncnn_converter.read_param(float_param), config.float_layers, config.model_name)
             x = to_nchw(preprocessing.apply(calibration_images(inputs["data"], config.calibration_images, config.seed)))
-            scales = ncnn_converter.calibrate(float_param, float_bin, x, config.calibration_method, config.percentile, float_layers)
+            scales, chosen = self._calibrate(config, float_param, float_bin, x, float_layers, workdir)
             param, weights = workdir / f"{stem}.ncnn.param", workdir / f"{stem}.ncnn.bin"
             ncnn_converter.write_int8(float_param, float_bin, scales, param, weights)
             calibrated = int(len(x))
@@ -67,6 +68,8 @@ class NcnnConvertStage(Stage):
             extra["float_layers_requested"] = sorted(float_layers | set(extra["fallback"]["float_layers"]))
             extra["int8_layers"], _ = ncnn_converter.int8_layers(param)
             extra["calibration_method"] = config.calibration_method
+            if chosen:
+                extra["calibration_methods"] = chosen
             float_param.unlink()
             float_bin.unlink()
         fixed.unlink()
@@ -76,6 +79,17 @@ class NcnnConvertStage(Stage):
             preprocessing={**preprocessing.to_dict(), "layout": "NCHW"}, data=inputs["data"], source=source,
             tools=self.tools, runtime_options={"fp16": fp16}, **extra,
         )
+
+    @staticmethod
+    def _calibrate(config: NcnnConvertConfig, float_param: Path, float_bin: Path, x, float_layers: set[str],
+                   workdir: Path) -> tuple[dict[str, float], dict[str, str]]:
+        """Activation scales; for "auto", per layer the candidate method whose scale gives that
+        layer the least isolated int8 error on (up to LAYER_ERROR_IMAGES of) the calibration images."""
+        if config.calibration_method != "auto":
+            return ncnn_converter.calibrate(float_param, float_bin, x, config.calibration_method, config.percentile, float_layers), {}
+        candidates = ncnn_converter.calibrate_methods(float_param, float_bin, x, list(calibration.AUTO_CANDIDATES),
+                                                      config.percentile, float_layers)
+        return best_scales_per_layer(float_param, float_bin, candidates, x[:LAYER_ERROR_IMAGES], workdir)
 
     @staticmethod
     def _check_int8(config: NcnnConvertConfig, data: StageOutput, preprocessing: Preprocessing, float_param: Path,

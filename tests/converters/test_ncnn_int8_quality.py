@@ -9,7 +9,7 @@ import pytest
 
 from converters import ncnn as ncnn_converter
 from converters import ncnn_fallback
-from converters.ncnn_layer_error import layer_errors, without_requantize
+from converters.ncnn_layer_error import best_scales_per_layer, layer_errors, without_requantize
 from pipeline.runtimes import ncnn as ncnn_runtime
 
 C, SIZE, CLASSES = 8, 16, 4
@@ -140,3 +140,21 @@ def test_fallback_not_needed_and_cap(hard, tmp_path):
     kept = capped["float_layers"]
     assert ncnn_converter.int8_layers(out_param)[1] == kept
     assert capped["top1_after"] == max([capped["top1_int8"], *(r["top1"] for r in capped["rounds"])])
+
+
+def test_per_layer_choice_takes_each_layers_least_error_scale(hard, tmp_path):
+    _, param, weights, scales, _, _, x, _ = hard
+    coarse = {name: s / 8 for name, s in scales.items()}  # thresholds 8x too wide: coarser rounding
+    a = {**scales, "conv2": coarse["conv2"]}
+    b = {**scales, "conv1": coarse["conv1"], "fc": coarse["fc"]}
+    chosen_scales, chosen = best_scales_per_layer(param, weights, {"a": a, "b": b}, x[:16], tmp_path)
+    assert chosen["conv1"] == "a" and chosen["fc"] == "a" and chosen["conv2"] == "b"
+    assert chosen_scales == {name: scales[name] for name in scales}
+    assert not list(tmp_path.glob("choose-*"))  # the candidate models are removed
+
+
+def test_calibrate_methods_matches_calibrate(hard):
+    _, param, weights, _, _, _, x, _ = hard
+    both = ncnn_converter.calibrate_methods(param, weights, x[:16], ["kl", "mse"], 99.99, {"fc"})
+    assert both["mse"] == ncnn_converter.calibrate(param, weights, x[:16], "mse", 99.99, {"fc"})
+    assert set(both["kl"]) == {"conv0", "conv1", "conv2"}
