@@ -133,15 +133,6 @@ def calibration_images(output: StageOutput, count: int, seed: int) -> np.ndarray
     return train.read(order[: min(count, len(train))])[0]
 
 
-def held_out_training_images(output: StageOutput, calibration_count: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Up to `count` training images (uint8) and labels that calibration_images(output,
-    calibration_count, seed) did not take: the same seeded order, continued. Empty when
-    calibration took every training image."""
-    train = open_split(output, "train")
-    order = np.random.default_rng(seed).permutation(len(train))
-    return train.read(order[calibration_count : calibration_count + count])
-
-
 def predict_split(predict, split: Split, prep: datasets.Preprocessing, what: str, batch_size: int = 256) -> np.ndarray:
     """`predict` (float NHWC batch -> outputs) over a split, preprocessed batch by batch: memory holds one batch."""
     progress = Progress(what, len(split))

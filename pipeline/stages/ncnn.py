@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from converters import ncnn as ncnn_converter
 from converters import ncnn_fallback
 from converters.ncnn_layer_error import best_scales_per_layer, layer_errors
@@ -20,7 +22,7 @@ from pipeline.data import Preprocessing
 from pipeline.layout import to_nchw
 from pipeline.stages.artifact import write_recipe
 from pipeline.stages.base import Stage, StageConfig, StageOutput
-from pipeline.stages.data import calibration_images, held_out_training_images
+from pipeline.stages.data import calibration_images, open_split
 
 NCNN_PRECISIONS = ("fp32", "fp16", "int8")
 EVALUATION_IMAGES = 512  # held-out training images for the fallback's top-1
@@ -111,3 +113,12 @@ class NcnnConvertStage(Stage):
         return {"layer_errors": errors, "fallback": record,
                 "int8_evaluation": {"images": int(len(x)), "layer_error_images": int(min(len(x), LAYER_ERROR_IMAGES)),
                                     "held_out": held_out}}
+
+
+def held_out_training_images(data: StageOutput, calibration_count: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `count` training images (uint8) and labels that calibration_images(data,
+    calibration_count, seed) did not take: the same seeded order, continued. Empty when
+    calibration took every training image."""
+    train = open_split(data, "train")
+    order = np.random.default_rng(seed).permutation(len(train))
+    return train.read(order[calibration_count : calibration_count + count])
