@@ -406,6 +406,12 @@ def calibrate(param_path: Path, bin_path: Path, x_nchw: np.ndarray, method: str,
               float_layers: set[str]) -> dict[str, float]:
     """Activation scale of each quantizable layer's input, measured in the fp32 ncnn model itself
     (as ncnn2table does): two passes, absmax then histogram."""
+    return calibrate_methods(param_path, bin_path, x_nchw, [method], percentile, float_layers)[method]
+
+
+def calibrate_methods(param_path: Path, bin_path: Path, x_nchw: np.ndarray, methods: list[str], percentile: float,
+                      float_layers: set[str]) -> dict[str, dict[str, float]]:
+    """calibrate() for several methods from one pass of statistics: {method: {layer: scale}}."""
     from pipeline import calibration
     from pipeline.runtimes import ncnn as ncnn_runtime
 
@@ -420,5 +426,8 @@ def calibrate(param_path: Path, bin_path: Path, x_nchw: np.ndarray, method: str,
     for values in ncnn_runtime.blobs(net, x_nchw, blob_names):
         for blob, v in values.items():
             stats[blob].add_histogram(v)
-    thresholds = {blob: calibration.threshold(s, method, percentile) for blob, s in stats.items()}
-    return {layer: calibration.scale(thresholds[blob]) for layer, blob in targets.items()}
+    out = {}
+    for method in methods:
+        thresholds = {blob: calibration.threshold(s, method, percentile) for blob, s in stats.items()}
+        out[method] = {layer: calibration.scale(thresholds[blob]) for layer, blob in targets.items()}
+    return out

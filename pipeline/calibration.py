@@ -3,7 +3,9 @@
 `kl` follows ncnn2table's default method: a 2048-bin histogram of |activation| over
 [0, absmax], and the clipping threshold (at least 128 bins) whose 128-level quantized
 distribution has the least KL divergence from the clipped original. `percentile` clips at
-a percentile of |activation|; `minmax` keeps the largest |activation| (no clipping).
+a percentile of |activation|; `minmax` keeps the largest |activation| (no clipping); `mse`
+picks, per blob, the threshold whose int8 rounding and clipping give the least mean squared
+error over the histogram (the error is computed, not approximated by a distribution).
 The int8 scale is 127 / threshold, as ncnn expects.
 """
 from __future__ import annotations
@@ -13,7 +15,12 @@ import numpy as np
 HISTOGRAM_BINS = 2048
 TARGET_BINS = 128
 KL_EPS = 1e-4
-METHODS = ("kl", "percentile", "minmax")
+METHODS = ("kl", "percentile", "minmax", "mse")
+# `auto` (ncnn only, converters/ncnn_layer_error.best_scales_per_layer): per layer, whichever of
+# these gives the least measured int8 error of that layer.
+AUTO_CANDIDATES = ("kl", "percentile", "mse")
+MSE_CANDIDATES = 256  # thresholds tried by `mse`, evenly over (0, absmax]
+MSE_POINTS_PER_BIN = 8  # values spread evenly inside each histogram bin
 
 
 class BlobStatistics:
@@ -44,6 +51,8 @@ def threshold(stats: BlobStatistics, method: str, percentile: float = 99.99) -> 
         return percentile_threshold(stats.histogram, stats.absmax, percentile)
     if method == "kl":
         return kl_threshold(stats.histogram, stats.absmax)
+    if method == "mse":
+        return mse_threshold(stats.histogram, stats.absmax)
     raise ValueError(f"unknown calibration method {method!r} (choose from {', '.join(METHODS)})")
 
 
@@ -88,3 +97,22 @@ def kl_threshold(histogram: np.ndarray, absmax: float) -> float:
         if kl < best_kl:
             best, best_kl = t, kl
     return (best + 0.5) * absmax / HISTOGRAM_BINS
+
+
+def mse_threshold(histogram: np.ndarray, absmax: float, levels: int = 127) -> float:
+    """The threshold t in (0, absmax] minimising the histogram's squared error after symmetric
+    int8 quantization with scale levels / t (round to nearest, clip at t)."""
+    width = absmax / len(histogram)
+    offsets = (np.arange(MSE_POINTS_PER_BIN) + 0.5) / MSE_POINTS_PER_BIN
+    values = ((np.arange(len(histogram))[:, None] + offsets[None, :]) * width).ravel()
+    weights = np.repeat(histogram / (histogram.sum() * MSE_POINTS_PER_BIN), MSE_POINTS_PER_BIN)
+    keep = weights > 0
+    values, weights = values[keep], weights[keep]
+    best, best_err = absmax, np.inf
+    for t in np.arange(1, MSE_CANDIDATES + 1) * absmax / MSE_CANDIDATES:
+        step = t / levels
+        quantized = np.minimum(np.floor(values / step + 0.5), levels) * step
+        err = float(weights @ (values - quantized) ** 2)
+        if err < best_err:
+            best, best_err = float(t), err
+    return best

@@ -73,17 +73,19 @@ class BuildConfig(BaseModel):
     precisions: list[Precision] = Field(default_factory=lambda: list(PRECISIONS), min_length=1)
     calibration_images: int = Field(default=200, ge=1)
     io: Literal["float", "int8"] = "float"
-    # TFLite int8-ptq: keep the worst layers in float while int8 loses more than int8_budget points
-    # of top-1 on held-out training images (docs/int8.md); "off" ships the plain conversion.
-    int8_fallback: Literal["auto", "off"] = "auto"
-    int8_budget: float = Field(default=0.5, ge=0)
     formats: list[Literal["tflite", "ncnn", "onnx"]] = Field(default_factory=lambda: list(FORMATS), min_length=1)
     ncnn_precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: list(NCNN_PRECISIONS), min_length=1)
-    # ncnn int8: activation calibration (kl as ncnn2table's default; percentile; minmax) and
+    # ncnn int8: activation calibration (kl as ncnn2table's default; percentile; minmax; mse;
+    # auto = per layer the least measured error among kl, percentile, mse) and
     # the convolution / dense layers kept in float ("first", "last" or ncnn layer names).
-    ncnn_calibration: Literal["kl", "percentile", "minmax"] = "kl"
+    ncnn_calibration: Literal["kl", "percentile", "minmax", "mse", "auto"] = "kl"
     ncnn_percentile: float = Field(default=99.99, gt=0, le=100)
     ncnn_float_layers: list[str] = Field(default_factory=list)
+    # int8 float fallback, TFLite int8-ptq and ncnn int8 (docs/int8.md): "auto" keeps the worst layers
+    # float while int8's top-1 on held-out training images is more than int8_budget points below the
+    # float model's; "off" ships the plain conversion.
+    int8_fallback: Literal["auto", "off"] = "auto"
+    int8_budget: float = Field(default=0.5, ge=0)
     # ONNX input: the N,C,H,W shape to fix dynamic dimensions to.
     input_shape: list[int] | None = Field(default=None, min_length=4, max_length=4)
     coreml: bool = False  # also convert each float model to Core ML (.mlpackage) for the iOS app

@@ -423,8 +423,9 @@ def ncnn(p: Planner, m: ModelPlan) -> None:
                 model_name=m.name, precision=precision, preprocessing=m.prep,
                 calibration_images=c.calibration_images if int8 else 0, seed=c.seed,
                 calibration_method=c.ncnn_calibration if int8 else "none",
-                percentile=c.ncnn_percentile if int8 and c.ncnn_calibration == "percentile" else 0,
+                percentile=c.ncnn_percentile if int8 and c.ncnn_calibration in ("percentile", "auto") else 0,
                 float_layers=c.ncnn_float_layers if int8 else [],
+                int8_fallback=c.int8_fallback if int8 else "off", int8_budget=c.int8_budget if int8 else 0,
             ),
             {"onnx": onnx_node, "data": m.data}, label=f"{m.name} ncnn {precision}",
         )

@@ -31,7 +31,15 @@ def test_every_format_is_verified_in_its_own_runtime_and_benchmarked(run):
     int8 = by_key[("ncnn", "int8")]
     assert int8.int8_check.fully_int8 and int8.calibration_images == 24
     meta = json.loads((out / int8.metadata_path).read_text())
-    assert meta["calibration_method"] == "kl" and len(meta["float_layers_requested"]) == 1
+    assert meta["calibration_method"] == "kl"
+    # The fallback's float layers (if it needed any) count as requested: verify accepts them.
+    fallback = meta["fallback"]
+    assert fallback["status"] in ("not-needed", "met", "cap-reached") and fallback["budget_points"] == 0.5
+    assert len(meta["float_layers_requested"]) == 1 + len(fallback["float_layers"])
+    assert meta["int8_evaluation"]["held_out"] and meta["int8_evaluation"]["images"] > 0
+    errors = meta["layer_errors"]
+    assert errors and [e["nrmse"] for e in errors] == sorted((e["nrmse"] for e in errors), reverse=True)
+    assert {e["op"] for e in errors} >= {"Convolution", "InnerProduct"}
     assert meta["preprocessing"]["layout"] == "NCHW" and meta["labels"] == ["blue", "green", "red"]
     for a in report.artifacts:
         assert (out / a.path).is_file() and a.size_bytes > 0
@@ -63,3 +71,19 @@ def test_onnx_model_with_an_op_no_converter_has_is_named(run, tmp_path):
     assert [a["format"] for a in written["artifacts"]] == ["onnx"]
     [failure] = written["failures"]
     assert "op Hardmax (node 'pick_top')" in failure["error"]
+
+
+@pytest.mark.slow
+def test_int8_fallback_off_measures_nothing_and_auto_calibration_names_each_layers_method(run, trained_model_file, image_folder):
+    _, out = run
+    config = load_config(overrides={"models": [str(trained_model_file)], "data": str(image_folder), "out": out,
+                                    "formats": ["ncnn"], "ncnn_precisions": ["int8"], "int8_fallback": "off",
+                                    "ncnn_calibration": "auto", **FAST})
+    [int8] = build(config).artifacts
+    meta = json.loads((out / int8.metadata_path).read_text())
+    assert meta["fallback"] is None and int8.fallback is None
+    assert meta["float_layers_requested"] == [] and int8.int8_check.fully_int8
+    assert meta["layer_errors"]  # still measured: the report shows them
+    # auto calibration: each int8 layer's method, chosen among the candidates by its measured error
+    assert set(meta["calibration_methods"]) == set(meta["int8_layers"])
+    assert set(meta["calibration_methods"].values()) <= {"kl", "percentile", "mse"}
