@@ -22,7 +22,7 @@ from pipeline.data import Preprocessing
 from pipeline.layout import to_nchw
 from pipeline.stages.artifact import write_recipe
 from pipeline.stages.base import Stage, StageConfig, StageOutput
-from pipeline.stages.data import calibration_images, held_out_images, open_split
+from pipeline.stages.data import calibration_images, held_out_images
 
 NCNN_PRECISIONS = ("fp32", "fp16", "int8")
 EVALUATION_IMAGES = 512  # held-out training images for the fallback's top-1
