@@ -23,6 +23,7 @@ def render(report: Report) -> str:
     sections = []
     for model in report.models:
         artifact_tables = [t for t in (tables.artifacts_table(report, model.name, target) for target in targets) if t]
+        artifact_tables += [t for t in [tables.target_accuracy_table(report, model.name)] if t]
         sections.append({"model": model, "tables": artifact_tables, "benchmarks": tables.benchmarks_table(report, model.name)})
     return env.get_template("report.html.j2").render(
         report=report,

@@ -48,6 +48,8 @@ def render(report: Report) -> str:
             table = tables.artifacts_table(report, model.name, target)
             if table is not None:
                 lines += [f"### {table.title}", "", *table_lines(table)]
+        on_arm = tables.target_accuracy_table(report, model.name)
+        lines += [f"### {on_arm.title}", "", *table_lines(on_arm)] if on_arm else []
         lines += ["### Every benchmark", "", *table_lines(tables.benchmarks_table(report, model.name))]
     if report.failures:
         lines += ["## Artifacts that could not be built or benchmarked", ""] + [f"- {line}" for line in tables.failure_lines(report)] + [""]

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.3"  # 1.1 to 1.3 only added fields with defaults or made fields optional: 1.0 reports still load
+SCHEMA_VERSION = "1.4"  # 1.1 to 1.4 only added fields with defaults or made fields optional: 1.0 reports still load
 
 
 class _Strict(BaseModel):
@@ -78,6 +78,21 @@ class Accuracy(_Strict):
         default=None, description="largest |output - float model output| over the validation images (the model's own outputs: softmax or logits)")
 
 
+class TargetAccuracy(_Strict):
+    """1.4: accuracy computed by a target's own kernels (pipeline/stages/verify_target.py)."""
+    target: str = Field(description="the emulated target (arm64-emu, armv7-emu)")
+    runtime: str = Field(description="runtime and version on the target")
+    delegate: str = Field(description="TFLite: 'xnnpack' or 'none' (built-in kernels); ncnn: 'none'")
+    n: int = Field(description="validation images run (a seeded sample of at most --arm-val-images)")
+    top1: float = Field(description="top-1 on these images computed by the target's kernels")
+    host_top1: float = Field(description="top-1 of the same artifact on the same images on the host")
+    host_agreement: float = Field(description="fraction of the images where target and host pick the same class")
+    float_agreement: float = Field(description="fraction of the images where the target picks the float model's class")
+    logits_max_abs: float | None = Field(default=None, description="largest |target logit - host logit| over the images")
+    flagged: bool = Field(default=False, description="top-1 on the target more than 1 point below the host's on the same "
+                                                     "images: not recommended for this target")
+
+
 class Int8Check(_Strict):
     fully_int8: bool
     float_ops: list[str] = Field(description="ops computing in float, besides quantize/dequantize at float I/O")
@@ -97,6 +112,8 @@ class Artifact(_Strict):
     accuracy_drop_points: float = Field(description="float reference top-1 minus this artifact's, in points")
     int8_check: Int8Check | None = None
     benchmarks: list[Benchmark] = []
+    target_accuracy: list[TargetAccuracy] = Field(
+        default_factory=list, description="1.4: per emulated target, accuracy computed by its own kernels (--arm-val-images)")
 
 
 class QatStatus(_Strict):
@@ -187,7 +204,7 @@ class Recommendation(_Strict):
 
 
 class Report(_Strict):
-    schema_version: Literal["1.0", "1.1", "1.2", "1.3"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4"] = SCHEMA_VERSION
     created: str
     command: str
     tools: dict[str, str]
