@@ -68,6 +68,10 @@ class Benchmark(_Strict):
         default_factory=dict, description="runtime options used: ncnn fp16/packing/int8 flags and CPU support, onnxruntime provider")
     output_diff: OutputDiff | None = Field(
         default=None, description="emulated and device targets: outputs compared with the host's on the same inputs")
+    arithmetic: Literal["fp16", "fp32"] | None = Field(
+        default=None, description="1.4, fp16 artifacts: the arithmetic the target computed them in ('fp16' on ARMv8.2 "
+                                  "FP16 cores through XNNPACK or ncnn; 'fp32' where the CPU has none, e.g. x86: fp16 "
+                                  "weights widened to fp32); null for other artifacts")
 
 
 class Accuracy(_Strict):
@@ -89,6 +93,7 @@ class TargetAccuracy(_Strict):
     host_agreement: float = Field(description="fraction of the images where target and host pick the same class")
     float_agreement: float = Field(description="fraction of the images where the target picks the float model's class")
     logits_max_abs: float | None = Field(default=None, description="largest |target logit - host logit| over the images")
+    arithmetic: Literal["fp16", "fp32"] | None = Field(default=None, description="fp16 artifacts: the arithmetic the target used")
     flagged: bool = Field(default=False, description="top-1 on the target more than 1 point below the host's on the same "
                                                      "images: not recommended for this target")
 

@@ -80,4 +80,5 @@ def summarize(record: dict, reference: np.ndarray, n: int) -> dict:
         "float_agreement": float(np.mean(on_target == reference)),
         "logits_max_abs": diff["logits_max_abs"],
         "logits_max_steps": diff["logits_max_steps"],
+        "arithmetic": record.get("arithmetic"),
     }

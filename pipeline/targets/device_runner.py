@@ -505,7 +505,10 @@ def benchmark_ncnn(args):
         rows = [run(mat, blobs, output_net) for mat in mats]
         save_outputs(args.outputs, {"input_0": images}, output_names(1, args.logits), rows)
     input_info = {"shape": [1, *shape], "dtype": "float32"}
-    return common_fields("ncnn", package_version("ncnn", ncnn), "none", args, latencies_ms, init_ms, input_info, options)
+    record = common_fields("ncnn", package_version("ncnn", ncnn), "none", args, latencies_ms, init_ms, input_info, options)
+    # ncnn computes in fp16 only where asked and the CPU has ARMv8.2 FP16 arithmetic (asimdhp); x86 never.
+    record["arithmetic"] = ("fp16" if options.get("cpu_support_arm_asimdhp") else "fp32") if args.fp16 else None
+    return record
 
 
 def benchmark_onnx(args):
@@ -556,7 +559,38 @@ def benchmark_tflite(args):
     if args.outputs:
         save_tflite_outputs(args, interpreter_cls, interpreter, batches)
     delegate = delegate_name(interpreter, native_log)
-    return common_fields(runtime, runtime_version, delegate, args, latencies_ms, init_ms, describe_input(details[0]), {})
+    record = common_fields(runtime, runtime_version, delegate, args, latencies_ms, init_ms, describe_input(details[0]), {})
+    record["arithmetic"] = tflite_arithmetic(args, interpreter_cls, interpreter, batches, delegate)
+    return record
+
+
+REDUCED_PRECISION_KEY = b"reduced_precision_support"
+
+
+def tflite_arithmetic(args, interpreter_cls, interpreter, batches, delegate):
+    """For a model carrying reduced-precision metadata (the fp16 artifacts): 'fp16' when XNNPACK
+    computed in fp16, else 'fp32'; None for other models. LiteRT logs nothing about it and has
+    no op profile of XNNPACK's kernels, so the runner asks the kernels: the same model with the
+    metadata key renamed (same length: the flatbuffer stays valid) computes in fp32; any output
+    difference on the same input means the original ran fp16 kernels."""
+    with open(args.model, "rb") as model_file:
+        content = model_file.read()
+    if REDUCED_PRECISION_KEY not in content:
+        return None
+    if delegate != "xnnpack":
+        return "fp32"  # the built-in kernels dequantize fp16 weights and compute in fp32
+    hidden = content.replace(REDUCED_PRECISION_KEY, b"reduced_precision_unused_")
+    with captured_native_stderr():
+        fp32_interpreter = interpreter_cls(model_content=hidden, num_threads=args.threads)
+        batch_one_shapes(fp32_interpreter)
+        fp32_interpreter.allocate_tensors()
+    outputs = []
+    for each in (interpreter, fp32_interpreter):
+        set_inputs(each, batches, 0)
+        time_invokes(each, 0, 1)
+        outputs.append([each.get_tensor(d["index"]).copy() for d in each.get_output_details()])
+    same = all(np.array_equal(a, b) for a, b in zip(*outputs))
+    return "fp32" if same else "fp16"
 
 
 def save_tflite_outputs(args, interpreter_cls, interpreter, batches):
