@@ -14,6 +14,7 @@ from pipeline.executors import make_executor
 from pipeline.executors.scheduler import Failed, Skipped
 from pipeline.plan import Node, Plan
 from pipeline.report import schema
+from pipeline.report import on_target
 from pipeline.report.ingest import benchmark_from_record
 from pipeline.report.recommend import recommend
 from pipeline.rules import ArtifactPlan, ModelPlan, Planner
@@ -142,6 +143,13 @@ class Build:
             benchmark = benchmark_from_record(o.result)
             benchmark.isolation = stage_lineage(o).get("isolation")
             benchmarks.append(benchmark)
+        target_accuracy = []
+        for target, node in a.target_verifies:  # accuracy on an emulator's kernels: a failure costs that row only
+            o = outcome(node)
+            if isinstance(o, Failed):
+                self._failed(a, o, target)
+            else:
+                target_accuracy.append(on_target.from_result(o.result))
         path, metadata_path = self._publish(a.model, converted)
         r, v, reference = converted.result, verified.result, outcome(m.reference)
         return schema.Artifact(
@@ -150,7 +158,7 @@ class Build:
             size_bytes=r["size_bytes"], io=r["io"], calibration_images=r["calibration_images"],
             accuracy=schema.Accuracy(top1=v["top1"], agreement=v["agreement"], n=v["n"], max_abs_diff=v.get("max_abs_diff")),
             accuracy_drop_points=round(100 * (reference.result["top1"] - v["top1"]), 4),
-            int8_check=v["int8_check"], benchmarks=benchmarks,
+            int8_check=v["int8_check"], benchmarks=benchmarks, target_accuracy=target_accuracy,
             layer_errors=r.get("layer_errors"), layer_errors_note=r.get("layer_errors_note"), fallback=r.get("fallback"),
         )
 

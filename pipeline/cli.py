@@ -156,6 +156,7 @@ def cli(ctx, debug):
 @click.option("--threads", callback=_ints, help="Comma-separated thread counts to benchmark [1 and all cores].")
 @click.option("--warmup", type=int, help="Untimed runs before timing [10].")
 @click.option("--runs", type=int, help="Timed runs per benchmark [50].")
+@click.option("--arm-val-images", type=int, help="Emulated targets: validation images run through their own ARM kernels for top-1 (0: off) [128].")
 @click.option("--max-accuracy-drop", type=float, help="Fail (exit 1) if any artifact's top-1 drops more than this many points.")
 @click.option("--max-size", "max_size_mb", type=float, help="Recommend only artifacts of at most this many MB (10^6 bytes).")
 @click.option("--max-latency", "max_latency_ms", type=float,

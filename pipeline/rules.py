@@ -36,6 +36,7 @@ from pipeline.stages.qat import QatConfig, QatStage
 from pipeline.stages.reference import ReferenceConfig, ReferenceStage
 from pipeline.stages.twin import KerasTwinStage, TwinConfig
 from pipeline.stages.verify import VerifyConfig, VerifyStage
+from pipeline.stages.verify_target import VerifyTargetConfig, VerifyTargetStage
 from pipeline import hashing
 from pipeline.targets import emulated
 from pipeline.targets.adb import AdbOptions
@@ -60,6 +61,7 @@ class ArtifactPlan:
     converted: Node
     verify: Node
     benches: list[tuple[Target, Node]]
+    target_verifies: list[tuple[Target, Node]] = field(default_factory=list)  # accuracy on ARM kernels (rule on_arm_kernels)
 
 
 @dataclass
@@ -430,3 +432,24 @@ def ncnn(p: Planner, m: ModelPlan) -> None:
             {"onnx": onnx_node, "data": m.data}, label=f"{m.name} ncnn {precision}",
         )
         p.artifact(m, "ncnn", precision, converted)
+
+
+@rule
+def on_arm_kernels(p: Planner, m: ModelPlan) -> None:
+    """Every artifact's accuracy computed by each emulated target's own kernels (verify_target.py).
+    Untimed, so no lease: it runs beside other work. --arm-val-images 0 turns it off."""
+    c = p.config
+    if c.arm_val_images <= 0:
+        return
+    for a in m.artifacts:
+        for target in p.targets:
+            if not isinstance(target, EmulatedTarget) or a.format == "onnx":  # no onnxruntime in the root filesystems
+                continue
+            node = p.node(
+                VerifyTargetStage(),
+                VerifyTargetConfig(target=target.name, target_identity=target.name + "|" + emulated.installed(target.arch),
+                                   images=c.arm_val_images, fp16=a.format == "ncnn" and a.precision == "fp16", **_sample(c)),
+                {"artifact": a.converted, "data": m.data, "reference": m.reference},
+                label=f"{a.model} {a.format} {a.precision} {target.name}",
+            )
+            a.target_verifies.append((target, node))

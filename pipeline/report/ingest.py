@@ -29,6 +29,7 @@ def benchmark_from_record(record: dict, emulated: bool = False) -> schema.Benchm
         latency_ms=record["latency_ms"], init_ms=record["init_ms"], peak_rss_mb=record["peak_rss_mb"],
         cpu=f"{cpu['model']} ({cpu['machine']}, {cpu['count']} cores)", emulated=record.get("emulated", emulated),
         output_diff=record.get("output_diff"), options=record.get("options", {}), partial=record.get("partial", False),
+        arithmetic=record.get("arithmetic"),
     )
 
 

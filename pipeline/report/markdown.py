@@ -48,6 +48,8 @@ def render(report: Report) -> str:
             table = tables.artifacts_table(report, model.name, target)
             if table is not None:
                 lines += [f"### {table.title}", "", *table_lines(table)]
+        on_arm = tables.target_accuracy_table(report, model.name)
+        lines += [f"### {on_arm.title}", "", *table_lines(on_arm)] if on_arm else []
         for section in int8_layers.sections(report, model.name):
             lines += [f"### int8 layers: {section.artifact}", "", *section.lines, ""]
             lines += table_lines(section.table) if section.table else []

@@ -4,11 +4,12 @@ On a measured target: the fastest artifact (lowest p50 at the fewest threads mea
 metrics.py) that meets every constraint; ties go to the smaller file. On an emulated target the
 timings say nothing about device speed, so the latency limit is not applied and the smallest
 artifact that meets the other constraints is named. An int8 artifact that still computes in float
-is never recommended. When none qualifies, the reason says what each artifact missed.
+is never recommended, nor one whose top-1 computed by an emulated target's own kernels is more
+than a point below the host's (on_target.py). When none qualifies, the reason says what each artifact missed.
 """
 from __future__ import annotations
 
-from pipeline.report import comparison, metrics
+from pipeline.report import comparison, metrics, on_target
 from pipeline.report.schema import Artifact, Benchmark, Constraints, Recommendation, Report
 
 
@@ -48,6 +49,10 @@ def violations(artifact: Artifact, bench: Benchmark, constraints: Constraints) -
     missed = []
     if artifact.int8_check is not None and not artifact.int8_check.fully_int8:
         missed.append("still computes in float")
+    measured = on_target.on(artifact, bench.target)
+    if measured is not None and measured.flagged:
+        missed.append(f"top-1 on {bench.target}'s kernels {100 * measured.top1:.2f} % is {on_target.gap_points(measured):.2f} "
+                      f"points below the host's ({measured.n} images)")
     if constraints.max_accuracy_drop is not None and artifact.accuracy_drop_points > constraints.max_accuracy_drop:
         missed.append(f"drop {artifact.accuracy_drop_points:.2f} points > {constraints.max_accuracy_drop:g}")
     if constraints.max_size_mb is not None and metrics.size_mb(artifact) > constraints.max_size_mb:

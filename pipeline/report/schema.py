@@ -72,6 +72,10 @@ class Benchmark(_Strict):
     isolation: str | None = Field(
         default=None, description="what shared the machine or device while this ran (the plan's lease): 'alone: ...' for host "
                                   "and emulator benchmarks, one at a time per device for phones and boards; null before 1.4")
+    arithmetic: Literal["fp16", "fp32"] | None = Field(
+        default=None, description="1.4, fp16 artifacts: the arithmetic the target computed them in ('fp16' on ARMv8.2 "
+                                  "FP16 cores through XNNPACK or ncnn; 'fp32' where the CPU has none, e.g. x86: fp16 "
+                                  "weights widened to fp32); null for other artifacts")
 
 
 class Accuracy(_Strict):
@@ -80,6 +84,22 @@ class Accuracy(_Strict):
     n: int
     max_abs_diff: float | None = Field(
         default=None, description="largest |output - float model output| over the validation images (the model's own outputs: softmax or logits)")
+
+
+class TargetAccuracy(_Strict):
+    """1.4: accuracy computed by a target's own kernels (pipeline/stages/verify_target.py)."""
+    target: str = Field(description="the emulated target (arm64-emu, armv7-emu)")
+    runtime: str = Field(description="runtime and version on the target")
+    delegate: str = Field(description="TFLite: 'xnnpack' or 'none' (built-in kernels); ncnn: 'none'")
+    n: int = Field(description="validation images run (a seeded sample of at most --arm-val-images)")
+    top1: float = Field(description="top-1 on these images computed by the target's kernels")
+    host_top1: float = Field(description="top-1 of the same artifact on the same images on the host")
+    host_agreement: float = Field(description="fraction of the images where target and host pick the same class")
+    float_agreement: float = Field(description="fraction of the images where the target picks the float model's class")
+    logits_max_abs: float | None = Field(default=None, description="largest |target logit - host logit| over the images")
+    arithmetic: Literal["fp16", "fp32"] | None = Field(default=None, description="fp16 artifacts: the arithmetic the target used")
+    flagged: bool = Field(default=False, description="top-1 on the target more than 1 point below the host's on the same "
+                                                     "images: not recommended for this target")
 
 
 class Int8Check(_Strict):
@@ -133,6 +153,8 @@ class Artifact(_Strict):
     layer_errors: list[LayerError] | None = Field(default=None, description="int8 artifacts: every quantized layer's error, worst first")
     layer_errors_note: str | None = Field(default=None, description="int8 artifacts without layer_errors: why")
     fallback: Int8Fallback | None = Field(default=None, description="int8 artifacts: what the float fallback kept in float and what it cost")
+    target_accuracy: list[TargetAccuracy] = Field(
+        default_factory=list, description="1.4: per emulated target, accuracy computed by its own kernels (--arm-val-images)")
 
 
 class QatStatus(_Strict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.report import comparison, metrics
+from pipeline.report import comparison, metrics, on_target
 from pipeline.report.recommend import describe
 from pipeline.report.schema import Artifact, Constraints, ModelInfo, Report
 
@@ -175,6 +175,21 @@ def artifacts_table(report: Report, model: str, target: str) -> Table | None:
     return Table(f"artifacts-{model}-{target}", title, headers, rows, numeric, highlight)
 
 
+def target_accuracy_table(report: Report, model: str) -> Table | None:
+    """Top-1 computed by each emulated target's own kernels beside the host's on the same images."""
+    rows = [[a.id, t.target, t.runtime + ("" if a.format == "ncnn" else f", {t.delegate}")
+             + (f", {t.arithmetic} arithmetic" if t.arithmetic else ""), str(t.n), pct(t.top1), pct(t.host_top1),
+             metrics.points(-on_target.gap_points(t)), pct(t.host_agreement), pct(t.float_agreement),
+             "flagged: not recommended there" if t.flagged else ""]
+            for a in report.artifacts if a.model == model for t in a.target_accuracy]
+    if not rows:
+        return None
+    headers = ["artifact", "target", "runtime", "images", "top-1 % on target", "top-1 % on host (same images)",
+               "change (points)", "agreement with host %", "agreement with float %", ""]
+    return Table(f"target-accuracy-{model}", f"{model}: accuracy computed by the targets' own kernels", headers, rows,
+                 [False, False, False] + [True] * 6 + [False])
+
+
 def _int8(a: Artifact) -> str:
     if a.int8_check is None:
         return ""
@@ -182,11 +197,13 @@ def _int8(a: Artifact) -> str:
 
 
 def delegate(b) -> str:
-    """LiteRT's delegate, or the ncnn options that change speed (fp16 storage/arithmetic, packing)."""
+    """LiteRT's delegate, or the ncnn options that change speed (fp16 storage/arithmetic, packing);
+    for fp16 artifacts, the arithmetic the target really used (x86 has no fp16 arithmetic)."""
+    arithmetic = f", {b.arithmetic} arithmetic" if b.arithmetic else ""
     if b.runtime != "ncnn":
-        return b.delegate
+        return b.delegate + arithmetic
     fp16 = "fp16 on" if b.options.get("use_fp16_arithmetic") else "fp16 off"
-    return f"{fp16}, packing {'on' if b.options.get('use_packing_layout') else 'off'}"
+    return f"{fp16}, packing {'on' if b.options.get('use_packing_layout') else 'off'}{arithmetic}"
 
 
 def failure_lines(report: Report) -> list[str]:

@@ -1,6 +1,7 @@
 """Running ncnn artifacts in ncnn's Python runtime (the `ncnn` wheel), on the CPU.
 
-ncnn takes one CHW image per call. The numpy array behind an `ncnn.Mat`, and the Mat itself,
+ncnn takes one CHW image per call. On x86, int8 artifacts run with the packed layout off, so the
+accuracy measured here is the one ARM's kernels give (device_runner.ncnn_int8_on_x86). The numpy array behind an `ncnn.Mat`, and the Mat itself,
 must stay alive while the extractor uses them (a temporary gives garbage or a crash).
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import ToolError
+from pipeline.targets.device_runner import ncnn_int8_on_x86
 
 INPUT_BLOB = "in0"
 OUTPUT_BLOB = "out0"
@@ -35,7 +37,10 @@ def open_net(param: Path, weights: Path, precision: str = "fp32", threads: int =
     net = ncnn.Net()
     net.opt.use_vulkan_compute = False
     net.opt.num_threads = threads
-    for name, value in options(precision).items():
+    chosen = options(precision)
+    if ncnn_int8_on_x86(param):  # x86's packed int8 depthwise kernel rounds its scale; unpacked, x86 gives ARM's numbers
+        chosen["use_packing_layout"] = False
+    for name, value in chosen.items():
         setattr(net.opt, name, value)
     if net.load_param(str(param)) != 0:
         raise ToolError(f"ncnn cannot load {param.name}: not a valid .param, or a layer type ncnn does not have")

@@ -423,6 +423,35 @@ def ncnn_input_shape(param_path):
     return None
 
 
+def open_ncnn_net(ncnn, model, weights, options):
+    net = ncnn.Net()
+    for name, value in options.items():
+        if not name.startswith("outputs_"):
+            setattr(net.opt, name, value)
+    with captured_native_stderr() as native_log:
+        loaded = net.load_param(model) == 0 and net.load_model(weights) == 0
+    if not loaded:
+        detail = f" ({native_log[-1]})" if native_log else ""
+        raise RunnerError(f"invalid model {model}{detail}", EXIT_BAD_MODEL)
+    return net
+
+
+def ncnn_int8_on_x86(param_path):
+    """An int8 model on an x86 CPU. ncnn's packed x86 int8 depthwise kernel takes its dequantize
+    scale from _mm_rcp_ps (12-bit reciprocal) where the ARM kernels divide exactly, so requantized
+    outputs differ by one step here and there and MobileNet V2's logits by up to 1.2; the
+    unpacked x86 kernels divide exactly and give ARM's numbers (docs/accuracy-on-arm.md)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return False
+    with open(param_path) as param:
+        for line in param:
+            parts = line.split()
+            if parts and parts[0] in ("Convolution", "ConvolutionDepthWise", "InnerProduct"):
+                if any(item.startswith("8=") and item != "8=0" for item in parts[4:]):
+                    return True
+    return False
+
+
 def benchmark_ncnn(args):
     try:
         import ncnn
@@ -434,21 +463,19 @@ def benchmark_ncnn(args):
     shape = args.input_shape or ncnn_input_shape(args.model)
     if shape is None:
         raise RunnerError(f"{args.model}: no input shape in the Input layer; pass --input-shape C,H,W", EXIT_BAD_MODEL)
-    net = ncnn.Net()
     options = {
         "use_vulkan_compute": False, "num_threads": args.threads, "use_packing_layout": True,
         "use_fp16_storage": args.fp16, "use_fp16_packed": args.fp16, "use_fp16_arithmetic": args.fp16,
         "use_int8_inference": True,
     }
-    for name, value in options.items():
-        setattr(net.opt, name, value)
-    with captured_native_stderr() as native_log:
-        start = time.perf_counter_ns()
-        loaded = net.load_param(args.model) == 0 and net.load_model(weights) == 0
-        init_ms = (time.perf_counter_ns() - start) / 1e6
-    if not loaded:
-        detail = f" ({native_log[-1]})" if native_log else ""
-        raise RunnerError(f"invalid model {args.model}{detail}", EXIT_BAD_MODEL)
+    start = time.perf_counter_ns()
+    net = open_ncnn_net(ncnn, args.model, weights, options)
+    init_ms = (time.perf_counter_ns() - start) / 1e6
+    output_net = net
+    if args.outputs and ncnn_int8_on_x86(args.model):
+        # The saved outputs are ARM's numbers: see ncnn_int8_on_x86. Timing keeps the packed layout.
+        options["outputs_use_packing_layout"] = False
+        output_net = open_ncnn_net(ncnn, args.model, weights, {**options, "use_packing_layout": False})
     # What ncnn can use on this CPU: its ARM kernels need NEON; fp16 arithmetic needs asimdhp.
     for probe in ("cpu_support_arm_neon", "cpu_support_arm_vfpv4", "cpu_support_arm_asimdhp",
                   "cpu_support_x86_avx", "cpu_support_x86_avx2"):
@@ -458,7 +485,7 @@ def benchmark_ncnn(args):
     images = input_batch(detail, np.random.default_rng(args.seed), load_inputs(args.inputs), "input_0")
     images = np.ascontiguousarray(images)  # the array and each Mat must outlive every extraction
 
-    def run(mat, blobs=("out0",)):
+    def run(mat, blobs=("out0",), net=net):
         extractor = net.create_extractor()
         extractor.set_light_mode(len(blobs) == 1)  # light mode frees a consumed blob before we could read it
         extractor.input("in0", mat)
@@ -475,10 +502,13 @@ def benchmark_ncnn(args):
     if args.outputs:  # again per image, untimed: the outputs are copies
         blobs = ("out0", args.logits) if args.logits else ("out0",)
         mats = [ncnn.Mat(image) for image in images]
-        rows = [run(mat, blobs) for mat in mats]
+        rows = [run(mat, blobs, output_net) for mat in mats]
         save_outputs(args.outputs, {"input_0": images}, output_names(1, args.logits), rows)
     input_info = {"shape": [1, *shape], "dtype": "float32"}
-    return common_fields("ncnn", package_version("ncnn", ncnn), "none", args, latencies_ms, init_ms, input_info, options)
+    record = common_fields("ncnn", package_version("ncnn", ncnn), "none", args, latencies_ms, init_ms, input_info, options)
+    # ncnn computes in fp16 only where asked and the CPU has ARMv8.2 FP16 arithmetic (asimdhp); x86 never.
+    record["arithmetic"] = ("fp16" if options.get("cpu_support_arm_asimdhp") else "fp32") if args.fp16 else None
+    return record
 
 
 def benchmark_onnx(args):
@@ -529,7 +559,38 @@ def benchmark_tflite(args):
     if args.outputs:
         save_tflite_outputs(args, interpreter_cls, interpreter, batches)
     delegate = delegate_name(interpreter, native_log)
-    return common_fields(runtime, runtime_version, delegate, args, latencies_ms, init_ms, describe_input(details[0]), {})
+    record = common_fields(runtime, runtime_version, delegate, args, latencies_ms, init_ms, describe_input(details[0]), {})
+    record["arithmetic"] = tflite_arithmetic(args, interpreter_cls, interpreter, batches, delegate)
+    return record
+
+
+REDUCED_PRECISION_KEY = b"reduced_precision_support"
+
+
+def tflite_arithmetic(args, interpreter_cls, interpreter, batches, delegate):
+    """For a model carrying reduced-precision metadata (the fp16 artifacts): 'fp16' when XNNPACK
+    computed in fp16, else 'fp32'; None for other models. LiteRT logs nothing about it and has
+    no op profile of XNNPACK's kernels, so the runner asks the kernels: the same model with the
+    metadata key renamed (same length: the flatbuffer stays valid) computes in fp32; any output
+    difference on the same input means the original ran fp16 kernels."""
+    with open(args.model, "rb") as model_file:
+        content = model_file.read()
+    if REDUCED_PRECISION_KEY not in content:
+        return None
+    if delegate != "xnnpack":
+        return "fp32"  # the built-in kernels dequantize fp16 weights and compute in fp32
+    hidden = content.replace(REDUCED_PRECISION_KEY, b"reduced_precision_unused_")
+    with captured_native_stderr():
+        fp32_interpreter = interpreter_cls(model_content=hidden, num_threads=args.threads)
+        batch_one_shapes(fp32_interpreter)
+        fp32_interpreter.allocate_tensors()
+    outputs = []
+    for each in (interpreter, fp32_interpreter):
+        set_inputs(each, batches, 0)
+        time_invokes(each, 0, 1)
+        outputs.append([each.get_tensor(d["index"]).copy() for d in each.get_output_details()])
+    same = all(np.array_equal(a, b) for a, b in zip(*outputs))
+    return "fp32" if same else "fp16"
 
 
 def save_tflite_outputs(args, interpreter_cls, interpreter, batches):
