@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.3"  # 1.1 to 1.3 only added fields with defaults or made fields optional: 1.0 reports still load
+SCHEMA_VERSION = "1.4"  # 1.1 to 1.4 only added fields with defaults or made fields optional: 1.0 reports still load
 
 
 class _Strict(BaseModel):
@@ -83,6 +83,43 @@ class Int8Check(_Strict):
     float_ops: list[str] = Field(description="ops computing in float, besides quantize/dequantize at float I/O")
 
 
+class Compression(_Strict):
+    """How a model variant was made smaller (issue 12; docs/compression.md)."""
+
+    method: str = Field(description="'l1-filter' (structured filter pruning), or 'none' for a model that is not a variant")
+    keep_macs: float | None = Field(default=None, description="--prune-keep-macs: the share of the MACs asked to keep")
+    macs_kept: float | None = Field(default=None, description="the share of the unpruned model's MACs the variant has")
+    distilled: bool = Field(default=False, description="fine-tuned against the float model's soft targets (--distill)")
+    distill_temperature: float | None = None
+    distill_alpha: float | None = None
+    qat_distilled: bool | None = Field(default=None, description="on an int8-qat artifact: its QAT fine-tuning was distilled")
+    group_ratios: dict[str, float] | None = Field(default=None, description="share of filters removed per channel group "
+                                                                             "(groups named by their first producer layer)")
+
+
+class SensitivityPoint(_Strict):
+    ratio: float
+    units_removed: int
+    top1: float
+    macs_kept: float
+
+
+class SensitivityCurve(_Strict):
+    group: str
+    producers: list[str]
+    units: int
+    points: list[SensitivityPoint]
+
+
+class PruningSensitivity(_Strict):
+    baseline_top1: float
+    images: int
+    measured_on: str
+    groups: list[SensitivityCurve]
+    top1_pruned_before_fine_tuning: float
+    top1_after_fine_tuning: float
+
+
 class Artifact(_Strict):
     id: str
     model: str
@@ -97,6 +134,8 @@ class Artifact(_Strict):
     accuracy_drop_points: float = Field(description="float reference top-1 minus this artifact's, in points")
     int8_check: Int8Check | None = None
     benchmarks: list[Benchmark] = []
+    compression: Compression | None = Field(default=None, description="the recipe of a compressed variant's artifact, "
+                                                                      "or of a distilled QAT")
 
 
 class QatStatus(_Strict):
@@ -140,6 +179,10 @@ class ModelInfo(_Strict):
         default=None, description="top-1 of the float model under each common input convention (models given without preprocessing flags)")
     keras_twin: KerasTwin | None = Field(
         default=None, description="the tf_keras twin of a Keras 3 model (or of one with preprocessing layers), proven equal before use")
+    parent: str | None = Field(default=None, description="a compressed variant: the model it was made from (its name starts with it)")
+    compression: Compression | None = Field(default=None, description="a compressed variant: how it was made")
+    pruning_sensitivity: PruningSensitivity | None = Field(
+        default=None, description="filter pruning: top-1 with each channel group pruned alone, before fine-tuning")
 
 
 class DataInfo(_Strict):
@@ -187,7 +230,7 @@ class Recommendation(_Strict):
 
 
 class Report(_Strict):
-    schema_version: Literal["1.0", "1.1", "1.2", "1.3"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4"] = SCHEMA_VERSION
     created: str
     command: str
     tools: dict[str, str]
