@@ -52,6 +52,13 @@ def distiller(student, teacher, config: DistillConfig):
         def __init__(self):
             super().__init__(name=f"{student.name}_distilled")
             self.student, self.teacher = student, teacher
+            # Our own "loss" tracker: Keras reports the trackers in `metrics` at each epoch's end,
+            # and the compiled loss's (cross-entropy) is never updated by this train step.
+            self.loss_tracker = tf_keras.metrics.Mean(name="loss")
+
+        @property
+        def metrics(self):
+            return [self.loss_tracker, *self.compiled_metrics.metrics]
 
         def call(self, x, training=False):
             return self.student(x, training=training)
@@ -64,7 +71,17 @@ def distiller(student, teacher, config: DistillConfig):
                 loss = distillation_loss(y, probs, soft, config.temperature, config.alpha)
             variables = self.student.trainable_variables
             self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return self._track(loss, y, probs)
+
+        def test_step(self, data):
+            """Held-out images (early stopping): the student alone, its loss on the labels."""
+            x, y = data
+            probs = self.student(x, training=False)
+            return self._track(distillation_loss(y, probs, probs, config.temperature, 0.0), y, probs)
+
+        def _track(self, loss, y, probs):
+            self.loss_tracker.update_state(loss)
             self.compiled_metrics.update_state(y, probs)
-            return {"loss": loss, **{m.name: m.result() for m in self.metrics if m.name != "loss"}}
+            return {m.name: m.result() for m in self.metrics}
 
     return Distiller()

@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline.compress.filter_pruning import ChannelGraph, mask_weights, restore
 from pipeline.errors import UserInputError
+from pipeline.progress import Progress
 
 RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 FREE = 1e-4  # top-1 "lost" by a step that loses nothing, so that savings still rank such steps
@@ -27,6 +28,7 @@ def curves(graph: ChannelGraph, top1: Callable[[], float], ratios=RATIOS) -> dic
     baseline = top1()
     total = graph.macs()
     groups = []
+    progress = Progress("sensitivity", len(graph.groups) * len(ratios), unit="measurements", every_s=30.0)
     for group in graph.groups:
         points = []
         for ratio in ratios:
@@ -36,6 +38,7 @@ def curves(graph: ChannelGraph, top1: Callable[[], float], ratios=RATIOS) -> dic
                 accuracy = top1()
             finally:
                 restore(saved)
+            progress.add(1)
             points.append({"ratio": ratio, "units_removed": group.removed(ratio), "top1": accuracy,
                            "macs_kept": graph.macs(keep) / total})
         groups.append({"group": group.name, "producers": group.producers, "units": len(group.units), "points": points})
