@@ -105,7 +105,7 @@ class Build:
     def plan(self) -> tuple[Plan, list[ModelPlan]]:
         planner = Planner(self.config, self.targets, self.data_fingerprint, self._resolve, self._threads())
         self._planned = planner.plan
-        models = [planner.model(name, source) for name, source in _model_names(self.config)]
+        models = [plan for name, source in _model_names(self.config) for plan in planner.model(name, source).with_variants()]
         return planner.plan, models
 
     def run(self) -> schema.Report:
@@ -151,7 +151,7 @@ class Build:
             else:
                 target_accuracy.append(on_target.from_result(o.result))
         path, metadata_path = self._publish(a.model, converted)
-        r, v, reference = converted.result, verified.result, outcome(m.reference)
+        r, v, reference = converted.result, verified.result, outcome(m.baseline or m.reference)  # a variant's drop: from the uncompressed model
         return schema.Artifact(
             id=r["id"], model=a.model, format=a.format, precision=a.precision,
             path=path, metadata_path=metadata_path,
@@ -159,6 +159,7 @@ class Build:
             accuracy=schema.Accuracy(top1=v["top1"], agreement=v["agreement"], n=v["n"], max_abs_diff=v.get("max_abs_diff")),
             accuracy_drop_points=round(100 * (reference.result["top1"] - v["top1"]), 4),
             int8_check=v["int8_check"], benchmarks=benchmarks, target_accuracy=target_accuracy,
+            compression=self._compression(m, a.precision),
             layer_errors=r.get("layer_errors"), layer_errors_note=r.get("layer_errors_note"), fallback=r.get("fallback"),
         )
 
@@ -178,6 +179,14 @@ class Build:
         result = self.executor.outcome(m.qat).result
         return schema.QatStatus(status="ok") if result["status"] == "ok" else schema.QatStatus(status="unsupported", reason=result["reason"])
 
+    def _compression(self, m: ModelPlan, precision: str | None = None) -> schema.Compression | None:
+        """A variant's recipe (its plan's, completed by its stage's result), and on an int8-qat artifact
+        whether QAT was distilled; None for an uncompressed model's artifact made the ordinary way."""
+        recipe = {**(m.compression or {}), **self.executor.outcome(m.model).result.get("compression", {})}
+        if precision == "int8-qat" and m.qat is not None and self.executor.outcome(m.qat).result.get("distilled"):
+            recipe = {"method": "none", **recipe, "qat_distilled": True}
+        return schema.Compression(**{k: v for k, v in recipe.items() if k in schema.Compression.model_fields}) if recipe else None
+
     def report(self, plans: list[ModelPlan]) -> schema.Report:
         c = self.config
         outcome = self.executor.outcome
@@ -196,7 +205,9 @@ class Build:
                 params=model["params"], macs=model["macs"],
                 float_accuracy=schema.Accuracy(top1=reference["top1"], agreement=1.0, n=reference["n"]),
                 qat=self._qat_status(m), preprocessing=m.preprocessing.to_dict(), reference_runtime=m.reference_runtime,
-                preprocessing_probe=m.probe, keras_twin=m.twin,
+                preprocessing_probe=m.probe, keras_twin=m.twin, parent=m.parent,
+                compression=self._compression(m) if m.parent else None,
+                pruning_sensitivity=schema.PruningSensitivity(**model["sensitivity"]) if "sensitivity" in model else None,
             ))
         first = outcome(plans[0].data).result
         report = schema.Report(

@@ -138,6 +138,13 @@ def cli(ctx, debug):
               help="Training augmentation for built-in training and QAT: basic = random resized crop + horizontal flip [basic; none on the demo digits].")
 @click.option("--val-max-images", type=int, help="Validation images each accuracy figure uses, a seeded sample (0: all) [2000].")
 @click.option("--require-qat", is_flag=True, default=None, help="Fail (exit 2) instead of falling back to PTQ when QAT is impossible.")
+@click.option("--prune", type=click.Choice(["none", "l1-filter"]),
+              help="Also build a pruned variant of each Keras model: l1-filter = structured L1-norm filter pruning (docs/compression.md) [none].")
+@click.option("--prune-keep-macs", type=float, help="Share of the MACs the pruned variant keeps at most, e.g. 0.5 [0.5].")
+@click.option("--prune-epochs", type=int, help="Fine-tuning epochs of the pruned variant [10].")
+@click.option("--distill", is_flag=True, default=None, help="Pruned fine-tuning and QAT learn from the float model's soft targets too (knowledge distillation).")
+@click.option("--distill-temperature", type=float, help="Distillation temperature T [4].")
+@click.option("--distill-alpha", type=float, help="Weight of the soft targets in the distillation loss; 1 - alpha on the labels [0.7].")
 @click.option("--precisions", callback=_split, help="Comma-separated subset of fp32,fp16,dynamic-int8,int8-ptq,int8-qat [all].")
 @click.option("--calibration-images", type=int, help="Training images used to calibrate int8 PTQ [200].")
 @click.option("--io", type=click.Choice(["float", "int8"]), help="Input/output type of the int8 artifacts [float].")

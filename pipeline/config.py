@@ -69,6 +69,16 @@ class BuildConfig(BaseModel):
     # depend on it, whichever executor or --jobs runs them (docs/scale-out.md).
     train_threads: int | None = Field(default=None, ge=1)
 
+    # Compression (docs/compression.md): --prune l1-filter adds a pruned variant of each built-in or
+    # Keras model, with this share of its MACs at most, fine-tuned for prune_epochs; --distill makes
+    # the pruned fine-tuning and QAT learn from the float model's soft targets at T, weight alpha.
+    prune: Literal["none", "l1-filter"] = "none"
+    prune_keep_macs: float = Field(default=0.5, gt=0, lt=1)
+    prune_epochs: int = Field(default=10, ge=1)
+    distill: bool = False
+    distill_temperature: float = Field(default=4.0, gt=0)
+    distill_alpha: float = Field(default=0.7, ge=0, le=1)
+
     # Conversion.
     precisions: list[Precision] = Field(default_factory=lambda: list(PRECISIONS), min_length=1)
     calibration_images: int = Field(default=200, ge=1)

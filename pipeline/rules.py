@@ -20,6 +20,7 @@ from pipeline.config import (
 )
 from pipeline.errors import UserInputError
 from pipeline.executors import usable_cores
+from pipeline.compress.distill import DistillConfig
 from pipeline.plan import MACHINE, Node, Plan, When
 from pipeline.report import schema
 from pipeline.stages.base import StageOutput
@@ -31,6 +32,7 @@ from pipeline.stages.model import ImportConfig, ImportStage, TrainConfig, TrainS
 from pipeline.stages.ncnn import NcnnConvertConfig, NcnnConvertStage
 from pipeline.stages.onnx import OnnxExportConfig, OnnxExportStage, OnnxImportConfig, OnnxImportStage
 from pipeline.stages.onnx_tflite import ONNX_TFLITE_PRECISIONS, Onnx2TfConfig, Onnx2TfStage, OnnxTfliteConfig, OnnxTfliteStage
+from pipeline.stages.prune import PruneConfig, PruneStage, recipe as prune_recipe
 from pipeline.stages.probe import PreprocessingProbeStage, ProbeConfig, candidates as probe_candidates, flags as probe_flags
 from pipeline.stages.qat import QatConfig, QatStage
 from pipeline.stages.reference import ReferenceConfig, ReferenceStage
@@ -80,6 +82,17 @@ class ModelPlan:
     published: list[Node] = field(default_factory=list)  # extra files copied to artifacts/<model>/ (Core ML)
     probe: schema.PreprocessingProbe | None = None  # user models: the preprocessing measured (issue 10)
     twin: schema.KerasTwin | None = None  # Keras 3 models: the tf_keras twin that stands in for them
+    # A compressed variant (Planner.variant): the model it came from, its recipe, the float model that
+    # teaches it with --distill (None: the model's own float model).
+    parent: str | None = None
+    compression: dict | None = None
+    teacher: Node | None = None
+    baseline: Node | None = None  # the reference accuracy drops are measured from (None: its own; a variant: the uncompressed model's)
+    variants: list["ModelPlan"] = field(default_factory=list)
+
+    def with_variants(self) -> list["ModelPlan"]:
+        """This plan and its variants (and theirs), in planning order: each is its own model in the report."""
+        return [self, *(v for variant in self.variants for v in variant.with_variants())]
 
     @property
     def onnx(self) -> bool:
@@ -109,6 +122,7 @@ class Planner:
         self.plan = Plan()
         self._resolve = resolve
         self.threads = threads
+        self._rule_index = -1  # the rule being applied (Planner.variant applies those after it)
 
     @property
     def train_threads(self) -> int:
@@ -161,8 +175,31 @@ class Planner:
         plan = ModelPlan(name, source, data_node, model_node, reference, prep, list(c.precisions),
                          reference_runtime="onnxruntime" if is_onnx(source) else "tf-keras",
                          probe=info.get("probe"), twin=info.get("twin"))
-        for each in RULES:
-            each(self, plan)
+        self._apply_rules(plan, 0)
+        return plan
+
+    def _apply_rules(self, plan: ModelPlan, start: int) -> None:
+        outer = self._rule_index
+        try:
+            for index in range(start, len(RULES)):
+                self._rule_index = index
+                RULES[index](self, plan)
+        finally:
+            self._rule_index = outer
+
+    def variant(self, parent: ModelPlan, suffix: str, model_node: Node, recipe: dict) -> ModelPlan:
+        """A compressed variant of `parent` made by `model_node` (a float Keras model, as train's result):
+        named `<parent>-<suffix>`, with its own float reference, it goes through the rules after the
+        one calling this (QAT, TFLite, ncnn, ONNX...), its artifacts beside the parent's. `recipe`
+        (schema.Compression's fields) is recorded on the variant and on each of its artifacts."""
+        name = f"{parent.name}-{suffix}"
+        reference = self.node(ReferenceStage(), ReferenceConfig(preprocessing=parent.prep, **_sample(self.config)),
+                              {"model": model_node, "data": parent.data}, label=name, fatal=True)
+        plan = ModelPlan(name, parent.source, parent.data, model_node, reference, parent.preprocessing, list(parent.precisions),
+                         reference_runtime=parent.reference_runtime, twin=parent.twin, parent=parent.name,
+                         compression=recipe, teacher=parent.teacher or parent.model, baseline=parent.baseline or parent.reference)
+        parent.variants.append(plan)
+        self._apply_rules(plan, self._rule_index + 1)
         return plan
 
     def _user_model(self, name: str, source: str) -> tuple[Node, Node, data.Preprocessing, dict]:
@@ -303,6 +340,27 @@ def device_resource(target_name: str) -> str:
 # ---- the rules, in the order their artifacts appear in the report --------------------------------
 
 
+def distill_config(c: BuildConfig) -> DistillConfig | None:
+    return DistillConfig(temperature=c.distill_temperature, alpha=c.distill_alpha) if c.distill else None
+
+
+@rule
+def prune(p: Planner, m: ModelPlan) -> None:
+    """--prune l1-filter: a pruned, fine-tuned variant `<model>-p<keep %>` (docs/compression.md)."""
+    c = p.config
+    if c.prune != "l1-filter" or m.parent is not None:
+        return
+    if m.onnx or (m.twin is not None and m.twin.status != "ok"):
+        log.warning("%s: --prune %s needs a tf_keras model; not pruned", m.source, c.prune)
+        return
+    config = PruneConfig(method=c.prune, keep_macs=c.prune_keep_macs, preprocessing=m.prep, epochs=c.prune_epochs,
+                         batch_size=c.batch_size, learning_rate=c.learning_rate, seed=c.seed, augment=resolved_augment(c),
+                         patience=c.early_stopping_patience, distill=distill_config(c), tf_threads=p.train_threads)
+    node = p.node(PruneStage(), config, {"model": m.model, "data": m.data}, label=f"{m.name} {c.prune}", fatal=True,
+                  resources={"GPU": 1})
+    p.variant(m, f"p{round(100 * c.prune_keep_macs)}", node, prune_recipe(config))
+
+
 @rule
 def qat(p: Planner, m: ModelPlan) -> None:
     """QAT when int8-qat TFLite is wanted; where impossible, int8-ptq takes its place (or the build stops)."""
@@ -324,11 +382,13 @@ def qat(p: Planner, m: ModelPlan) -> None:
         if "int8-ptq" not in m.precisions:
             m.precisions.append("int8-ptq")
         return
+    distill = distill_config(c)  # the float model (the parent's, for a variant) teaches QAT
+    teacher = {"teacher": m.teacher or m.model} if distill else {}
     m.qat = p.node(QatStage(), QatConfig(preprocessing=m.prep, epochs=c.qat_epochs, batch_size=c.batch_size,
                                          learning_rate=c.qat_learning_rate, seed=c.seed,
-                                         augment=resolved_augment(c), patience=c.early_stopping_patience,
+                                         augment=resolved_augment(c), patience=c.early_stopping_patience, distill=distill,
                                          tf_threads=p.train_threads),
-                   {"model": m.model, "data": m.data}, label=m.name, fatal=True, resources={"GPU": 1})
+                   {"model": m.model, "data": m.data, **teacher}, label=m.name, fatal=True, resources={"GPU": 1})
 
     def fallback_or_stop(out: StageOutput) -> None:
         if out.result["status"] == "ok":

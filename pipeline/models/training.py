@@ -80,10 +80,12 @@ def preprocess_tf(tf, prep: Preprocessing, images_uint8):
 
 
 def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: int, learning_rate: float, seed: int,
-        augment: str, what: str, patience: int = 0) -> tuple[list[dict], dict]:
+        augment: str, what: str, patience: int = 0, teacher=None, distill=None) -> tuple[list[dict], dict]:
     """Adam with cosine decay on sparse labels, streaming the split; logs progress and one line per
     epoch; returns the history (with training images/s per epoch) and what early stopping did
-    (patience 0: off, every epoch runs)."""
+    (patience 0: off, every epoch runs). With a `teacher` (and `distill`, a DistillConfig), the
+    model learns from the teacher's soft targets too (pipeline/compress/distill.py); `model` is
+    trained in place either way."""
     from pipeline.tf_import import keras, tensorflow
 
     tf_keras = keras()
@@ -97,6 +99,10 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
     dataset = training_dataset(split, prep, batch_size=batch_size, seed=seed, augment=augment)
     steps = epochs * int(np.ceil(len(split) / batch_size))
     schedule = tf_keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1))
+    if teacher is not None:
+        from pipeline.compress.distill import DistillConfig, distiller
+
+        model = distiller(model, teacher, distill or DistillConfig())
     model.compile(
         optimizer=tf_keras.optimizers.Adam(schedule),
         loss="sparse_categorical_crossentropy",

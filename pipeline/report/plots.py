@@ -172,4 +172,7 @@ def all_plots(report: Report) -> list[Plot]:
             diff = output_difference(report, target)  # emulators, and ssh boards beside their speed
             plots += [diff] if diff else []
         plots.append(size_per_precision(report))
+        from pipeline.report import compression_plots
+
+        plots += compression_plots.accuracy_vs_macs(report) + compression_plots.sensitivity(report)
     return plots

@@ -14,13 +14,17 @@ from pipeline.report.schema import Artifact, Benchmark, Constraints, Recommendat
 
 
 def recommend(report: Report, constraints: Constraints) -> list[Recommendation]:
-    """One recommendation per (target, model) that has benchmarks; target 'host' first."""
+    """One recommendation per (target, model) that has benchmarks; target 'host' first. A model's
+    compressed variants (models[].parent) compete with it: their artifacts are its candidates."""
     recommendations = []
+    family = _families(report)
     for target in metrics.targets(report):
         emulated = metrics.is_emulated(report, target)
         for model in report.models:
+            if model.parent is not None:
+                continue
             candidates = [
-                (a, b) for a in report.artifacts if a.model == model.name
+                (a, b) for a in report.artifacts if family.get(a.model) == model.name
                 for b in [metrics.reference_benchmark(a, target)] if b is not None
             ]
             if not candidates:
@@ -31,6 +35,18 @@ def recommend(report: Report, constraints: Constraints) -> list[Recommendation]:
                 reason=reason, constraints=constraints,
             ))
     return recommendations
+
+
+def _families(report: Report) -> dict[str, str]:
+    """Model name -> the uncompressed model it comes from (itself for one)."""
+    parents = {m.name: m.parent for m in report.models}
+    root = {}
+    for name in parents:
+        top = name
+        while parents.get(top):
+            top = parents[top]
+        root[name] = top
+    return root
 
 
 def describe(constraints: Constraints, emulated: bool = False) -> str:

@@ -135,6 +135,43 @@ class Int8Fallback(_Strict):
     rounds: list[FallbackRound] = Field(description="the plain conversion first, then one round per float layer added")
 
 
+class Compression(_Strict):
+    """How a model variant was made smaller (issue 12; docs/compression.md)."""
+
+    method: str = Field(description="'l1-filter' (structured filter pruning), or 'none' for a model that is not a variant")
+    keep_macs: float | None = Field(default=None, description="--prune-keep-macs: the share of the MACs asked to keep")
+    macs_kept: float | None = Field(default=None, description="the share of the unpruned model's MACs the variant has")
+    distilled: bool = Field(default=False, description="fine-tuned against the float model's soft targets (--distill)")
+    distill_temperature: float | None = None
+    distill_alpha: float | None = None
+    qat_distilled: bool | None = Field(default=None, description="on an int8-qat artifact: its QAT fine-tuning was distilled")
+    group_ratios: dict[str, float] | None = Field(default=None, description="share of filters removed per channel group "
+                                                                             "(groups named by their first producer layer)")
+
+
+class SensitivityPoint(_Strict):
+    ratio: float
+    units_removed: int
+    top1: float
+    macs_kept: float
+
+
+class SensitivityCurve(_Strict):
+    group: str
+    producers: list[str]
+    units: int
+    points: list[SensitivityPoint]
+
+
+class PruningSensitivity(_Strict):
+    baseline_top1: float
+    images: int
+    measured_on: str
+    groups: list[SensitivityCurve]
+    top1_pruned_before_fine_tuning: float
+    top1_after_fine_tuning: float
+
+
 class Artifact(_Strict):
     id: str
     model: str
@@ -155,6 +192,8 @@ class Artifact(_Strict):
     fallback: Int8Fallback | None = Field(default=None, description="int8 artifacts: what the float fallback kept in float and what it cost")
     target_accuracy: list[TargetAccuracy] = Field(
         default_factory=list, description="1.4: per emulated target, accuracy computed by its own kernels (--arm-val-images)")
+    compression: Compression | None = Field(default=None, description="the recipe of a compressed variant's artifact, "
+                                                                      "or of a distilled QAT")
 
 
 class QatStatus(_Strict):
@@ -198,6 +237,10 @@ class ModelInfo(_Strict):
         default=None, description="top-1 of the float model under each common input convention (models given without preprocessing flags)")
     keras_twin: KerasTwin | None = Field(
         default=None, description="the tf_keras twin of a Keras 3 model (or of one with preprocessing layers), proven equal before use")
+    parent: str | None = Field(default=None, description="a compressed variant: the model it was made from (its name starts with it)")
+    compression: Compression | None = Field(default=None, description="a compressed variant: how it was made")
+    pruning_sensitivity: PruningSensitivity | None = Field(
+        default=None, description="filter pruning: top-1 with each channel group pruned alone, before fine-tuning")
 
 
 class DataInfo(_Strict):

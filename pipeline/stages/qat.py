@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from pipeline.compress.distill import DistillConfig
 from pipeline.data import Preprocessing
 from pipeline.models import training
 from pipeline.stages.base import Stage, StageConfig, StageOutput
@@ -28,6 +29,7 @@ class QatConfig(StageConfig):
     augment: str = "none"  # pipeline/augment.py: applied to the training split only
     patience: int = 0  # early stopping (pipeline.models.training); 0: every epoch
     tf_threads: int = 0  # TensorFlow's intra-op threads the training runs with (runner._run); 0: this process's
+    distill: DistillConfig | None = None  # learn from inputs["teacher"]'s soft targets too (pipeline/compress/distill.py)
 
 
 def unsupported_layers(model) -> list[str]:
@@ -81,10 +83,12 @@ class QatStage(Stage):
             qat_model, train, Preprocessing.from_dict(config.preprocessing), epochs=config.epochs,
             batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
             augment=config.augment, what="qat", patience=config.patience,
+            teacher=load_float_model(inputs["teacher"]) if config.distill else None, distill=config.distill,
         )
         with tfmot().quantization.keras.quantize_scope():
             qat_model.save(workdir / QAT_MODEL_FILE)
         return {"status": "ok", "model_file": QAT_MODEL_FILE, "history": history, "augment": config.augment,
+                "distilled": config.distill is not None,
                 "images": len(train), "early_stopping": stopping}
 
 

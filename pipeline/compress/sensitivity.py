@@ -1,0 +1,75 @@
+"""Sensitivity analysis (Li et al. 2017, Figure 2) and the per-group ratios chosen from it.
+
+Each group is pruned alone at each ratio (through `filter_pruning.mask_weights`, which computes
+what the pruned model would, without rebuilding it) and top-1 is measured without fine-tuning on
+images held out of the training split (never the validation split the report scores).
+
+Choosing the ratios, greedily: start with nothing pruned; while the model's MACs are above the
+target, take the one step (one group to its next ratio) that costs the least top-1 per MAC saved,
+the cost read from that group's curve (groups assumed independent, as in the paper). A step that
+loses nothing is taken first, the biggest saving first among those.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from pipeline.compress.filter_pruning import ChannelGraph, mask_weights, restore
+from pipeline.errors import UserInputError
+from pipeline.progress import Progress
+
+RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+FREE = 1e-4  # top-1 "lost" by a step that loses nothing, so that savings still rank such steps
+
+
+def curves(graph: ChannelGraph, top1: Callable[[], float], ratios=RATIOS) -> dict:
+    """{"baseline_top1", "groups": [{"group", "producers", "units", "points": [{"ratio", "units_removed", "top1", "macs"}]}]}."""
+    baseline = top1()
+    total = graph.macs()
+    groups = []
+    progress = Progress("sensitivity", len(graph.groups) * len(ratios), unit="measurements", every_s=30.0)
+    for group in graph.groups:
+        points = []
+        for ratio in ratios:
+            keep = graph.keep_mask({group.name: ratio})
+            saved = mask_weights(graph, keep)
+            try:
+                accuracy = top1()
+            finally:
+                restore(saved)
+            progress.add(1)
+            points.append({"ratio": ratio, "units_removed": group.removed(ratio), "top1": accuracy,
+                           "macs_kept": graph.macs(keep) / total})
+        groups.append({"group": group.name, "producers": group.producers, "units": len(group.units), "points": points})
+    return {"baseline_top1": baseline, "groups": groups}
+
+
+def choose(graph: ChannelGraph, measured: dict, keep_macs: float) -> dict[str, float]:
+    """Per-group ratios whose pruned model keeps at most `keep_macs` of the MACs (greedy, above)."""
+    total = graph.macs()
+    target = keep_macs * total
+    top1 = {g["group"]: {0.0: measured["baseline_top1"], **{p["ratio"]: p["top1"] for p in g["points"]}}
+            for g in measured["groups"]}
+    steps = {name: sorted(curve) for name, curve in top1.items()}
+    chosen = {name: 0.0 for name in top1}
+    macs = total
+    while macs > target:
+        options, moved = [], False
+        for name, ratio in list(chosen.items()):
+            later = [r for r in steps[name] if r > ratio]
+            if not later:
+                continue
+            trial_macs = graph.macs(graph.keep_mask({**chosen, name: later[0]}))
+            if trial_macs >= macs:  # the step removes no unit (rounding): the group's next ratio is the real step
+                chosen[name], moved = later[0], True
+                continue
+            cost = max(top1[name][ratio] - top1[name][later[0]], 0.0) + FREE
+            options.append((cost / (macs - trial_macs), name, later[0], trial_macs))
+        if options:
+            _, name, ratio, macs = min(options)
+            chosen[name] = ratio
+        elif not moved:
+            raise UserInputError(f"--prune-keep-macs {keep_macs:g}: unreachable; pruning every group at {max(RATIOS):g} "
+                                 f"keeps {macs / total:.2f} of the MACs")
+    return {name: ratio for name, ratio in chosen.items() if ratio > 0}

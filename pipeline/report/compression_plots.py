@@ -1,0 +1,52 @@
+"""The compression plots of report.html (docs/compression.md): each pruned variant's sensitivity
+curves (Li et al. 2017, Figure 2), and top-1 against MACs across a model's variants."""
+from __future__ import annotations
+
+from pipeline.report.plots import Plot, _png, _pyplot
+from pipeline.report.schema import Report
+
+
+def sensitivity(report: Report) -> list[Plot]:
+    plots = []
+    for model in report.models:
+        s = model.pruning_sensitivity
+        if s is None:
+            continue
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(7.5, 4.0))
+        chosen = (model.compression.group_ratios if model.compression else None) or {}
+        for curve in s.groups:
+            xs = [0.0] + [p.ratio for p in curve.points]
+            ys = [100 * s.baseline_top1] + [100 * p.top1 for p in curve.points]
+            line, = ax.plot(xs, ys, lw=1, alpha=0.8)
+            if curve.group in chosen:
+                ratio = chosen[curve.group]
+                ax.plot([ratio], [ys[xs.index(ratio)]] if ratio in xs else [], "o", color=line.get_color(), ms=4)
+        ax.set_xlabel("share of the group's filters removed (smallest L1 first)")
+        ax.set_ylabel("top-1, % (no fine-tuning)")
+        ax.set_title(f"{model.name}: sensitivity of {len(s.groups)} channel groups")
+        plots.append(Plot(f"sensitivity-{model.name}", f"Pruning sensitivity of {model.parent or model.name}",
+                          f"Each line is one channel group pruned alone, measured on {s.images} {s.measured_on} without "
+                          f"fine-tuning; dots: the ratios chosen. Pruned to {100 * (model.compression.macs_kept or 0):.0f} % of the "
+                          f"MACs: top-1 {100 * s.top1_pruned_before_fine_tuning:.1f} % before fine-tuning, "
+                          f"{100 * s.top1_after_fine_tuning:.1f} % after (held-out images).", _png(fig)))
+    return plots
+
+
+def accuracy_vs_macs(report: Report) -> list[Plot]:
+    """Float top-1 of each model and its variants against MACs, with their best int8 artifact's top-1."""
+    if not any(m.parent for m in report.models):
+        return []
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.0))
+    for model in report.models:
+        int8 = [a.accuracy.top1 for a in report.artifacts if a.model == model.name and a.precision in ("int8-qat", "int8-ptq", "int8")]
+        ax.plot(model.macs / 1e6, 100 * model.float_accuracy.top1, "o" if model.parent is None else "s", label=f"{model.name} float")
+        if int8:
+            ax.plot(model.macs / 1e6, 100 * max(int8), "v", label=f"{model.name} best int8")
+    ax.set_xlabel("MMACs per image")
+    ax.set_ylabel("top-1, %")
+    ax.set_title("Accuracy against MACs, models and their variants")
+    ax.legend(fontsize=7)
+    return [Plot("accuracy-macs", "Accuracy against MACs", "Validation top-1 (the report's sample); circles: the models as "
+                 "built, squares: their compressed variants, triangles: their best int8 artifact.", _png(fig))]

@@ -1,0 +1,98 @@
+"""prune: L1-norm filter pruning (pipeline/compress/filter_pruning.py) to a share of the MACs,
+the per-group ratios chosen by sensitivity analysis (pipeline/compress/sensitivity.py), then
+fine-tuning, distilled from the unpruned model with --distill. The result is a float model like
+train's (model_file, params, MACs), so every later stage takes it as it takes any float model.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from pipeline.compress.distill import DistillConfig
+from pipeline.data import Preprocessing
+from pipeline.models import training
+from pipeline.stages.base import Stage, StageConfig, StageOutput
+from pipeline.stages.data import open_split
+from pipeline.stages.model import TF_TOOLS, load_float_model, model_facts
+
+log = logging.getLogger("deploy")
+
+SENSITIVITY_MAX_IMAGES = 1000  # held-out training images each sensitivity point is measured on (at most)
+
+
+class PruneConfig(StageConfig):
+    method: Literal["l1-filter"] = "l1-filter"
+    keep_macs: float  # share of the unpruned model's MACs to keep at most
+    preprocessing: dict
+    epochs: int  # fine-tuning
+    batch_size: int
+    learning_rate: float
+    seed: int
+    augment: str = "none"
+    patience: int = 0
+    distill: DistillConfig | None = None  # None: fine-tuned on the labels only
+    tf_threads: int = 0  # TensorFlow's intra-op threads the fine-tuning runs with (runner._run); 0: this process's
+
+
+def recipe(config: PruneConfig) -> dict:
+    """The compression recipe the report records for the variant and its artifacts."""
+    return {"method": config.method, "keep_macs": config.keep_macs, "distilled": config.distill is not None,
+            **({"distill_temperature": config.distill.temperature, "distill_alpha": config.distill.alpha} if config.distill else {})}
+
+
+def _held_out(train, seed: int, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray, str]:
+    """The images early stopping holds out of the training split (training.holdout): the float
+    training and the fine-tuning never fit them."""
+    parts = training.holdout(train, seed)
+    held, where = (parts[1], "held-out training images") if parts is not None else (train, "training images (a class is too small to hold any out)")
+    held = held.sample(SENSITIVITY_MAX_IMAGES, seed)
+    images, labels = held.read(np.arange(len(held)))
+    return prep.apply(images), labels, where
+
+
+class PruneStage(Stage):
+    name = "prune"
+    tools = TF_TOOLS
+    Config = PruneConfig
+
+    def run(self, config: PruneConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
+        from pipeline.compress import filter_pruning, sensitivity
+
+        teacher = load_float_model(inputs["model"])
+        model = load_float_model(inputs["model"])  # pruned through a copy: the teacher stays whole
+        prep = Preprocessing.from_dict(config.preprocessing)
+        train = open_split(inputs["data"], "train")
+        x, y, where = _held_out(train, config.seed, prep)
+
+        def top1(net=model) -> float:
+            probs = np.concatenate([net(x[i:i + 256], training=False).numpy() for i in range(0, len(x), 256)])
+            return float(np.mean(probs.argmax(1) == y))
+
+        graph = filter_pruning.read_graph(model)
+        log.info("prune %s: %d groups, sensitivity on %d %s", model.name, len(graph.groups), len(x), where)
+        curves = sensitivity.curves(graph, top1)
+        ratios = sensitivity.choose(graph, curves, config.keep_macs)
+        pruned = filter_pruning.prune(graph, graph.keep_mask(ratios))
+        before = top1(pruned)
+        training.use_fast_batchnorm(pruned)
+        history, stopping = training.fit(
+            pruned, train, prep, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+            seed=config.seed, augment=config.augment, what="prune fine-tune", patience=config.patience,
+            teacher=teacher if config.distill else None, distill=config.distill,
+        )
+        pruned.save(workdir / "model.keras")
+        facts = model_facts(pruned)
+        unpruned = graph.macs()
+        log.info("prune %s: %.1f %% of the MACs kept, held-out top-1 %.3f unpruned, %.3f pruned, %.3f fine-tuned",
+                 model.name, 100 * facts["macs"] / unpruned, curves["baseline_top1"], before, top1(pruned))
+        return {
+            "model_file": "model.keras", "trusted": False, "history": history, "augment": config.augment,
+            "images": len(train), "early_stopping": stopping, **facts,
+            "compression": {**recipe(config), "macs_kept": facts["macs"] / unpruned, "unpruned_macs": unpruned,
+                            "unpruned_params": int(model.count_params()), "group_ratios": ratios},
+            "sensitivity": {**curves, "images": int(len(x)), "measured_on": where,
+                            "top1_pruned_before_fine_tuning": before, "top1_after_fine_tuning": top1(pruned)},
+        }

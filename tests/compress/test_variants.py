@@ -1,0 +1,48 @@
+"""The variant mechanism (Planner.variant) and the plan --prune makes, without running a stage."""
+from __future__ import annotations
+
+from pipeline import rules
+from pipeline.build import Build, dry_run
+from pipeline.config import load_config
+
+FLAGS = {"models": ["squeezenet"], "data": "demo", "formats": ["tflite"], "precisions": ["fp32", "int8-qat"], "threads": [1]}
+
+
+def test_dry_run_shows_the_prune_stage_and_the_variants_stages(tmp_path):
+    config = load_config(overrides={**FLAGS, "out": tmp_path, "prune": "l1-filter", "prune_keep_macs": 0.4, "distill": True})
+    lines = dry_run(config)
+    stages = [line.split()[2:] for line in lines if line.startswith("  run")]
+    assert ["prune", "squeezenet", "l1-filter"] in stages
+    for stage in (["reference", "squeezenet-p40"], ["qat", "squeezenet-p40"], ["convert", "squeezenet-p40", "int8-qat"],
+                  ["qat", "squeezenet"]):
+        assert any(s[: len(stage)] == stage for s in stages), stage
+    assert not any("squeezenet-p40-p40" in line for line in lines)  # a variant is not pruned again
+
+
+def test_a_variant_goes_through_the_rules_after_the_one_that_made_it(tmp_path, monkeypatch):
+    """Any compression rule (sparsity, clustering...) wires its variant in with one call."""
+    monkeypatch.setattr(rules, "RULES", [])
+    made = []
+
+    @rules.rule
+    def toy_compression(p, m):
+        if m.parent is None:  # a stand-in compression stage: the same training, shorter
+            smaller = p.node(m.model.stage, m.model.config.model_copy(update={"epochs": 1}), m.model.inputs, label="toy")
+            made.append(p.variant(m, "toy", smaller, {"method": "toy"}))
+
+    for each in (rules.prune, rules.qat, rules.tflite):
+        rules.rule(each)
+    config = load_config(overrides={**FLAGS, "out": tmp_path, "distill": True})
+    build = Build(config, "test", dry_run=True)
+    try:
+        _, models = build.plan()
+    finally:
+        build.close()
+    parent, variant = models
+    assert made == [variant] and parent.variants == [variant]
+    assert (variant.name, variant.parent, variant.compression) == ("squeezenet-toy", "squeezenet", {"method": "toy"})
+    assert variant.reference is not parent.reference and variant.baseline is parent.reference
+    assert variant.qat is not None and variant.qat.inputs["teacher"] is parent.model  # the parent's float model teaches
+    # int8-ptq: planned in case QAT turns out impossible, as for any model
+    assert [a.precision for a in variant.artifacts] == ["fp32", "int8-qat", "int8-ptq"]
+    assert {a.model for a in variant.artifacts} == {"squeezenet-toy"}
