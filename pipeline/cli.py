@@ -153,7 +153,7 @@ def cli(ctx, debug):
 @click.option("--int8-budget", type=float, help="Points of top-1 int8 may lose to the float model before the fallback acts [0.5].")
 @click.option("--formats", callback=_split, help="Comma-separated subset of tflite,ncnn,onnx [all].")
 @click.option("--ncnn-precisions", callback=_split, help="Comma-separated subset of fp32,fp16,int8 for ncnn [all].")
-@click.option("--ncnn-calibration", type=click.Choice(["kl", "percentile", "minmax", "mse", "auto"]), help="ncnn int8 activation calibration [kl, as ncnn2table]; mse: least squared error per blob; auto: per layer the least measured error.")
+@click.option("--ncnn-calibration", type=click.Choice(["kl", "percentile", "minmax", "mse", "auto"]), help="ncnn int8 activation calibration [mse: least squared error per blob]; kl as ncnn2table; auto: per layer the least measured error.")
 @click.option("--ncnn-percentile", type=float, help="Percentile of |activation| kept by --ncnn-calibration percentile [99.99].")
 @click.option("--ncnn-float-layers", callback=_split, help="ncnn layers kept in float in int8 artifacts: first, last or layer names [none].")
 @click.option("--input-shape", callback=_ints, help="ONNX input: N,C,H,W to fix dynamic dimensions to, e.g. 1,3,224,224.")

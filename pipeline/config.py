@@ -85,10 +85,10 @@ class BuildConfig(BaseModel):
     io: Literal["float", "int8"] = "float"
     formats: list[Literal["tflite", "ncnn", "onnx"]] = Field(default_factory=lambda: list(FORMATS), min_length=1)
     ncnn_precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: list(NCNN_PRECISIONS), min_length=1)
-    # ncnn int8: activation calibration (kl as ncnn2table's default; percentile; minmax; mse;
+    # ncnn int8: activation calibration (mse, measured best in docs/int8-ncnn.md; kl as ncnn2table; percentile; minmax;
     # auto = per layer the least measured error among kl, percentile, mse) and
     # the convolution / dense layers kept in float ("first", "last" or ncnn layer names).
-    ncnn_calibration: Literal["kl", "percentile", "minmax", "mse", "auto"] = "kl"
+    ncnn_calibration: Literal["kl", "percentile", "minmax", "mse", "auto"] = "mse"
     ncnn_percentile: float = Field(default=99.99, gt=0, le=100)
     ncnn_float_layers: list[str] = Field(default_factory=list)
     # int8 float fallback, TFLite int8-ptq and ncnn int8 (docs/int8.md): "auto" keeps the worst layers

@@ -31,7 +31,7 @@ def test_every_format_is_verified_in_its_own_runtime_and_benchmarked(run):
     int8 = by_key[("ncnn", "int8")]
     assert int8.int8_check.fully_int8 and int8.calibration_images == 24
     meta = json.loads((out / int8.metadata_path).read_text())
-    assert meta["calibration_method"] == "kl"
+    assert meta["calibration_method"] == "mse"  # the default
     # The fallback's float layers (if it needed any) count as requested: verify accepts them.
     fallback = meta["fallback"]
     assert fallback["status"] in ("not-needed", "met", "cap-reached") and fallback["budget_points"] == 0.5

@@ -47,6 +47,9 @@ def fallback_lines(report: Report | None, a: Artifact) -> list[str]:
     decision = {
         "off": "Float fallback off (--int8-fallback off)",
         "not-needed": f"Float fallback not needed: int8 is within the {f.budget_points:g}-point budget",
+        "no-broken-layer": f"int8 is over the {f.budget_points:g}-point budget but no layer is broken (nrmse < 1): the loss is "
+                           "spread over layers or is noise on the held-out images; float layers would not buy it back "
+                           "(try int8-qat or more calibration images)",
         "met": f"Float fallback met the {f.budget_points:g}-point budget with {len(f.float_layers)} layer(s) in float: "
                + ", ".join(short(name) for name in f.float_layers),
         "cap-reached": f"Float fallback reached its cap without meeting the {f.budget_points:g}-point budget; shipped "

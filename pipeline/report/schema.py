@@ -126,7 +126,7 @@ class FallbackRound(_Strict):
 class Int8Fallback(_Strict):
     """1.4: the automatic float fallback's decision for one int8 artifact (--int8-fallback, --int8-budget)."""
     budget_points: float = Field(description="points of top-1 the int8 model may lose to the float model")
-    status: Literal["not-needed", "met", "cap-reached", "off"]
+    status: Literal["not-needed", "met", "cap-reached", "no-broken-layer", "off"]
     float_layers: list[str] = Field(description="layers the shipped artifact keeps in float, worst first")
     top1_int8: float = Field(description="the plain int8 conversion's top-1 on held-out training images (never the validation split)")
     top1_float: float = Field(description="the float model's top-1 on the same images")

@@ -115,3 +115,15 @@ def test_fallback_keeps_int8_input_and_output(sabotaged, tmp_path):
     shipped.write_bytes(found["model"])
     assert litert.io_types(shipped) == {"input": "int8", "output": "int8"}
     assert litert.float_compute_ops(shipped, found["fallback"]["float_layers"]) == []
+
+
+@pytest.mark.slow
+def test_over_budget_without_a_broken_layer_ships_the_plain_model(sabotaged, tmp_path):
+    """Healthy layers (rounding-level nrmse) are never kept float: the loss is not theirs to buy back."""
+    model, _, held_out, labels, plain = sabotaged
+    healthy = [{"layer": "model/conv3/Relu", "op": "CONV_2D", "nrmse": 0.3, "max_abs": 0.1, "cosine": 0.999}]
+    float_top1 = float(np.mean(model.predict(held_out, verbose=0).argmax(1) == labels))
+    record, shipped = tflite_layers.fallback(None, plain, healthy, float_top1, held_out, labels, budget_points=0.5,
+                                             mode="auto", int8_io=False, scratch=tmp_path / "round.tflite")
+    assert float_top1 - record["top1_int8"] > 0.2  # over budget
+    assert record["status"] == "no-broken-layer" and record["float_layers"] == [] and shipped == plain
