@@ -29,9 +29,11 @@ def _representative(calibration: np.ndarray) -> Callable[[], Iterable[list[np.nd
     return batches
 
 
-def convert(model, precision: str, calibration: np.ndarray | None = None, int8_io: bool = False, function=None) -> bytes:
+def convert(model, precision: str, calibration: np.ndarray | None = None, int8_io: bool = False, function=None,
+            sparse: bool = False) -> bytes:
     """Convert an in-memory tf_keras model; `calibration` is float, already preprocessed.
-    `function`: the model's batch-1 concrete function if already traced (see `trace`)."""
+    `function`: the model's batch-1 concrete function if already traced (see `trace`).
+    `sparse`: store mostly-zero weights sparse (see `sparse_storage`)."""
     from pipeline.tf_import import tensorflow
 
     tf = tensorflow()
@@ -52,6 +54,8 @@ def convert(model, precision: str, calibration: np.ndarray | None = None, int8_i
         if int8_io:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
+    if sparse:
+        sparse_storage(tf, converter)
     with capture_native_stderr() as native:
         try:
             return converter.convert()
@@ -61,6 +65,14 @@ def convert(model, precision: str, calibration: np.ndarray | None = None, int8_i
         f"TFLite converter failed for {model.name} ({precision}): {str(failure).splitlines()[0] if str(failure) else type(failure).__name__}"
         f" | {native.tail()}"
     ) from failure
+
+
+def sparse_storage(tf, converter) -> None:
+    """Store sparse weights in sparse form (DENSIFY ops in the .tflite): the signal LiteRT's XNNPACK
+    delegate needs before it considers its sparse (NCHW, SpMM) path for fp32 models. XNNPACK's other
+    conditions are on the graph (pipeline.compress.sparsity) and whether it applied is measured
+    (pipeline.compress.xnnpack_sparse)."""
+    converter.optimizations = [*converter.optimizations, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
 
 
 def trace(tf, model):

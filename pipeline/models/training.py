@@ -70,10 +70,11 @@ def training_dataset(split: Split, prep: Preprocessing, *, batch_size: int, seed
 
 
 def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: int, learning_rate: float, seed: int,
-        augment: str, what: str, patience: int = 0) -> tuple[list[dict], dict]:
+        augment: str, what: str, patience: int = 0, callbacks: list | None = None) -> tuple[list[dict], dict]:
     """Adam with cosine decay on sparse labels, streaming the split; logs progress and one line per
     epoch; returns the history (with training images/s per epoch) and what early stopping did
-    (patience 0: off, every epoch runs)."""
+    (patience 0: off, every epoch runs). `callbacks`: extra Keras callbacks (e.g. tfmot's
+    UpdatePruningStep, which pruning needs)."""
     from pipeline.tf_import import keras
 
     tf_keras = keras()
@@ -111,7 +112,7 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
                 seconds, rates[-1],
             )
 
-    callbacks = [EpochLog()]
+    callbacks = [EpochLog(), *(callbacks or [])]
     validation = None
     if stop is not None:
         validation = training_dataset(stop, prep, batch_size=batch_size, seed=seed, augment="none")
