@@ -137,6 +137,10 @@ def cli(ctx, debug):
 @click.option("--augment", type=click.Choice(["none", "basic"]),
               help="Training augmentation for built-in training and QAT: basic = random resized crop + horizontal flip [basic; none on the demo digits].")
 @click.option("--val-max-images", type=int, help="Validation images each accuracy figure uses, a seeded sample (0: all) [2000].")
+@click.option("--prune", type=click.Choice(["none", "magnitude"]),
+              help="Also build a pruned variant: magnitude = tfmot magnitude sparsity to --sparsity (docs/compression-tfmot.md) [none].")
+@click.option("--sparsity", type=float, help="Share of the pruned weights set to zero by --prune magnitude [0.8].")
+@click.option("--cluster", type=click.IntRange(min=0), help="Also build a variant with this many shared values per kernel (tfmot weight clustering); 0: off [0].")
 @click.option("--require-qat", is_flag=True, default=None, help="Fail (exit 2) instead of falling back to PTQ when QAT is impossible.")
 @click.option("--precisions", callback=_split, help="Comma-separated subset of fp32,fp16,dynamic-int8,int8-ptq,int8-qat [all].")
 @click.option("--calibration-images", type=int, help="Training images used to calibrate int8 PTQ [200].")

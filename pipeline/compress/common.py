@@ -46,6 +46,16 @@ def top1(model, split, prep, batch_size: int = 128) -> float:
     return correct / max(len(split), 1)
 
 
+def copy_model(model):
+    """An independent copy (same layer names and weights): tfmot's prune_low_magnitude wraps the
+    given model's own layer objects, so pruning would zero the caller's model too."""
+    from pipeline.tf_import import keras
+
+    copy = keras().models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def kernels(model):
     """(layer name, kernel array) for every Conv2D / DepthwiseConv2D / Dense kernel of a plain model."""
     for layer in model.layers:

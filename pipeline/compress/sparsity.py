@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.compress.common import copy_model
+
 SCOPES = ("pointwise", "all")
 SCHEDULE_TICKS = 10  # sparsity steps between 0 and the target
 PRUNED_SHARE = 2 / 3  # of the fine-tuning steps spent raising sparsity; the rest recover accuracy
@@ -54,7 +56,7 @@ def prune(model, target: float, total_steps: int, scope: str = "pointwise"):
         raise ValueError(f"unknown pruning scope {scope!r} (choose from {', '.join(SCOPES)})")
     t = tfmot()
     policy = _pointwise_policy() if scope == "pointwise" else None
-    wrapped = t.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule(target, total_steps), pruning_policy=policy)
+    wrapped = t.sparsity.keras.prune_low_magnitude(copy_model(model), pruning_schedule=schedule(target, total_steps), pruning_policy=policy)
     return wrapped, [t.sparsity.keras.UpdatePruningStep()]
 
 
@@ -194,10 +196,16 @@ def sparsify_untrained(model, target: float, scope: str = "pointwise", seed: int
     t = tfmot()
     policy = _pointwise_policy() if scope == "pointwise" else None
     wrapped = t.sparsity.keras.prune_low_magnitude(
-        model, pruning_schedule=t.sparsity.keras.ConstantSparsity(target, begin_step=0, frequency=1), pruning_policy=policy)
+        copy_model(model), pruning_schedule=t.sparsity.keras.ConstantSparsity(target, begin_step=0, frequency=1), pruning_policy=policy)
     # One step at learning rate 0: tfmot computes and applies its masks on step 0; no weight moves.
     wrapped.compile(optimizer=keras().optimizers.SGD(0.0), loss="sparse_categorical_crossentropy")
     shape = (1, *model.inputs[0].shape[1:])
     x = np.random.default_rng(seed).normal(size=shape).astype(np.float32)
     wrapped.fit(x, np.zeros(1, np.int64), epochs=1, verbose=0, callbacks=[t.sparsity.keras.UpdatePruningStep()])
     return strip(wrapped)
+
+
+def pointwise_layer_names(model) -> list[str]:
+    """The 1x1 Conv2D layers: what scope "pointwise" prunes."""
+    policy = _pointwise_policy()
+    return [layer.name for layer in model.layers if policy.allow_pruning(layer)]

@@ -20,6 +20,7 @@ class ConvertConfig(StageConfig):
     calibration_images: int
     seed: int
     preprocessing: dict
+    sparse: bool = False  # store zero-heavy weights sparse (converters.tflite.sparse_storage): a sparsity variant's fp32
 
 
 # A worker converts the same model in several precisions: load and trace it once per process
@@ -49,7 +50,7 @@ class ConvertStage(Stage):
         calibration = None
         if config.precision in ("int8-ptq", "int8-qat"):
             calibration = preprocessing.apply(calibration_images(inputs["data"], config.calibration_images, config.seed))
-        data = tflite.convert(model, config.precision, calibration, config.int8_io, function=function)
+        data = tflite.convert(model, config.precision, calibration, config.int8_io, function=function, sparse=config.sparse)
         stem = f"{config.model_name}_{config.precision}"
         artifact = tflite.write(data, workdir / f"{stem}.tflite")
         return write_recipe(

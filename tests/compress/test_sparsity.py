@@ -109,3 +109,13 @@ def test_a_prune_preserving_qat_model_saves_and_loads(tmp_path):
     loaded = load_qat_model(StageOutput("qat", "k", tmp_path, {}, False, 0.0))
     x = np.zeros((1, 16, 16, 3), np.float32)
     assert np.allclose(loaded.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
+
+
+def test_sparsifying_leaves_the_given_model_dense():
+    """tfmot wraps the model's own layers: without a copy, the caller's dense model would be pruned too."""
+    model = pointwise_model()
+    before = [w.copy() for w in model.get_weights()]
+    sparse = sparsity.sparsify_untrained(model, 0.8)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    names = sparsity.pointwise_layer_names(sparse)
+    assert len(names) == 2 and sparsity.sparsity_report(sparse, names)["pruned_layers"] == pytest.approx(0.8, abs=0.01)
