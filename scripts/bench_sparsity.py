@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -52,23 +51,9 @@ def build_files(folder: Path, name: str, size: int, sparsity: float) -> tuple[di
 
 
 def verdict(files: dict[str, Path], arm64: bool) -> dict:
-    """xnnpack_sparse's comparison run as a script in a fresh process: the host's Python, or the
-    arm64 root filesystem's under QEMU (numpy + LiteRT only there)."""
-    script = Path(__file__).resolve().parents[1] / "pipeline" / "compress" / "xnnpack_sparse.py"
-    args = [str(script), str(files["sparse-storage"]), str(files["sparse"])]
-    env = dict(os.environ)
-    if arm64:
-        from pipeline.targets import emulated
+    from pipeline.compress.xnnpack_sparse import compare_in_process
 
-        root = emulated.rootfs("arm64")
-        qemu, cpu = emulated.QEMU["arm64"]
-        command, env["QEMU_CPU"] = [qemu, "-L", str(root), str(root / "usr" / "bin" / "python3"), *args, "2"], cpu
-    else:
-        command = [sys.executable, *args, "10"]
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3600)
-    if proc.returncode != 0:
-        return {"sparse_path": "unknown", "error": proc.stderr.strip().splitlines()[-1:]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return compare_in_process(files["sparse-storage"], files["sparse"], rounds=2 if arm64 else 10, arm64=arm64)
 
 
 def main() -> None:

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline.compress.common import gzip_size, top1
+from pipeline.data import Preprocessing
+from pipeline.datastore import Split
 from pipeline.models import training
 
 
@@ -30,3 +34,38 @@ def gzip_sizes(model) -> dict[str, int]:
     from converters import tflite
 
     return {precision: gzip_size(tflite.convert(model, precision)) for precision in ("fp32", "dynamic-int8")}
+
+
+@dataclass(frozen=True)
+class Start:
+    """What both stages begin with: the float model, its preprocessing, the split in two, top-1 before."""
+
+    dense: object
+    prep: Preprocessing
+    fit: Split
+    stop: Split | None
+    before: float | None
+
+
+def start(inputs: dict, preprocessing: dict, seed: int) -> Start:
+    from pipeline.stages.data import open_split
+    from pipeline.stages.model import load_float_model
+
+    dense = load_float_model(inputs["model"])
+    prep = Preprocessing.from_dict(preprocessing)
+    fit, stop = held_out(open_split(inputs["data"], "train"), seed)
+    return Start(dense, prep, fit, stop, measured_top1(dense, stop, prep))
+
+
+def finish(begun: Start, model, workdir: Path, history: list, config, **specific) -> dict:
+    """Save the stripped model as the train stage does and return the stage result both stages share."""
+    from pipeline.stages.model import model_facts
+
+    model.save(workdir / "model.keras")
+    return {
+        "model_file": "model.keras", "trusted": False, "history": history, "augment": config.augment, **specific,
+        "held_out_images": 0 if begun.stop is None else len(begun.stop),
+        "top1_before": begun.before, "top1_after": measured_top1(model, begun.stop, begun.prep),
+        "gzip_bytes": {"dense": gzip_sizes(begun.dense), "compressed": gzip_sizes(model)} if config.gzip_sizes else None,
+        **model_facts(model),
+    }

@@ -14,12 +14,10 @@ from typing import Literal
 from pydantic import Field
 
 from pipeline.compress import clustering, finetune
-from pipeline.data import Preprocessing
 from pipeline.errors import UserInputError
 from pipeline.models import training
 from pipeline.stages.base import Stage, StageConfig, StageOutput
-from pipeline.stages.data import open_split
-from pipeline.stages.model import TF_TOOLS, load_float_model, model_facts
+from pipeline.stages.model import TF_TOOLS
 
 log = logging.getLogger("deploy")
 
@@ -42,28 +40,20 @@ class ClusteringStage(Stage):
     Config = ClusteringConfig
 
     def run(self, config: ClusteringConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
-        dense = load_float_model(inputs["model"])
-        prep = Preprocessing.from_dict(config.preprocessing)
-        fit_split, stop = finetune.held_out(open_split(inputs["data"], "train"), config.seed)
-        before = finetune.measured_top1(dense, stop, prep)
+        begun = finetune.start(inputs, config.preprocessing, config.seed)
         try:
-            wrapped = clustering.cluster(dense, config.clusters, config.init)
+            wrapped = clustering.cluster(begun.dense, config.clusters, config.init)
         except ValueError as e:  # tfmot names the layer it cannot cluster
-            raise UserInputError(f"--cluster {config.clusters}: {dense.name}: {str(e).splitlines()[0]}") from e
+            raise UserInputError(f"--cluster {config.clusters}: {begun.dense.name}: {str(e).splitlines()[0]}") from e
         clustered = clustering.clustered_layer_names(wrapped)
         history, _ = training.fit(
-            wrapped, fit_split, prep, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+            wrapped, begun.fit, begun.prep, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
             seed=config.seed, augment=config.augment, what="clustering")
         model = clustering.strip(wrapped)
-        model.save(workdir / "model.keras")
-        after = finetune.measured_top1(model, stop, prep)
-        log.info("  clustering: %d kernels at <= %d values, held-out top-1 %s -> %s", len(clustered), config.clusters, before, after)
-        return {
-            "model_file": "model.keras", "trusted": False, "history": history, "augment": config.augment,
-            "compression": {"method": "clustering", "clusters": config.clusters, "init": config.init},
-            "distinct_values": clustering.clusters_report(model, clustered), "clustered_layers": clustered,
-            "held_out_images": 0 if stop is None else len(stop), "top1_before": before, "top1_after": after,
-            "gzip_bytes": ({"dense": finetune.gzip_sizes(dense), "compressed": finetune.gzip_sizes(model)}
-                           if config.gzip_sizes else None),
-            **model_facts(model),
-        }
+        result = finetune.finish(
+            begun, model, workdir, history, config,
+            compression={"method": "clustering", "clusters": config.clusters, "init": config.init},
+            distinct_values=clustering.clusters_report(model, clustered), clustered_layers=clustered)
+        log.info("  clustering: %d kernels at <= %d values, held-out top-1 %s -> %s",
+                 len(clustered), config.clusters, result["top1_before"], result["top1_after"])
+        return result

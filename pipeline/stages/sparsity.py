@@ -14,12 +14,10 @@ from typing import Literal
 from pydantic import Field
 
 from pipeline.compress import finetune, sparsity
-from pipeline.data import Preprocessing
 from pipeline.errors import UserInputError
 from pipeline.models import training
 from pipeline.stages.base import Stage, StageConfig, StageOutput
-from pipeline.stages.data import open_split
-from pipeline.stages.model import TF_TOOLS, load_float_model, model_facts
+from pipeline.stages.model import TF_TOOLS
 
 log = logging.getLogger("deploy")
 
@@ -43,39 +41,30 @@ class SparsityStage(Stage):
     Config = SparsityConfig
 
     def run(self, config: SparsityConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
-        dense = load_float_model(inputs["model"])
-        prep = Preprocessing.from_dict(config.preprocessing)
-        fit_split, stop = finetune.held_out(open_split(inputs["data"], "train"), config.seed)
-        before = finetune.measured_top1(dense, stop, prep)
-        model, repadded, why_not = dense, [], None
+        begun = finetune.start(inputs, config.preprocessing, config.seed)
+        model, repadded, why_not = begun.dense, [], None
         if config.xnnpack_padding:
             try:
-                model, repadded = sparsity.symmetric_stride2_padding(dense)
+                model, repadded = sparsity.symmetric_stride2_padding(begun.dense)
             except ValueError as e:
                 why_not = str(e)
-        wrapped, callbacks = sparsity.prune(model, config.sparsity, finetune.steps(len(fit_split), config.batch_size, config.epochs), config.scope)
+        steps = finetune.steps(len(begun.fit), config.batch_size, config.epochs)
+        wrapped, callbacks = sparsity.prune(model, config.sparsity, steps, config.scope)
         pruned = sparsity.pruned_layer_names(wrapped)
         if not pruned:
-            raise UserInputError(f"--sparsity: {dense.name} has no layer tfmot prunes in scope '{config.scope}'"
-                                 + (" (1x1 Conv2D); use scope 'all'" if config.scope == "pointwise" else ""))
+            raise UserInputError(f"--sparsity: {begun.dense.name} has no layer tfmot prunes in scope '{config.scope}'"
+                                 + (" (1x1 Conv2D); use sparsity_scope: all" if config.scope == "pointwise" else ""))
         history, _ = training.fit(
-            wrapped, fit_split, prep, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+            wrapped, begun.fit, begun.prep, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
             seed=config.seed, augment=config.augment, what="sparsity", callbacks=callbacks)
         model = sparsity.strip(wrapped)
-        model.save(workdir / "model.keras")
         report = sparsity.sparsity_report(model, pruned)
-        after = finetune.measured_top1(model, stop, prep)
+        result = finetune.finish(
+            begun, model, workdir, history, config,
+            compression={"method": "magnitude", "sparsity": config.sparsity, "scope": config.scope},
+            sparsity=report, pruned_layers=pruned,
+            xnnpack={"repadded_layers": repadded, "repad_refused": why_not,
+                     "tfmot_policy_check": sparsity.xnnpack_policy_check(model) or "ok"})
         log.info("  sparsity: %.1f %% of the pruned kernels zero (%.1f %% of all), held-out top-1 %s -> %s",
-                 100 * report["pruned_layers"], 100 * report["overall"], before, after)
-        return {
-            "model_file": "model.keras", "trusted": False, "history": history, "augment": config.augment,
-            "compression": {"method": "magnitude", "sparsity": config.sparsity, "scope": config.scope},
-            "sparsity": report, "pruned_layers": pruned,
-            "xnnpack": {"repadded_layers": repadded, "repad_refused": why_not,
-                        "tfmot_policy_check": sparsity.xnnpack_policy_check(model) or "ok"},
-            "held_out_images": 0 if stop is None else len(stop),
-            "top1_before": before, "top1_after": after,
-            "gzip_bytes": ({"dense": finetune.gzip_sizes(dense), "compressed": finetune.gzip_sizes(model)}
-                           if config.gzip_sizes else None),
-            **model_facts(model),
-        }
+                 100 * report["pruned_layers"], 100 * report["overall"], result["top1_before"], result["top1_after"])
+        return result
