@@ -30,10 +30,16 @@ def _representative(calibration: np.ndarray) -> Callable[[], Iterable[list[np.nd
     return batches
 
 
-def convert(model, precision: str, calibration: np.ndarray | None = None, int8_io: bool = False, function=None) -> bytes:
+def convert(model, precision: str, calibration: np.ndarray | None = None, int8_io: bool = False, function=None,
+            sparse: bool = False) -> bytes:
     """Convert an in-memory tf_keras model; `calibration` is float, already preprocessed.
-    `function`: the model's batch-1 concrete function if already traced (see `trace`)."""
+    `function`: the model's batch-1 concrete function if already traced (see `trace`).
+    `sparse`: store mostly-zero weights sparse (see `sparse_storage`)."""
+    from pipeline.tf_import import tensorflow
+
     converter = make_converter(model, precision, calibration, int8_io, function)
+    if sparse:
+        sparse_storage(tensorflow(), converter)
     with capture_native_stderr() as native:
         try:
             return converter.convert()
@@ -71,6 +77,14 @@ def make_converter(model, precision: str, calibration: np.ndarray | None = None,
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
     return converter
+
+
+def sparse_storage(tf, converter) -> None:
+    """Store sparse weights in sparse form (DENSIFY ops in the .tflite): the signal LiteRT's XNNPACK
+    delegate needs before it considers its sparse (NCHW, SpMM) path for fp32 models. XNNPACK's other
+    conditions are on the graph (pipeline.compress.sparsity) and whether it applied is measured
+    (pipeline.compress.xnnpack_sparse)."""
+    converter.optimizations = [*converter.optimizations, tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
 
 
 def trace(tf, model):

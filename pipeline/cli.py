@@ -137,9 +137,12 @@ def cli(ctx, debug):
 @click.option("--augment", type=click.Choice(["none", "basic"]),
               help="Training augmentation for built-in training and QAT: basic = random resized crop + horizontal flip [basic; none on the demo digits].")
 @click.option("--val-max-images", type=int, help="Validation images each accuracy figure uses, a seeded sample (0: all) [2000].")
+@click.option("--sparsity", type=float, help="Share of the pruned weights set to zero by --prune magnitude [0.8].")
+@click.option("--cluster", type=click.IntRange(min=0), help="Also build a variant with this many shared values per kernel (tfmot weight clustering); 0: off [0].")
 @click.option("--require-qat", is_flag=True, default=None, help="Fail (exit 2) instead of falling back to PTQ when QAT is impossible.")
-@click.option("--prune", type=click.Choice(["none", "l1-filter"]),
-              help="Also build a pruned variant of each Keras model: l1-filter = structured L1-norm filter pruning (docs/compression.md) [none].")
+@click.option("--prune", type=click.Choice(["none", "l1-filter", "magnitude"]),
+              help="Also build a pruned variant of each Keras model: l1-filter = structured L1-norm filter pruning (docs/compression.md); "
+                   "magnitude = tfmot magnitude sparsity to --sparsity (docs/compression-tfmot.md) [none].")
 @click.option("--prune-keep-macs", type=float, help="Share of the MACs the pruned variant keeps at most, e.g. 0.5 [0.5].")
 @click.option("--prune-epochs", type=int, help="Fine-tuning epochs of the pruned variant [10].")
 @click.option("--distill", is_flag=True, default=None, help="Pruned fine-tuning and QAT learn from the float model's soft targets too (knowledge distillation).")

@@ -72,12 +72,25 @@ class BuildConfig(BaseModel):
     # Compression (docs/compression.md): --prune l1-filter adds a pruned variant of each built-in or
     # Keras model, with this share of its MACs at most, fine-tuned for prune_epochs; --distill makes
     # the pruned fine-tuning and QAT learn from the float model's soft targets at T, weight alpha.
-    prune: Literal["none", "l1-filter"] = "none"
+    prune: Literal["none", "l1-filter", "magnitude"] = "none"
     prune_keep_macs: float = Field(default=0.5, gt=0, lt=1)
     prune_epochs: int = Field(default=10, ge=1)
     distill: bool = False
     distill_temperature: float = Field(default=4.0, gt=0)
     distill_alpha: float = Field(default=0.7, ge=0, le=1)
+
+    # Compression with tensorflow-model-optimization (docs/compression-tfmot.md): each makes a
+    # variant model fine-tuned from the float one, then QAT with the scheme that keeps it.
+    # --prune magnitude: zero this share of the pruned weights (1x1 convolutions, XNNPACK's
+    # sparse path; "all": every Conv2D/Dense kernel). --cluster N: N shared values per kernel; 0: off.
+    sparsity: float = Field(default=0.8, gt=0, lt=1)
+    sparsity_scope: Literal["pointwise", "all"] = "pointwise"
+    sparsity_epochs: int = Field(default=5, ge=1)
+    sparsity_learning_rate: float = Field(default=5e-4, gt=0)
+    cluster: int = Field(default=0, ge=0)
+    cluster_init: Literal["kmeans++", "linear"] = "kmeans++"
+    cluster_epochs: int = Field(default=3, ge=1)
+    cluster_learning_rate: float = Field(default=1e-4, gt=0)
 
     # Conversion.
     precisions: list[Precision] = Field(default_factory=lambda: list(PRECISIONS), min_length=1)
@@ -143,6 +156,20 @@ class BuildConfig(BaseModel):
                 if name not in expanded:
                     expanded.append(name)
         return expanded
+
+    @field_validator("sparsity")
+    @classmethod
+    def _sparsity_needs_magnitude(cls, sparsity: float, info) -> float:
+        if info.data.get("prune") != "magnitude":
+            raise ValueError("applies only with --prune magnitude")
+        return sparsity
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster_count(cls, cluster: int) -> int:
+        if cluster == 1:
+            raise ValueError("give 2 or more clusters per kernel (0: no clustering)")
+        return cluster
 
     @field_validator("std")
     @classmethod

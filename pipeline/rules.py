@@ -32,7 +32,9 @@ from pipeline.stages.model import ImportConfig, ImportStage, TrainConfig, TrainS
 from pipeline.stages.ncnn import NcnnConvertConfig, NcnnConvertStage
 from pipeline.stages.onnx import OnnxExportConfig, OnnxExportStage, OnnxImportConfig, OnnxImportStage
 from pipeline.stages.onnx_tflite import ONNX_TFLITE_PRECISIONS, Onnx2TfConfig, Onnx2TfStage, OnnxTfliteConfig, OnnxTfliteStage
+from pipeline.stages.clustering import ClusteringConfig, ClusteringStage
 from pipeline.stages.prune import PruneConfig, PruneStage, recipe as prune_recipe
+from pipeline.stages.sparsity import SparsityConfig, SparsityStage
 from pipeline.stages.probe import PreprocessingProbeStage, ProbeConfig, candidates as probe_candidates, flags as probe_flags
 from pipeline.stages.qat import QatConfig, QatStage
 from pipeline.stages.reference import ReferenceConfig, ReferenceStage
@@ -348,10 +350,7 @@ def distill_config(c: BuildConfig) -> DistillConfig | None:
 def prune(p: Planner, m: ModelPlan) -> None:
     """--prune l1-filter: a pruned, fine-tuned variant `<model>-p<keep %>` (docs/compression.md)."""
     c = p.config
-    if c.prune != "l1-filter" or m.parent is not None:
-        return
-    if m.onnx or (m.twin is not None and m.twin.status != "ok"):
-        log.warning("%s: --prune %s needs a tf_keras model; not pruned", m.source, c.prune)
+    if c.prune != "l1-filter" or not _compressible(m, "--prune l1-filter"):
         return
     config = PruneConfig(method=c.prune, keep_macs=c.prune_keep_macs, preprocessing=m.prep, epochs=c.prune_epochs,
                          batch_size=c.batch_size, learning_rate=c.learning_rate, seed=c.seed, augment=resolved_augment(c),
@@ -359,6 +358,52 @@ def prune(p: Planner, m: ModelPlan) -> None:
     node = p.node(PruneStage(), config, {"model": m.model, "data": m.data}, label=f"{m.name} {c.prune}", fatal=True,
                   resources={"GPU": 1})
     p.variant(m, f"p{round(100 * c.prune_keep_macs)}", node, prune_recipe(config))
+
+
+@rule
+def sparsity(p: Planner, m: ModelPlan) -> None:
+    """--prune magnitude: a variant `<model>-s<sparsity %>` with tfmot magnitude sparsity (docs/compression-tfmot.md)."""
+    c = p.config
+    if c.prune != "magnitude" or not _compressible(m, "--prune magnitude"):
+        return
+    config = SparsityConfig(preprocessing=m.prep, sparsity=c.sparsity, epochs=c.sparsity_epochs, batch_size=c.batch_size,
+                            learning_rate=c.sparsity_learning_rate, seed=c.seed, scope=c.sparsity_scope,
+                            augment=resolved_augment(c), tf_threads=p.train_threads)
+    node = p.node(SparsityStage(), config, {"model": m.model, "data": m.data}, label=f"{m.name} sparsity", fatal=True,
+                  resources={"GPU": 1})
+    p.variant(m, f"s{round(100 * c.sparsity)}", node, {"method": "magnitude", "sparsity": c.sparsity})
+
+
+@rule
+def clustering(p: Planner, m: ModelPlan) -> None:
+    """--cluster N: a variant `<model>-c<N>` with tfmot weight clustering (docs/compression-tfmot.md)."""
+    c = p.config
+    if not c.cluster or not _compressible(m, "--cluster"):
+        return
+    config = ClusteringConfig(preprocessing=m.prep, clusters=c.cluster, epochs=c.cluster_epochs, batch_size=c.batch_size,
+                              learning_rate=c.cluster_learning_rate, seed=c.seed, init=c.cluster_init,
+                              augment=resolved_augment(c), tf_threads=p.train_threads)
+    node = p.node(ClusteringStage(), config, {"model": m.model, "data": m.data}, label=f"{m.name} clustering", fatal=True,
+                  resources={"GPU": 1})
+    p.variant(m, f"c{c.cluster}", node, {"method": "cluster", "clusters": c.cluster})
+
+
+def _compressible(m: ModelPlan, flag: str) -> bool:
+    """A model compression applies to: a tf_keras model, not itself a variant."""
+    if m.parent is not None:
+        return False
+    if m.onnx or (m.twin is not None and m.twin.status != "ok"):
+        log.warning("%s: %s needs a tf_keras model; not compressed", m.source, flag)
+        return False
+    return True
+
+
+def _method(m: ModelPlan) -> str | None:
+    return (m.compression or {}).get("method")
+
+
+# QAT that keeps what a tfmot variant made: its zeros, or its shared values.
+QAT_SCHEMES = {"magnitude": "prune-preserve", "cluster": "cluster-preserve"}
 
 
 @rule
@@ -387,7 +432,7 @@ def qat(p: Planner, m: ModelPlan) -> None:
     m.qat = p.node(QatStage(), QatConfig(preprocessing=m.prep, epochs=c.qat_epochs, batch_size=c.batch_size,
                                          learning_rate=c.qat_learning_rate, seed=c.seed,
                                          augment=resolved_augment(c), patience=c.early_stopping_patience, distill=distill,
-                                         tf_threads=p.train_threads),
+                                         tf_threads=p.train_threads, scheme=QAT_SCHEMES.get(_method(m), "default")),
                    {"model": m.model, "data": m.data, **teacher}, label=m.name, fatal=True, resources={"GPU": 1})
 
     def fallback_or_stop(out: StageOutput) -> None:
@@ -424,7 +469,9 @@ def tflite(p: Planner, m: ModelPlan) -> None:
             ConvertConfig(model_name=m.name, precision=precision, int8_io=is_int8 and c.io == "int8",
                           calibration_images=c.calibration_images, seed=c.seed, preprocessing=m.prep,
                           # only int8-ptq has a fallback: other precisions keep their keys when its flags change
-                          **({"int8_fallback": c.int8_fallback, "int8_budget": c.int8_budget} if precision == "int8-ptq" else {})),
+                          **({"int8_fallback": c.int8_fallback, "int8_budget": c.int8_budget} if precision == "int8-ptq" else {}),
+                          # a sparse variant's fp32 stores its zeros sparse, as XNNPACK's sparse path needs
+                          sparse=precision == "fp32" and _method(m) == "magnitude"),
             {"model": source, "data": m.data}, label=f"{m.name} {precision}", when=when,
         )
         p.artifact(m, "tflite", precision, converted)

@@ -80,12 +80,14 @@ def preprocess_tf(tf, prep: Preprocessing, images_uint8):
 
 
 def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: int, learning_rate: float, seed: int,
-        augment: str, what: str, patience: int = 0, teacher=None, distill=None) -> tuple[list[dict], dict]:
+        augment: str, what: str, patience: int = 0, teacher=None, distill=None,
+        callbacks: list | None = None) -> tuple[list[dict], dict]:
     """Adam with cosine decay on sparse labels, streaming the split; logs progress and one line per
     epoch; returns the history (with training images/s per epoch) and what early stopping did
     (patience 0: off, every epoch runs). With a `teacher` (and `distill`, a DistillConfig), the
     model learns from the teacher's soft targets too (pipeline/compress/distill.py); `model` is
-    trained in place either way."""
+    trained in place either way. `callbacks`: extra Keras callbacks (e.g. tfmot's
+    UpdatePruningStep, which pruning needs)."""
     from pipeline.tf_import import keras, tensorflow
 
     tf_keras = keras()
@@ -129,7 +131,7 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
                 seconds, rates[-1],
             )
 
-    callbacks = [EpochLog()]
+    callbacks = [EpochLog(), *(callbacks or [])]
     validation = None
     if stop is not None:
         validation = training_dataset(stop, prep, batch_size=batch_size, seed=seed, augment="none")

@@ -145,6 +145,8 @@ class Compression(_Strict):
     distill_temperature: float | None = None
     distill_alpha: float | None = None
     qat_distilled: bool | None = Field(default=None, description="on an int8-qat artifact: its QAT fine-tuning was distilled")
+    sparsity: float | None = Field(default=None, description="--prune magnitude: share of the pruned kernels' weights set to zero")
+    clusters: int | None = Field(default=None, description="--cluster: shared values per clustered kernel")
     group_ratios: dict[str, float] | None = Field(default=None, description="share of filters removed per channel group "
                                                                              "(groups named by their first producer layer)")
 

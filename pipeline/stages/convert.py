@@ -28,6 +28,7 @@ class ConvertConfig(StageConfig):
     # int8-ptq: keep the worst layers in float while int8 loses more than this many top-1 points (docs/int8.md)
     int8_fallback: str = "auto"
     int8_budget: float = 0.5
+    sparse: bool = False  # store zero-heavy weights sparse (converters.tflite.sparse_storage): a sparsity variant's fp32
 
 
 # A worker converts the same model in several precisions: load and trace it once per process
@@ -57,7 +58,7 @@ class ConvertStage(Stage):
         calibration = None
         if config.precision in ("int8-ptq", "int8-qat"):
             calibration = preprocessing.apply(calibration_images(inputs["data"], config.calibration_images, config.seed))
-        data = tflite.convert(model, config.precision, calibration, config.int8_io, function=function)
+        data = tflite.convert(model, config.precision, calibration, config.int8_io, function=function, sparse=config.sparse)
         stem = f"{config.model_name}_{config.precision}"
         extra = {}
         if config.precision == "int8-ptq":

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 from pipeline.compress.distill import DistillConfig
+from pipeline.compress.common import quantize_scope
 from pipeline.data import Preprocessing
 from pipeline.models import training
 from pipeline.stages.base import Stage, StageConfig, StageOutput
@@ -30,6 +32,9 @@ class QatConfig(StageConfig):
     patience: int = 0  # early stopping (pipeline.models.training); 0: every epoch
     tf_threads: int = 0  # TensorFlow's intra-op threads the training runs with (runner._run); 0: this process's
     distill: DistillConfig | None = None  # learn from inputs["teacher"]'s soft targets too (pipeline/compress/distill.py)
+    # tfmot scheme (pipeline.compress.common.QAT_SCHEMES): "prune-preserve" / "cluster-preserve"
+    # keep a sparse or clustered model's zeros / shared values through QAT.
+    scheme: Literal["default", "prune-preserve", "cluster-preserve", "prune-cluster-preserve"] = "default"
 
 
 def unsupported_layers(model) -> list[str]:
@@ -52,12 +57,12 @@ def unsupported_layers(model) -> list[str]:
     return found
 
 
-def quantize(model):
-    """quantize_model, or a ValueError naming the layer that stops it."""
-    from pipeline.tf_import import tfmot
+def quantize(model, scheme: str = "default"):
+    """quantize_model (or a preserving scheme), or a ValueError naming the layer that stops it."""
+    from pipeline.compress.common import quantize_with_scheme
 
     try:
-        return tfmot().quantization.keras.quantize_model(model)
+        return quantize_with_scheme(model, scheme)
     except Exception as e:  # tfmot raises ValueError, RuntimeError or TypeError by case
         layers = unsupported_layers(model)
         detail = f"layer {layers[0]} cannot be quantized" if layers else str(e).splitlines()[0]
@@ -70,11 +75,9 @@ class QatStage(Stage):
     Config = QatConfig
 
     def run(self, config: QatConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
-        from pipeline.tf_import import tfmot
-
         model = load_float_model(inputs["model"])
         try:
-            qat_model = quantize(model)
+            qat_model = quantize(model, config.scheme)
         except ValueError as e:
             log.warning("QAT not possible for %s: %s", model.name, e)
             return {"status": "unsupported", "reason": str(e)}
@@ -85,15 +88,16 @@ class QatStage(Stage):
             augment=config.augment, what="qat", patience=config.patience,
             teacher=load_float_model(inputs["teacher"]) if config.distill else None, distill=config.distill,
         )
-        with tfmot().quantization.keras.quantize_scope():
+        with quantize_scope():  # tfmot's, plus the preserving schemes' quantizers
             qat_model.save(workdir / QAT_MODEL_FILE)
         return {"status": "ok", "model_file": QAT_MODEL_FILE, "history": history, "augment": config.augment,
                 "distilled": config.distill is not None,
-                "images": len(train), "early_stopping": stopping}
+                "images": len(train), "early_stopping": stopping,
+                **({"scheme": config.scheme} if config.scheme != "default" else {})}
 
 
 def load_qat_model(output: StageOutput):
-    from pipeline.tf_import import keras, tfmot
+    from pipeline.tf_import import keras
 
-    with tfmot().quantization.keras.quantize_scope():
+    with quantize_scope():
         return keras().models.load_model(output.path(QAT_MODEL_FILE), compile=False)

@@ -46,3 +46,22 @@ def test_a_variant_goes_through_the_rules_after_the_one_that_made_it(tmp_path, m
     # int8-ptq: planned in case QAT turns out impossible, as for any model
     assert [a.precision for a in variant.artifacts] == ["fp32", "int8-qat", "int8-ptq"]
     assert {a.model for a in variant.artifacts} == {"squeezenet-toy"}
+
+
+def test_sparsity_and_clustering_make_variants_whose_qat_keeps_what_they_made(tmp_path):
+    config = load_config(overrides={**FLAGS, "out": tmp_path, "prune": "magnitude", "sparsity": 0.7, "cluster": 8})
+    build = Build(config, "test", dry_run=True)
+    try:
+        _, models = build.plan()
+    finally:
+        build.close()
+    parent, sparse, clustered = models
+    assert (sparse.name, sparse.compression) == ("squeezenet-s70", {"method": "magnitude", "sparsity": 0.7})
+    assert (clustered.name, clustered.compression) == ("squeezenet-c8", {"method": "cluster", "clusters": 8})
+    assert sparse.model.stage.name == "sparsity" and sparse.model.config.sparsity == 0.7
+    assert clustered.model.stage.name == "clustering" and clustered.model.config.clusters == 8
+    assert (parent.qat.config.scheme, sparse.qat.config.scheme, clustered.qat.config.scheme) == (
+        "default", "prune-preserve", "cluster-preserve")
+    converted = {(m.name, a.precision): a.converted.config for m in models for a in m.artifacts}
+    assert converted[("squeezenet-s70", "fp32")].sparse  # XNNPACK's sparse path wants sparse storage
+    assert not converted[("squeezenet", "fp32")].sparse and not converted[("squeezenet-s70", "int8-qat")].sparse
