@@ -27,6 +27,18 @@ class StageOutput:
         return self.dir / name
 
 
+class FitConfig(StageConfig):
+    """What every stage that trains a model shares (train, QAT, pruning, sparsity, clustering)."""
+
+    preprocessing: dict
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    augment: str = "none"  # pipeline/augment.py: applied to the training split only
+    tf_threads: int = 0  # TensorFlow's intra-op threads the training runs with (runner._run); 0: this process's
+
+
 class Stage:
     name: ClassVar[str]
     # Distributions whose versions enter the cache key.

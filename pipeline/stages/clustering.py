@@ -16,23 +16,16 @@ from pydantic import Field
 from pipeline.compress import clustering, finetune
 from pipeline.errors import UserInputError
 from pipeline.models import training
-from pipeline.stages.base import Stage, StageConfig, StageOutput
+from pipeline.stages.base import FitConfig, Stage, StageOutput
 from pipeline.stages.model import TF_TOOLS
 
 log = logging.getLogger("deploy")
 
 
-class ClusteringConfig(StageConfig):
-    preprocessing: dict
+class ClusteringConfig(FitConfig):
     clusters: int = Field(ge=2)
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    seed: int
     init: Literal["kmeans++", "linear"] = "kmeans++"  # pipeline.compress.clustering.INITS
-    augment: str = "none"
     gzip_sizes: bool = True
-    tf_threads: int = 0  # TensorFlow's intra-op threads the fine-tuning runs with (runner._run); 0: this process's
 
 
 class ClusteringStage(Stage):

@@ -11,24 +11,17 @@ from pathlib import Path
 from pipeline.data import Preprocessing
 from pipeline.errors import UserInputError
 from pipeline.models import loading, training
-from pipeline.stages.base import Stage, StageConfig, StageOutput
+from pipeline.stages.base import FitConfig, Stage, StageConfig, StageOutput
 from pipeline.stages.data import open_split
 
 TF_TOOLS = ("tensorflow", "tf-keras", "numpy")
 
 
-class TrainConfig(StageConfig):
+class TrainConfig(FitConfig):
     architecture: str
     input_size: int
     alpha: float | None
-    preprocessing: dict
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    seed: int
-    augment: str = "none"  # pipeline/augment.py: applied to the training split only
     patience: int = 0  # early stopping (pipeline.models.training); 0: every epoch
-    tf_threads: int = 0  # TensorFlow's intra-op threads the training runs with (runner._run); 0: this process's
 
 
 class ImportConfig(StageConfig):

@@ -14,7 +14,7 @@ import numpy as np
 from pipeline.compress.distill import DistillConfig
 from pipeline.data import Preprocessing
 from pipeline.models import training
-from pipeline.stages.base import Stage, StageConfig, StageOutput
+from pipeline.stages.base import FitConfig, Stage, StageOutput
 from pipeline.stages.data import open_split
 from pipeline.stages.model import TF_TOOLS, load_float_model, model_facts
 
@@ -23,18 +23,11 @@ log = logging.getLogger("deploy")
 SENSITIVITY_MAX_IMAGES = 1000  # held-out training images each sensitivity point is measured on (at most)
 
 
-class PruneConfig(StageConfig):
+class PruneConfig(FitConfig):  # epochs: of the fine-tuning
     method: Literal["l1-filter"] = "l1-filter"
     keep_macs: float  # share of the unpruned model's MACs to keep at most
-    preprocessing: dict
-    epochs: int  # fine-tuning
-    batch_size: int
-    learning_rate: float
-    seed: int
-    augment: str = "none"
     patience: int = 0
     distill: DistillConfig | None = None  # None: fine-tuned on the labels only
-    tf_threads: int = 0  # TensorFlow's intra-op threads the fine-tuning runs with (runner._run); 0: this process's
 
 
 def recipe(config: PruneConfig) -> dict:

@@ -13,7 +13,7 @@ from pipeline.compress.distill import DistillConfig
 from pipeline.compress.common import quantize_scope
 from pipeline.data import Preprocessing
 from pipeline.models import training
-from pipeline.stages.base import Stage, StageConfig, StageOutput
+from pipeline.stages.base import FitConfig, Stage, StageOutput
 from pipeline.stages.data import open_split
 from pipeline.stages.model import TF_TOOLS, load_float_model
 
@@ -22,15 +22,8 @@ log = logging.getLogger("deploy")
 QAT_MODEL_FILE = "qat_model.h5"  # tf_keras's .keras format cannot reload quantize wrappers
 
 
-class QatConfig(StageConfig):
-    preprocessing: dict
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    seed: int
-    augment: str = "none"  # pipeline/augment.py: applied to the training split only
+class QatConfig(FitConfig):
     patience: int = 0  # early stopping (pipeline.models.training); 0: every epoch
-    tf_threads: int = 0  # TensorFlow's intra-op threads the training runs with (runner._run); 0: this process's
     distill: DistillConfig | None = None  # learn from inputs["teacher"]'s soft targets too (pipeline/compress/distill.py)
     # tfmot scheme (pipeline.compress.common.QAT_SCHEMES): "prune-preserve" / "cluster-preserve"
     # keep a sparse or clustered model's zeros / shared values through QAT.

@@ -16,24 +16,17 @@ from pydantic import Field
 from pipeline.compress import finetune, sparsity
 from pipeline.errors import UserInputError
 from pipeline.models import training
-from pipeline.stages.base import Stage, StageConfig, StageOutput
+from pipeline.stages.base import FitConfig, Stage, StageOutput
 from pipeline.stages.model import TF_TOOLS
 
 log = logging.getLogger("deploy")
 
 
-class SparsityConfig(StageConfig):
-    preprocessing: dict
+class SparsityConfig(FitConfig):
     sparsity: float = Field(gt=0, lt=1)
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    seed: int
     scope: Literal["pointwise", "all"] = "pointwise"  # pipeline.compress.sparsity.SCOPES
     xnnpack_padding: bool = True  # re-pad 3x3 stride-2 convs (1, 1) so XNNPACK's sparse path can apply
-    augment: str = "none"
-    gzip_sizes: bool = True
-    tf_threads: int = 0  # TensorFlow's intra-op threads the fine-tuning runs with (runner._run); 0: this process's  # convert the dense and the sparse model to measure gzip sizes (4 conversions)
+    gzip_sizes: bool = True  # convert the dense and the sparse model to measure gzip sizes (4 conversions)
 
 
 class SparsityStage(Stage):
