@@ -385,7 +385,7 @@ def clustering(p: Planner, m: ModelPlan) -> None:
                               augment=resolved_augment(c), tf_threads=p.train_threads)
     node = p.node(ClusteringStage(), config, {"model": m.model, "data": m.data}, label=f"{m.name} clustering", fatal=True,
                   resources={"GPU": 1})
-    p.variant(m, f"c{c.cluster}", node, {"method": "cluster", "clusters": c.cluster})
+    p.variant(m, f"c{c.cluster}", node, {"method": "clustering", "clusters": c.cluster})
 
 
 def _compressible(m: ModelPlan, flag: str) -> bool:
@@ -403,7 +403,7 @@ def _method(m: ModelPlan) -> str | None:
 
 
 # QAT that keeps what a tfmot variant made: its zeros, or its shared values.
-QAT_SCHEMES = {"magnitude": "prune-preserve", "cluster": "cluster-preserve"}
+QAT_SCHEMES = {"magnitude": "prune-preserve", "clustering": "cluster-preserve"}
 
 
 @rule

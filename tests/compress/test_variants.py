@@ -57,7 +57,7 @@ def test_sparsity_and_clustering_make_variants_whose_qat_keeps_what_they_made(tm
         build.close()
     parent, sparse, clustered = models
     assert (sparse.name, sparse.compression) == ("squeezenet-s70", {"method": "magnitude", "sparsity": 0.7})
-    assert (clustered.name, clustered.compression) == ("squeezenet-c8", {"method": "cluster", "clusters": 8})
+    assert (clustered.name, clustered.compression) == ("squeezenet-c8", {"method": "clustering", "clusters": 8})
     assert sparse.model.stage.name == "sparsity" and sparse.model.config.sparsity == 0.7
     assert clustered.model.stage.name == "clustering" and clustered.model.config.clusters == 8
     assert (parent.qat.config.scheme, sparse.qat.config.scheme, clustered.qat.config.scheme) == (
