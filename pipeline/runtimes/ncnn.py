@@ -1,8 +1,8 @@
 """Running ncnn artifacts in ncnn's Python runtime (the `ncnn` wheel), on the CPU.
 
 ncnn takes one CHW image per call. On x86, int8 artifacts run with the packed layout off, so the
-accuracy measured here is the one ARM's kernels give (device_runner.ncnn_int8_on_x86). The numpy array behind an `ncnn.Mat`, and the Mat itself,
-must stay alive while the extractor uses them (a temporary gives garbage or a crash).
+accuracy measured here is the one ARM's kernels give (device_runner.ncnn_int8_on_x86). The numpy
+array behind an `ncnn.Mat`, and the Mat itself, must stay alive while the extractor uses them (a temporary gives garbage or a crash).
 """
 from __future__ import annotations
 

@@ -82,7 +82,8 @@ def test_the_layer_made_hard_to_quantize_ranks_first(hard):
     assert by_name["conv1"]["nrmse"] > 0.3 and by_name["conv1"]["cosine"] < 0.95
     assert all(by_name[n]["nrmse"] < 0.1 and by_name[n]["cosine"] > 0.99 for n in ("conv0", "conv2", "fc"))
     assert by_name["conv1"]["nrmse"] > 5 * max(by_name[n]["nrmse"] for n in ("conv0", "conv2", "fc"))
-    assert by_name["gap"]["nrmse"] == 0 and by_name["gap"]["max_abs"] == 0  # float layer fed exact inputs
+    # A float layer fed exact inputs: float rounding only (on x86 the int8 net runs unpacked, the fp32 net packed).
+    assert by_name["gap"]["nrmse"] < 1e-6 and by_name["gap"]["max_abs"] < 1e-6
     assert [r["nrmse"] for r in rows] == sorted((r["nrmse"] for r in rows), reverse=True)
 
 

@@ -34,7 +34,8 @@ def sabotaged():
     h = k.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="hard")(h)
     h = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv3")(h)
     h = k.layers.GlobalAveragePooling2D()(h)
-    model = k.Model(inputs, k.layers.Dense(CLASSES, activation="softmax", name="fc")(h))
+    # Named: tensor names start with the model's name, which Keras otherwise numbers per process.
+    model = k.Model(inputs, k.layers.Dense(CLASSES, activation="softmax", name="fc")(h), name="model")
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(x[:400], y[:400], epochs=5, verbose=0)
     w, b = model.get_layer("conv1").get_weights()

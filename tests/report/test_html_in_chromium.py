@@ -83,7 +83,8 @@ def test_report_renders_in_chromium_with_the_numbers_of_report_json(run_copy):
     for a in report.artifacts:
         for b in a.benchmarks:
             [row] = [dict(zip(headers, r)) for r in bench_rows if r[0] == a.id and r[headers.index("threads")] == str(b.threads)]
-            assert row["delegate"] == b.delegate and row["n"] == str(b.latency_ms.n)
+            arithmetic = f", {b.arithmetic} arithmetic" if b.arithmetic else ""  # fp16 artifacts say what computed them
+            assert row["delegate"] == b.delegate + arithmetic and row["n"] == str(b.latency_ms.n)
             for key in ("p50", "p90", "p99", "mean", "std"):
                 assert _close(row[f"{key} ms"], getattr(b.latency_ms, key)), (a.id, b.threads, key)
 
