@@ -395,6 +395,7 @@ def common_fields(runtime, runtime_version, delegate, args, latencies_ms, init_m
         "python": platform.python_version(),
         "input": input_info,
         "options": options,
+        "arithmetic": None,  # fp16 artifacts: "fp16" or "fp32", set by their runtime's benchmark
     }
 
 
