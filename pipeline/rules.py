@@ -131,6 +131,12 @@ class Planner:
         """TensorFlow threads every training stage runs with: in their keys (runner._run pins them)."""
         return self.config.train_threads or usable_cores()
 
+    def fit_settings(self, prep: dict) -> dict:
+        """FitConfig's fields every training stage takes from the build (epochs and rate are per stage)."""
+        c = self.config
+        return {"preprocessing": prep, "batch_size": c.batch_size, "seed": c.seed, "augment": resolved_augment(c),
+                "tf_threads": self.train_threads}
+
     def resolve(self, node: Node) -> StageOutput:
         self.plan.probes.append(node)
         return self._resolve(node)
@@ -162,9 +168,8 @@ class Planner:
             data_node, prep = self.data(size, size), self.preprocessing(size, size)
             model_node = self.node(
                 TrainStage(),
-                TrainConfig(architecture=source, input_size=size, alpha=c.alpha, preprocessing=prep.to_dict(), epochs=c.epochs,
-                            batch_size=c.batch_size, learning_rate=c.learning_rate, seed=c.seed,
-                            augment=resolved_augment(c), patience=c.early_stopping_patience, tf_threads=self.train_threads),
+                TrainConfig(architecture=source, input_size=size, alpha=c.alpha, epochs=c.epochs, learning_rate=c.learning_rate,
+                            patience=c.early_stopping_patience, **self.fit_settings(prep.to_dict())),
                 {"data": data_node}, label=name, fatal=True, resources={"GPU": 1},
             )
             info: dict = {}
@@ -352,12 +357,9 @@ def prune(p: Planner, m: ModelPlan) -> None:
     c = p.config
     if c.prune != "l1-filter" or not _compressible(m, "--prune l1-filter"):
         return
-    config = PruneConfig(method=c.prune, keep_macs=c.prune_keep_macs, preprocessing=m.prep, epochs=c.prune_epochs,
-                         batch_size=c.batch_size, learning_rate=c.learning_rate, seed=c.seed, augment=resolved_augment(c),
-                         patience=c.early_stopping_patience, distill=distill_config(c), tf_threads=p.train_threads)
-    node = p.node(PruneStage(), config, {"model": m.model, "data": m.data}, label=f"{m.name} {c.prune}", fatal=True,
-                  resources={"GPU": 1})
-    p.variant(m, f"p{round(100 * c.prune_keep_macs)}", node, prune_recipe(config))
+    config = PruneConfig(method=c.prune, keep_macs=c.prune_keep_macs, epochs=c.prune_epochs, learning_rate=c.learning_rate,
+                         patience=c.early_stopping_patience, distill=distill_config(c), **p.fit_settings(m.prep))
+    _compressed_variant(p, m, PruneStage(), config, c.prune, f"p{round(100 * c.prune_keep_macs)}", prune_recipe(config))
 
 
 @rule
@@ -366,12 +368,10 @@ def sparsity(p: Planner, m: ModelPlan) -> None:
     c = p.config
     if c.prune != "magnitude" or not _compressible(m, "--prune magnitude"):
         return
-    config = SparsityConfig(preprocessing=m.prep, sparsity=c.sparsity, epochs=c.sparsity_epochs, batch_size=c.batch_size,
-                            learning_rate=c.sparsity_learning_rate, seed=c.seed, scope=c.sparsity_scope,
-                            augment=resolved_augment(c), tf_threads=p.train_threads)
-    node = p.node(SparsityStage(), config, {"model": m.model, "data": m.data}, label=f"{m.name} sparsity", fatal=True,
-                  resources={"GPU": 1})
-    p.variant(m, f"s{round(100 * c.sparsity)}", node, {"method": "magnitude", "sparsity": c.sparsity})
+    config = SparsityConfig(sparsity=c.sparsity, epochs=c.sparsity_epochs, learning_rate=c.sparsity_learning_rate,
+                            scope=c.sparsity_scope, **p.fit_settings(m.prep))
+    _compressed_variant(p, m, SparsityStage(), config, "sparsity", f"s{round(100 * c.sparsity)}",
+                        {"method": "magnitude", "sparsity": c.sparsity})
 
 
 @rule
@@ -380,12 +380,16 @@ def clustering(p: Planner, m: ModelPlan) -> None:
     c = p.config
     if not c.cluster or not _compressible(m, "--cluster"):
         return
-    config = ClusteringConfig(preprocessing=m.prep, clusters=c.cluster, epochs=c.cluster_epochs, batch_size=c.batch_size,
-                              learning_rate=c.cluster_learning_rate, seed=c.seed, init=c.cluster_init,
-                              augment=resolved_augment(c), tf_threads=p.train_threads)
-    node = p.node(ClusteringStage(), config, {"model": m.model, "data": m.data}, label=f"{m.name} clustering", fatal=True,
-                  resources={"GPU": 1})
-    p.variant(m, f"c{c.cluster}", node, {"method": "clustering", "clusters": c.cluster})
+    config = ClusteringConfig(clusters=c.cluster, epochs=c.cluster_epochs, learning_rate=c.cluster_learning_rate,
+                              init=c.cluster_init, **p.fit_settings(m.prep))
+    _compressed_variant(p, m, ClusteringStage(), config, "clustering", f"c{c.cluster}",
+                        {"method": "clustering", "clusters": c.cluster})
+
+
+def _compressed_variant(p: Planner, m: ModelPlan, stage, config, what: str, suffix: str, recipe: dict) -> None:
+    """The stage that compresses m's float model (training: may take a GPU), and its variant `<model>-<suffix>`."""
+    node = p.node(stage, config, {"model": m.model, "data": m.data}, label=f"{m.name} {what}", fatal=True, resources={"GPU": 1})
+    p.variant(m, suffix, node, recipe)
 
 
 def _compressible(m: ModelPlan, flag: str) -> bool:
@@ -429,10 +433,8 @@ def qat(p: Planner, m: ModelPlan) -> None:
         return
     distill = distill_config(c)  # the float model (the parent's, for a variant) teaches QAT
     teacher = {"teacher": m.teacher or m.model} if distill else {}
-    m.qat = p.node(QatStage(), QatConfig(preprocessing=m.prep, epochs=c.qat_epochs, batch_size=c.batch_size,
-                                         learning_rate=c.qat_learning_rate, seed=c.seed,
-                                         augment=resolved_augment(c), patience=c.early_stopping_patience, distill=distill,
-                                         tf_threads=p.train_threads, scheme=QAT_SCHEMES.get(_method(m), "default")),
+    m.qat = p.node(QatStage(), QatConfig(epochs=c.qat_epochs, learning_rate=c.qat_learning_rate, patience=c.early_stopping_patience,
+                                         distill=distill, scheme=QAT_SCHEMES.get(_method(m), "default"), **p.fit_settings(m.prep)),
                    {"model": m.model, "data": m.data, **teacher}, label=m.name, fatal=True, resources={"GPU": 1})
 
     def fallback_or_stop(out: StageOutput) -> None:
