@@ -19,7 +19,9 @@ def test_the_probe_stores_sparse_and_the_verdict_follows_the_outputs(tmp_path):
     same = xnnpack_sparse.compare(stored_dense, stored_dense, rounds=2)
     assert same["identical_outputs"] and same["sparse_path"] == "not applied"
     host = xnnpack_sparse.compare(stored_sparse, stored_dense, rounds=3)
-    assert host["sparse_path"] == ("not applied" if host["identical_outputs"] else "applied")
+    # Bit-identical outputs never say "applied"; whether they say "not applied" or "inconclusive"
+    # depends on a latency ratio, which a loaded machine moves (CI saw 1.2x from 3 rounds).
+    assert (host["sparse_path"] == "applied") == (not host["identical_outputs"])
     assert host["identical_outputs"] == (host["max_abs_diff"] == 0.0)
 
     # The same comparison as a script in a fresh process (how bench_sparsity.py and an ARM root filesystem run it).

@@ -60,6 +60,17 @@ def test_io_types(artifacts):
     assert litert.io_types(artifacts["int8-io"]) == {"input": "int8", "output": "int8"}
 
 
+@pytest.mark.slow
+def test_every_artifact_keeps_the_serving_signature(artifacts):
+    # The converter drops the signature silently when it cannot save what it is given beside the
+    # function (converters/tflite._weights_only); apps using LiteRT's signature runner need it.
+    from ai_edge_litert.interpreter import Interpreter
+
+    for path in artifacts.values():
+        assert Interpreter(model_path=str(path)).get_signature_list() == {
+            "serving_default": {"inputs": ["x"], "outputs": ["output_0"]}}, path.name
+
+
 def test_full_int8_needs_calibration(model_and_data):
     with pytest.raises(ValueError, match="calibration"):
         tflite.convert(model_and_data[0], "int8-ptq", None)
