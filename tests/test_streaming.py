@@ -101,3 +101,20 @@ def test_preprocessing_in_tensorflow_is_bit_identical_to_numpy(prep):
 
     images = np.random.default_rng(0).integers(0, 256, (3, 4, 4, prep.channels), dtype=np.uint8)
     assert np.array_equal(training.preprocess_tf(tensorflow(), prep, images).numpy(), prep.apply(images))
+
+
+def test_int8_error_is_measured_on_images_training_never_fitted(tmp_path):
+    """held_out_images: the early-stopping hold-out (training.holdout) minus the calibration images."""
+    from pipeline.models import training
+
+    root = make_image_folder(tmp_path / "colors", per_class=30)
+    data_out = Runner(tmp_path / "out").run(DataStage(), DataConfig(source=str(root), height=32, width=32, val_fraction=0.3, seed=0))
+    train = data_stage.open_split(data_out, "train")
+    _, stop = training.holdout(train, seed=0)
+    calibration = data_stage.calibration_images(data_out, 5, seed=0)
+    images, labels = data_stage.held_out_images(data_out, 5, 100, seed=0)
+    stop_images = stop.read(np.arange(len(stop)))[0]
+    assert 0 < len(images) <= len(stop)
+    assert all(any(np.array_equal(x, s) for s in stop_images) for x in images)
+    assert not any(np.array_equal(x, c) for x in images for c in calibration)
+    assert len(data_stage.held_out_images(data_out, 5, 1, seed=0)[0]) == 1

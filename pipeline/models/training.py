@@ -24,18 +24,26 @@ STOP_HOLDOUT = 0.1
 STOP_WATCH_FROM = 0.5
 
 
-def holdout(split: Split, seed: int) -> tuple[Split, Split] | None:
-    """(fit, stop): STOP_HOLDOUT of every class held out of the training split; None if a class is too small."""
+def holdout_mask(labels: np.ndarray, seed: int) -> np.ndarray | None:
+    """Per training image: held out? STOP_HOLDOUT of every class; None if a class is too small."""
     rng = np.random.default_rng(seed)
     stop = []
-    for label in np.unique(split.labels):
-        members = rng.permutation(np.flatnonzero(split.labels == label))
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
         count = int(len(members) * STOP_HOLDOUT)
         if count == 0:
             return None
         stop.extend(members[:count])
-    mask = np.zeros(len(split), bool)
+    mask = np.zeros(len(labels), bool)
     mask[stop] = True
+    return mask
+
+
+def holdout(split: Split, seed: int) -> tuple[Split, Split] | None:
+    """(fit, stop): the training split without and with its held-out images (`holdout_mask`)."""
+    mask = holdout_mask(split.labels, seed)
+    if mask is None:
+        return None
     return (Split(split.store, split.rows[~mask], split.labels[~mask]),
             Split(split.store, split.rows[mask], split.labels[mask]))
 

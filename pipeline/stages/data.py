@@ -15,6 +15,7 @@ import numpy as np
 
 from pipeline import data as datasets
 from pipeline.datastore import ImageStore, Split, require_space, write_store
+from pipeline.models.training import holdout_mask
 from pipeline.progress import Progress
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 
@@ -135,9 +136,15 @@ def calibration_images(output: StageOutput, count: int, seed: int) -> np.ndarray
 def held_out_images(output: StageOutput, calibration_count: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Up to `count` training images (uint8) and labels that `calibration_images(output, calibration_count,
     seed)` did not pick: int8 error is measured on images that did not set the ranges, and never on
-    the validation split the report scores on. Empty when calibration took every training image."""
+    the validation split the report scores on. When early stopping holds images out of training
+    (training.holdout_mask, same seed), only those: a model trained here never fitted them, so its
+    int8 and float top-1 on them can differ as on new images. Empty when nothing is left."""
     train = open_split(output, "train")
-    positions = _calibration_order(len(train), seed)[calibration_count: calibration_count + count]
+    positions = _calibration_order(len(train), seed)[calibration_count:]
+    never_fitted = holdout_mask(train.labels, seed)
+    if never_fitted is not None:
+        positions = positions[never_fitted[positions]]
+    positions = positions[:count]
     return train.read(positions) if len(positions) else (np.empty((0,)), np.empty((0,), np.int64))
 
 
