@@ -182,7 +182,8 @@ class Build:
     def _compression(self, m: ModelPlan, precision: str | None = None) -> schema.Compression | None:
         """A variant's recipe (its plan's, completed by its stage's result), and on an int8-qat artifact
         whether QAT was distilled; None for an uncompressed model's artifact made the ordinary way."""
-        recipe = {**(m.compression or {}), **self.executor.outcome(m.model).result.get("compression", {})}
+        made = self.executor.outcome(m.model).result
+        recipe = {**(m.compression or {}), **made.get("compression", {}), **_measured_compression(made)}
         if precision == "int8-qat" and m.qat is not None and self.executor.outcome(m.qat).result.get("distilled"):
             recipe = {"method": "none", **recipe, "qat_distilled": True}
         return schema.Compression(**{k: v for k, v in recipe.items() if k in schema.Compression.model_fields}) if recipe else None
@@ -224,6 +225,16 @@ class Build:
         constraints = schema.Constraints(
             max_accuracy_drop=c.max_accuracy_drop, max_size_mb=c.max_size_mb, max_latency_ms=c.max_latency_ms)
         return report.model_copy(update={"recommendations": recommend(report, constraints)})
+
+
+def _measured_compression(made: dict) -> dict:
+    """The Compression fields a sparsity or clustering stage measured on the model it made."""
+    measured = {"gzip_bytes": made.get("gzip_bytes")}
+    if "sparsity" in made:
+        measured |= {"zeros_in_pruned_kernels": made["sparsity"]["pruned_layers"], "zeros_in_all_kernels": made["sparsity"]["overall"]}
+    if made.get("distinct_values"):
+        measured["max_distinct_values"] = max(made["distinct_values"].values())
+    return {k: v for k, v in measured.items() if v is not None}
 
 
 def gate_failures(artifacts: list[schema.Artifact], max_drop: float | None) -> list[schema.GateFailure]:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.4"  # 1.1 to 1.4 only added fields with defaults or made fields optional: 1.0 reports still load
+SCHEMA_VERSION = "1.5"  # 1.1 to 1.5 only added fields with defaults or made fields optional: 1.0 reports still load
 
 
 class _Strict(BaseModel):
@@ -149,6 +149,14 @@ class Compression(_Strict):
     clusters: int | None = Field(default=None, description="--cluster: shared values per clustered kernel")
     group_ratios: dict[str, float] | None = Field(default=None, description="share of filters removed per channel group "
                                                                              "(groups named by their first producer layer)")
+    # 1.5: what the variant's stage measured on the model it made (sparsity and clustering)
+    zeros_in_pruned_kernels: float | None = Field(default=None, description="--prune magnitude: measured share of zero weights "
+                                                                            "in the kernels tfmot pruned")
+    zeros_in_all_kernels: float | None = Field(default=None, description="--prune magnitude: measured share of zero weights in every kernel")
+    max_distinct_values: int | None = Field(default=None, description="--cluster: most distinct values in any clustered kernel")
+    gzip_bytes: dict[str, dict[str, int]] | None = Field(
+        default=None, description="gzip-compressed size of the .tflite (fp32 and dynamic-int8) of the model before ('dense') "
+                                  "and after ('compressed') sparsity or clustering, as tfmot reports compression")
 
 
 class SensitivityPoint(_Strict):

@@ -43,6 +43,13 @@ def test_sparsity_stage_writes_a_sparse_plain_model_that_prune_preserving_qat_ta
     assert len(result["pruned_layers"]) == 2 and result["sparsity"]["pruned_layers"] >= 0.79
     assert result["held_out_images"] > 0 and 0 <= result["top1_after"] <= 1
     assert result["gzip_bytes"]["compressed"]["fp32"] < result["gzip_bytes"]["dense"]["fp32"]
+    # What report.json's compression recipe takes from this result (schema 1.5).
+    from pipeline.build import _measured_compression
+    from pipeline.report.schema import Compression
+
+    recipe = Compression(method="magnitude", sparsity=0.8, **_measured_compression(result))
+    assert recipe.zeros_in_pruned_kernels == result["sparsity"]["pruned_layers"] and 0 < recipe.zeros_in_all_kernels <= recipe.zeros_in_pruned_kernels
+    assert recipe.gzip_bytes == result["gzip_bytes"] and recipe.max_distinct_values is None
     sparse = StageOutput("sparsity", "s", out, result, False, 0.0)
     model = load_float_model(sparse)
     assert model.count_params() == result["params"]
@@ -72,3 +79,6 @@ def test_clustering_stage_writes_a_clustered_plain_model(inputs, tmp_path):
     model = load_float_model(StageOutput("clustering", "c", tmp_path, result, False, 0.0))
     kernel = model.get_layer(result["clustered_layers"][-1]).get_weights()[0]
     assert len(np.unique(kernel)) <= 8 and result["gzip_bytes"] is None
+    from pipeline.build import _measured_compression
+
+    assert _measured_compression(result) == {"max_distinct_values": max(result["distinct_values"].values())}
