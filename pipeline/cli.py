@@ -176,7 +176,8 @@ def cli(ctx, debug):
 @_ssh_options
 @_adb_options
 @click.option("--train-threads", type=click.IntRange(min=1),
-              help="TensorFlow threads for training and QAT; the weights depend on it, so it is in their cache key [all cores].")
+              help="TensorFlow threads for training and QAT; the weights depend on it, so it is in their cache key "
+                   "[all cores for inputs of 128x128 or more, else 1].")
 @click.option("--jobs", type=click.IntRange(min=1), help="Stages run in parallel in this many local worker processes [as cores and memory allow].")
 @click.option("--executor", type=click.Choice(["local", "ray"]), help="Run stages here (local) or as tasks on a Ray cluster [local].")
 @click.option("--ray-address", help="Ray cluster address for --executor ray [RAY_ADDRESS, else a local Ray instance].")

@@ -65,8 +65,9 @@ class BuildConfig(BaseModel):
     # Early stopping for training and QAT: stop once the accuracy on 10 % of the training images
     # held out has not improved for this many epochs, keeping the best epoch (0: run every epoch).
     early_stopping_patience: int = Field(default=5, ge=0)
-    # TensorFlow threads for training and QAT (None: every core). In their cache key: the weights
-    # depend on it, whichever executor or --jobs runs them (docs/scale-out.md).
+    # TensorFlow threads for training and QAT (None: every core for inputs of 128x128 and more, else 1;
+    # rules.LARGE_INPUT_PIXELS). In their cache key: the weights depend on it, whichever executor or
+    # --jobs runs them (docs/scale-out.md).
     train_threads: int | None = Field(default=None, ge=1)
 
     # Compression (docs/compression.md): --prune l1-filter adds a pruned variant of each built-in or

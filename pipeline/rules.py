@@ -108,6 +108,11 @@ class ModelPlan:
 Rule = Callable[["Planner", ModelPlan], None]
 RULES: list[Rule] = []
 
+# Training inputs this large (pixels) get every core by default (Planner.train_threads). Measured,
+# MobileNet V2 train steps (docs/scale-out.md): 2 threads against 1 gave 1.8x at 224x224, 1.35x at
+# 64x64, 1.0x at 32x32; two 2-thread trainings side by side on 2 cores ran each stage 1.8x slower.
+LARGE_INPUT_PIXELS = 128 * 128
+
 
 def rule(function: Rule) -> Rule:
     """Register a plan rule; rules run in registration order for every model."""
@@ -126,16 +131,20 @@ class Planner:
         self.threads = threads
         self._rule_index = -1  # the rule being applied (Planner.variant applies those after it)
 
-    @property
-    def train_threads(self) -> int:
-        """TensorFlow threads every training stage runs with: in their keys (runner._run pins them)."""
-        return self.config.train_threads or usable_cores()
+    def train_threads(self, prep: dict) -> int:
+        """TensorFlow threads a training stage runs with: in its key (runner._run pins them).
+        --train-threads, else every core for inputs of LARGE_INPUT_PIXELS and more, else 1: below
+        that a second intra-op thread gains little, and one-thread trainings of several models run
+        side by side in the workers instead of fighting over the cores."""
+        if self.config.train_threads:
+            return self.config.train_threads
+        return usable_cores() if prep["height"] * prep["width"] >= LARGE_INPUT_PIXELS else 1
 
     def fit_settings(self, prep: dict) -> dict:
         """FitConfig's fields every training stage takes from the build (epochs and rate are per stage)."""
         c = self.config
         return {"preprocessing": prep, "batch_size": c.batch_size, "seed": c.seed, "augment": resolved_augment(c),
-                "tf_threads": self.train_threads}
+                "tf_threads": self.train_threads(prep)}
 
     def resolve(self, node: Node) -> StageOutput:
         self.plan.probes.append(node)

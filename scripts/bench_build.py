@@ -1,7 +1,7 @@
 """Wall time of the demo build from an empty cache, with --jobs 1 and with the default --jobs, in one run.
 
-    python scripts/bench_build.py                      # the full demo: 4 families, every format
-    python scripts/bench_build.py --models mobilenet_v2,squeezenet --epochs 5 --formats tflite,ncnn
+    python scripts/bench_build.py                      # the full demo, as `make demo` runs it (Makefile)
+    python scripts/bench_build.py --model mobilenet_v2,squeezenet --epochs 5 --formats tflite,ncnn  # build flags override
 
 Each build gets a fresh output folder (empty cache), so every stage runs. The default run goes
 second, so that the first cannot leave it a warm disk cache it would not have on a fresh clone:
@@ -42,18 +42,21 @@ def run_build(out: Path, jobs: int | None, extra: list[str]) -> tuple[float, int
     return seconds, len(json.loads((out / "report.json").read_text())["artifacts"])
 
 
+def demo_args() -> list[str]:
+    """The flags of `make demo`'s build (the Makefile's demo recipe), without --data and --out."""
+    line = next(line for line in (ROOT / "Makefile").read_text().splitlines() if "deploy build" in line and "--data demo" in line)
+    words = line.split("deploy build", 1)[1].split()
+    for flag in ("--data", "--out"):
+        at = words.index(flag)
+        del words[at:at + 2]
+    return words
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="all")
-    parser.add_argument("--formats", help="default: every format")
-    parser.add_argument("--epochs", type=int, help="default: the build's default")
     parser.add_argument("--workdir", type=Path, help="where the two output folders go [a temp folder]")
     args, rest = parser.parse_known_args()
-    extra = ["--model", args.models, *rest]
-    if args.formats:
-        extra += ["--formats", args.formats]
-    if args.epochs:
-        extra += ["--epochs", str(args.epochs)]
+    extra = [*demo_args(), *rest]  # a flag given here comes last, so it wins
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-build-"))
     work.mkdir(parents=True, exist_ok=True)
     from pipeline.executors import default_jobs
