@@ -108,9 +108,11 @@ class ModelPlan:
 Rule = Callable[["Planner", ModelPlan], None]
 RULES: list[Rule] = []
 
-# Training inputs this large (pixels) get every core by default (Planner.train_threads). Measured,
-# MobileNet V2 train steps (docs/scale-out.md): 2 threads against 1 gave 1.8x at 224x224, 1.35x at
-# 64x64, 1.0x at 32x32; two 2-thread trainings side by side on 2 cores ran each stage 1.8x slower.
+# Training inputs this large (pixels) get every core by default (Planner.train_threads). A trade,
+# measured on 2 cores (docs/scale-out.md): a second thread sped one training up 1.2-2.0x at 32x32
+# (by family) and 1.8x at 224x224, but two 2-thread trainings side by side ran each 1.8x slower
+# than alone, so several small models train sooner one thread each, side by side; a large input
+# (a user's photos at 224) is mostly one long training that wants every core.
 LARGE_INPUT_PIXELS = 128 * 128
 
 
@@ -133,9 +135,8 @@ class Planner:
 
     def train_threads(self, prep: dict) -> int:
         """TensorFlow threads a training stage runs with: in its key (runner._run pins them).
-        --train-threads, else every core for inputs of LARGE_INPUT_PIXELS and more, else 1: below
-        that a second intra-op thread gains little, and one-thread trainings of several models run
-        side by side in the workers instead of fighting over the cores."""
+        --train-threads, else every core for inputs of LARGE_INPUT_PIXELS and more, else 1 (why: there).
+        Never --jobs: the same key must give the same weights whichever executor runs it."""
         if self.config.train_threads:
             return self.config.train_threads
         return usable_cores() if prep["height"] * prep["width"] >= LARGE_INPUT_PIXELS else 1
