@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from pipeline.targets.host import run_benchmark
+    from pipeline.targets.host import alternating_p50, machine_line
 
     print(f"load before: {os.getloadavg()[0]:.2f} (1-min average)", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,22 +73,13 @@ def main() -> None:
         files, worst = build_files(Path(tmp), args.size, args.images)
         for row in worst:
             print(f"  kept float in this order: {row['layer']} ({row['op']}, nrmse {row['nrmse']:.3f})")
-        p50 = {name: [] for name in files}
-        result = None
-        for round_ in range(args.rounds):
-            for name, path in files.items():
-                result = run_benchmark(path, args.threads, args.warmup, args.runs)
-                p50[name].append(result["latency_ms"]["p50"])
-                print(f"  round {round_ + 1} {name:<11} {path.stat().st_size / 1e6:6.2f} MB  delegate={result['delegate']}  "
-                      f"p50 {p50[name][-1]:8.3f} ms  load {os.getloadavg()[0]:.2f}", flush=True)
+        p50, result = alternating_p50(files, args.rounds, args.threads, args.warmup, args.runs)
         plain = p50["plain int8"]
         print("\nlayers float | size MB | p50 ms (median of rounds) | p50 / plain int8 (median of per-round ratios)")
         for name, path in files.items():
             ratio = statistics.median(t / p for t, p in zip(p50[name], plain))
             print(f"{name:<12} | {path.stat().st_size / 1e6:7.2f} | {statistics.median(p50[name]):9.3f} | {ratio:.3f}x")
-    cpu = result["cpu"]
-    print(f"\nCPU: {cpu['model']} ({cpu['machine']}, {cpu['count']} cores); runtime {result['runtime']} "
-          f"{result['runtime_version']}; {args.threads} thread(s); load after: {os.getloadavg()[0]:.2f}")
+    print("\n" + machine_line(result, args.threads))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-VARIANTS = ("unpruned", "pruned")
 
 
 def chosen_ratios(out: Path, family: str) -> dict[str, float] | None:
@@ -89,30 +88,22 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args()
 
-    from pipeline.targets.host import run_benchmark
+    from pipeline.targets.host import alternating_p50, machine_line
 
     print(f"load before: {os.getloadavg()[0]:.2f} (1-min average)", flush=True)
-    everything, result = {}, None
+    everything = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             print(f"{name}: building, pruning and converting to int8 at {args.size}x{args.size} ...", flush=True)
             files, facts = build_files(Path(tmp), name, args.size, args.keep_macs, args.ratios_from)
             print(f"  {json.dumps(facts)}", flush=True)
-            p50 = {v: [] for v in VARIANTS}
-            for round_ in range(args.rounds):
-                for variant in VARIANTS:
-                    result = run_benchmark(files[variant], args.threads, args.warmup, args.runs)
-                    p50[variant].append(result["latency_ms"]["p50"])
-                    print(f"  round {round_ + 1} {variant:<9} {files[variant].stat().st_size / 1e6:6.2f} MB  "
-                          f"delegate={result['delegate']}  p50 {p50[variant][-1]:8.3f} ms  load {os.getloadavg()[0]:.2f}", flush=True)
+            p50, result = alternating_p50(files, args.rounds, args.threads, args.warmup, args.runs)
             speedups = [u / p for u, p in zip(p50["unpruned"], p50["pruned"])]
             everything[name] = {**facts, "p50_ms": p50, "speedup_per_round": speedups}
             print(f"{name}: MACs kept {facts['macs_kept']:.3f}; int8 p50 unpruned {statistics.median(p50['unpruned']):.3f} ms, "
                   f"pruned {statistics.median(p50['pruned']):.3f} ms; speed-up median {statistics.median(speedups):.2f}x "
                   f"(per round: {', '.join(f'{s:.2f}' for s in speedups)})", flush=True)
-    cpu = result["cpu"]
-    print(f"\nCPU: {cpu['model']} ({cpu['machine']}, {cpu['count']} cores); runtime {result['runtime']} "
-          f"{result['runtime_version']}; {args.threads} thread(s); load after: {os.getloadavg()[0]:.2f}")
+    print("\n" + machine_line(result, args.threads))
     if args.json:
         args.json.write_text(json.dumps(everything, indent=1))
 

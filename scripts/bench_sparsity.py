@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args()
 
-    from pipeline.targets.host import run_benchmark
+    from pipeline.targets.host import alternating_p50, machine_line
 
     print(f"load before: {os.getloadavg()[0]:.2f} (1-min average)", flush=True)
     everything = {}
@@ -77,13 +77,7 @@ def main() -> None:
         for name in args.models.split(","):
             print(f"{name}: building and converting 3 fp32 files at {args.size}x{args.size} ...", flush=True)
             files, facts = build_files(Path(tmp), name, args.size, args.sparsity)
-            p50 = {v: [] for v in VARIANTS}
-            for round_ in range(args.rounds):
-                for variant in VARIANTS:
-                    r = run_benchmark(files[variant], args.threads, args.warmup, args.runs)
-                    p50[variant].append(r["latency_ms"]["p50"])
-                    print(f"  round {round_ + 1} {variant:<15} {files[variant].stat().st_size / 1e6:6.2f} MB  delegate={r['delegate']}  "
-                          f"p50 {r['latency_ms']['p50']:8.3f} ms  load {os.getloadavg()[0]:.2f}", flush=True)
+            p50, r = alternating_p50(files, args.rounds, args.threads, args.warmup, args.runs)
             ratios = {v: [d / x for d, x in zip(p50["dense"], p50[v])] for v in ("sparse", "sparse-storage")}
             host = verdict(files, arm64=False)
             arm = verdict(files, arm64=True) if args.arm64_emu else None
@@ -95,9 +89,7 @@ def main() -> None:
             print(f"  XNNPACK sparse path on this host: {host['sparse_path']} ({json.dumps(host)})")
             if arm is not None:
                 print(f"  XNNPACK sparse path on arm64-emu (Cortex-A76, emulated times): {arm['sparse_path']} ({json.dumps(arm)})")
-    cpu = r["cpu"]
-    print(f"\nCPU: {cpu['model']} ({cpu['machine']}, {cpu['count']} cores); runtime {r['runtime']} {r['runtime_version']}; "
-          f"load after: {os.getloadavg()[0]:.2f}")
+    print("\n" + machine_line(r, args.threads))
     if args.json:
         args.json.write_text(json.dumps(everything, indent=1))
 

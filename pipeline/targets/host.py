@@ -87,3 +87,26 @@ def tail(stderr) -> list[str]:
         stderr = stderr.decode("utf-8", "replace")
     lines = [line for line in (stderr or "").splitlines() if line.strip()]
     return lines[-STDERR_TAIL_LINES:]
+
+
+def alternating_p50(files: dict[str, Path], rounds: int, threads: int, warmup: int, runs: int) -> tuple[dict[str, list[float]], dict]:
+    """For the benchmark scripts: p50 of each file per round, each measurement a fresh process and the
+    files alternating within a round, so load drift hits all alike (take ratios per round). Prints a
+    line per measurement; returns the p50s by name and the last runner result (CPU, runtime)."""
+    p50: dict[str, list[float]] = {name: [] for name in files}
+    width = max(map(len, files))
+    result: dict = {}
+    for round_ in range(rounds):
+        for name, path in files.items():
+            result = run_benchmark(path, threads, warmup, runs)
+            p50[name].append(result["latency_ms"]["p50"])
+            print(f"  round {round_ + 1} {name:<{width}} {path.stat().st_size / 1e6:6.2f} MB  delegate={result['delegate']}  "
+                  f"p50 {p50[name][-1]:8.3f} ms  load {os.getloadavg()[0]:.2f}", flush=True)
+    return p50, result
+
+
+def machine_line(result: dict, threads: int) -> str:
+    """What the benchmark scripts print last: the CPU and runtime of `result`, the threads, the load now."""
+    cpu = result["cpu"]
+    return (f"CPU: {cpu['model']} ({cpu['machine']}, {cpu['count']} cores); runtime {result['runtime']} "
+            f"{result['runtime_version']}; {threads} thread(s); load after: {os.getloadavg()[0]:.2f}")
