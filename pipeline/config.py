@@ -86,8 +86,11 @@ class BuildConfig(BaseModel):
     # sparse path; "all": every Conv2D/Dense kernel). --cluster N: N shared values per kernel; 0: off.
     sparsity: float = Field(default=0.8, gt=0, lt=1)
     sparsity_scope: Literal["pointwise", "all"] = "pointwise"
+    # Fine-tuning while sparsity rises: at least sparsity_epochs and at least
+    # compress.sparsity.MIN_STEPS optimizer steps (small data sets get more epochs); learning rate
+    # None: the training learning rate (docs/compression-tfmot.md: what 5e-4 for 5 epochs lost).
     sparsity_epochs: int = Field(default=5, ge=1)
-    sparsity_learning_rate: float = Field(default=5e-4, gt=0)
+    sparsity_learning_rate: float | None = Field(default=None, gt=0)
     cluster: int = Field(default=0, ge=0)
     cluster_init: Literal["kmeans++", "linear"] = "kmeans++"
     cluster_epochs: int = Field(default=3, ge=1)

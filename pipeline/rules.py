@@ -378,7 +378,7 @@ def sparsity(p: Planner, m: ModelPlan) -> None:
     c = p.config
     if c.prune != "magnitude" or not _compressible(m, "--prune magnitude"):
         return
-    config = SparsityConfig(sparsity=c.sparsity, epochs=c.sparsity_epochs, learning_rate=c.sparsity_learning_rate,
+    config = SparsityConfig(sparsity=c.sparsity, epochs=c.sparsity_epochs, learning_rate=c.sparsity_learning_rate or c.learning_rate,
                             scope=c.sparsity_scope, **p.fit_settings(m.prep))
     _compressed_variant(p, m, SparsityStage(), config, "sparsity", f"s{round(100 * c.sparsity)}",
                         {"method": "magnitude", "sparsity": c.sparsity})

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field
 
 from pipeline.compress import finetune, sparsity
+from pipeline.compress.sparsity import MIN_STEPS
 from pipeline.errors import UserInputError
 from pipeline.models import training
 from pipeline.stages.base import FitConfig, Stage, StageOutput
@@ -27,6 +28,7 @@ class SparsityConfig(FitConfig):
     scope: Literal["pointwise", "all"] = "pointwise"  # pipeline.compress.sparsity.SCOPES
     xnnpack_padding: bool = True  # re-pad 3x3 stride-2 convs (1, 1) so XNNPACK's sparse path can apply
     gzip_sizes: bool = True  # convert the dense and the sparse model to measure gzip sizes (4 conversions)
+    min_steps: int = Field(default=MIN_STEPS, ge=0)  # more epochs than `epochs` if these need it
 
 
 class SparsityStage(Stage):
@@ -42,21 +44,25 @@ class SparsityStage(Stage):
                 model, repadded = sparsity.symmetric_stride2_padding(begun.dense)
             except ValueError as e:
                 why_not = str(e)
-        steps = finetune.steps(len(begun.fit), config.batch_size, config.epochs)
+        epochs = sparsity.epochs_for(len(begun.fit), config.batch_size, config.epochs, config.min_steps)
+        if epochs > config.epochs:
+            log.info("  sparsity: %d epochs instead of %d, so the schedule gets %d steps on %d images",
+                     epochs, config.epochs, config.min_steps, len(begun.fit))
+        steps = finetune.steps(len(begun.fit), config.batch_size, epochs)
         wrapped, callbacks = sparsity.prune(model, config.sparsity, steps, config.scope)
         pruned = sparsity.pruned_layer_names(wrapped)
         if not pruned:
             raise UserInputError(f"--sparsity: {begun.dense.name} has no layer tfmot prunes in scope '{config.scope}'"
                                  + (" (1x1 Conv2D); use sparsity_scope: all" if config.scope == "pointwise" else ""))
         history, _ = training.fit(
-            wrapped, begun.fit, begun.prep, epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+            wrapped, begun.fit, begun.prep, epochs=epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
             seed=config.seed, augment=config.augment, what="sparsity", callbacks=callbacks)
         model = sparsity.strip(wrapped)
         report = sparsity.sparsity_report(model, pruned)
         result = finetune.finish(
             begun, model, workdir, history, config,
             compression={"method": "magnitude", "sparsity": config.sparsity, "scope": config.scope},
-            sparsity=report, pruned_layers=pruned,
+            sparsity=report, pruned_layers=pruned, epochs_run=epochs,
             xnnpack={"repadded_layers": repadded, "repad_refused": why_not,
                      "tfmot_policy_check": sparsity.xnnpack_policy_check(model) or "ok"})
         log.info("  sparsity: %.1f %% of the pruned kernels zero (%.1f %% of all), held-out top-1 %s -> %s",

@@ -38,7 +38,8 @@ def test_sparsity_stage_writes_a_sparse_plain_model_that_prune_preserving_qat_ta
     out = tmp_path / "sparsity"
     out.mkdir()
     result = SparsityStage().run(SparsityConfig(preprocessing=_prep(), sparsity=0.8, epochs=3, batch_size=8, learning_rate=1e-3,
-                                                seed=0, gzip_sizes=True), inputs, out)
+                                                seed=0, gzip_sizes=True, min_steps=0), inputs, out)
+    assert result["epochs_run"] == 3
     assert len(result["xnnpack"]["repadded_layers"]) == 1 and result["xnnpack"]["tfmot_policy_check"] == "ok"  # the stem
     assert len(result["pruned_layers"]) == 2 and result["sparsity"]["pruned_layers"] >= 0.79
     assert result["held_out_images"] > 0 and 0 <= result["top1_after"] <= 1
