@@ -20,6 +20,12 @@ from pipeline.stages.model import TF_TOOLS, load_float_model
 log = logging.getLogger("deploy")
 
 QAT_MODEL_FILE = "qat_model.h5"  # tf_keras's .keras format cannot reload quantize wrappers
+# tfmot's cluster-preserving quantizer creates its variables (centroids, indices) from the weights it
+# wraps when it is built: a model rebuilt from the saved config starts from initial weights, finds
+# another number of centroids and cannot take the saved weights ("Weight count mismatch"). So those
+# schemes keep the float model QAT started from, and loading rebuilds on it.
+QAT_SOURCE_FILE = "qat_source.keras"
+REBUILT_SCHEMES = ("cluster-preserve", "prune-cluster-preserve")
 
 
 class QatConfig(FitConfig):
@@ -74,6 +80,8 @@ class QatStage(Stage):
         except ValueError as e:
             log.warning("QAT not possible for %s: %s", model.name, e)
             return {"status": "unsupported", "reason": str(e)}
+        if config.scheme in REBUILT_SCHEMES:
+            model.save(workdir / QAT_SOURCE_FILE)
         train = open_split(inputs["data"], "train")
         history, stopping = training.fit(
             qat_model, train, Preprocessing.from_dict(config.preprocessing), epochs=config.epochs,
@@ -90,7 +98,13 @@ class QatStage(Stage):
 
 
 def load_qat_model(output: StageOutput):
+    from pipeline.compress.common import quantize_with_scheme
     from pipeline.tf_import import keras
 
+    if output.path(QAT_SOURCE_FILE).exists():
+        source = keras().models.load_model(output.path(QAT_SOURCE_FILE), compile=False)
+        model = quantize_with_scheme(source, output.result["scheme"])
+        model.load_weights(output.path(QAT_MODEL_FILE))
+        return model
     with quantize_scope():
         return keras().models.load_model(output.path(QAT_MODEL_FILE), compile=False)

@@ -54,3 +54,25 @@ def test_clusters_survive_strip_cluster_preserving_qat_and_int8_conversion(tmp_p
     last_conv = [layer.name for layer in dense.layers if type(layer).__name__ == "Conv2D"][-1]  # the one without BatchNorm
     assert [name for name in filters if name not in preserved] == [f"pointwise/quant_{last_conv}/Conv2D"]
     assert common.gzip_size(tflite.convert(stripped, "fp32")) < common.gzip_size(dense_fp32)
+
+
+@pytest.mark.slow
+def test_a_cluster_preserving_qat_model_saves_and_loads(tmp_path):
+    """tfmot builds the preserving quantizer's variables from the weights it wraps: the QAT stage
+    keeps the clustered float model so that loading rebuilds on it (the saved config alone cannot)."""
+    from pipeline.stages.base import StageOutput
+    from pipeline.stages.qat import QAT_MODEL_FILE, QAT_SOURCE_FILE, load_qat_model
+    from pipeline.tf_import import keras
+
+    keras().utils.set_random_seed(0)
+    stripped = clustering.strip(clustering.cluster(pointwise_model(), 4))
+    qat = common.quantize_with_scheme(stripped, "cluster-preserve")
+    stripped.save(tmp_path / QAT_SOURCE_FILE)  # as QatStage.run does for this scheme
+    with common.quantize_scope():
+        qat.save(tmp_path / QAT_MODEL_FILE)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    loaded = load_qat_model(StageOutput("qat", "k", tmp_path, {"scheme": "cluster-preserve"}, False, 0.0))
+    assert np.allclose(loaded.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
+    (tmp_path / QAT_SOURCE_FILE).unlink()  # what loading did before: the saved file alone
+    with pytest.raises(ValueError, match="Weight count mismatch"):
+        load_qat_model(StageOutput("qat", "k", tmp_path, {"scheme": "cluster-preserve"}, False, 0.0))
