@@ -46,7 +46,7 @@ class SparsityStage(Stage):
                 why_not = str(e)
         epochs = sparsity.epochs_for(len(begun.fit), config.batch_size, config.epochs, config.min_steps)
         if epochs > config.epochs:
-            log.info("  sparsity: %d epochs instead of %d, so the schedule gets %d steps on %d images",
+            log.info("  sparsity: %d epochs instead of %d, so the schedule gets at least %d steps on %d images",
                      epochs, config.epochs, config.min_steps, len(begun.fit))
         steps = finetune.steps(len(begun.fit), config.batch_size, epochs)
         wrapped, callbacks = sparsity.prune(model, config.sparsity, steps, config.scope)
