@@ -31,7 +31,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-
 def chosen_ratios(out: Path, family: str) -> dict[str, float] | None:
     """The group ratios of the `prune` stage a build ran on `family` (None: that build has none)."""
     for result in sorted((out / "cache" / "prune").glob("*/result.json")):

@@ -27,6 +27,11 @@ def steps(images: int, batch_size: int, epochs: int) -> int:
     return epochs * math.ceil(images / batch_size)
 
 
+def epochs_for(images: int, batch_size: int, epochs: int, min_steps: int) -> int:
+    """`epochs`, or more when that many epochs of `images` make fewer than `min_steps` steps."""
+    return max(epochs, math.ceil(min_steps / max(1, steps(images, batch_size, 1))))
+
+
 def gzip_sizes(model) -> dict[str, int]:
     """gzip-compressed bytes of the model's fp32 .tflite and its int8-weight (dynamic range) .tflite:
     the two figures tfmot's pruning and clustering guides compare. Zeros and shared values shrink

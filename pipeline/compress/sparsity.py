@@ -23,13 +23,7 @@ PRUNED_SHARE = 2 / 3  # of the fine-tuning steps spent raising sparsity; the res
 # The schedule counts optimizer steps, so a small data set needs more epochs: MobileNet V2 (alpha 0.5)
 # on the demo digits, 80 % sparsity, kept 19 % held-out top-1 after 105 steps at 5e-4, 61 % after
 # 105 at 2e-3, 94 % after 315 and 95 % (dense: 96 %) after 630 at 2e-3 (docs/compression-tfmot.md).
-MIN_STEPS = 600
-
-
-def epochs_for(images: int, batch_size: int, epochs: int, min_steps: int = MIN_STEPS) -> int:
-    """`epochs`, or more when that many epochs of `images` make fewer than `min_steps` steps."""
-    per_epoch = max(1, -(-images // batch_size))
-    return max(epochs, -(-min_steps // per_epoch))
+MIN_STEPS = 600  # pipeline.compress.finetune.epochs_for
 
 
 def schedule(target: float, total_steps: int):

@@ -44,7 +44,7 @@ class SparsityStage(Stage):
                 model, repadded = sparsity.symmetric_stride2_padding(begun.dense)
             except ValueError as e:
                 why_not = str(e)
-        epochs = sparsity.epochs_for(len(begun.fit), config.batch_size, config.epochs, config.min_steps)
+        epochs = finetune.epochs_for(len(begun.fit), config.batch_size, config.epochs, config.min_steps)
         if epochs > config.epochs:
             log.info("  sparsity: %d epochs instead of %d, so the schedule gets at least %d steps on %d images",
                      epochs, config.epochs, config.min_steps, len(begun.fit))

@@ -19,9 +19,11 @@ def test_schedule_reaches_the_target_on_a_step_where_tfmot_prunes():
 
 
 def test_small_data_sets_get_enough_schedule_steps():
-    assert sparsity.epochs_for(1298, 64, 5, min_steps=600) == 29  # the demo digits: 21 steps an epoch
-    assert sparsity.epochs_for(64_000, 64, 5, min_steps=600) == 5  # 1000 steps an epoch: the flag's epochs
-    assert sparsity.epochs_for(10, 64, 3, min_steps=0) == 3
+    from pipeline.compress.finetune import epochs_for
+
+    assert epochs_for(1298, 64, 5, min_steps=600) == 29  # the demo digits: 21 steps an epoch
+    assert epochs_for(64_000, 64, 5, min_steps=600) == 5  # 1000 steps an epoch: the flag's epochs
+    assert epochs_for(10, 64, 3, min_steps=0) == 3
 
 
 def test_symmetric_padding_makes_a_same_padded_stem_acceptable_to_tfmots_xnnpack_check():
