@@ -6,11 +6,12 @@ For each count: an image folder of 256x256 JPEGs cut from photographs that ship 
 packages (scripts/make_photo_set.py when present, else a small fallback here; nothing is
 downloaded), then one `deploy build` of MobileNet V2 (alpha 0.35, 224x224): data, 1 training
 epoch, 1 QAT epoch, int8 (int8-qat) conversion, verification and a short host benchmark. Printed:
-peak resident memory of the whole build (the sum of RSS over the build process and all its
-children, sampled every 0.2 s; shared pages count once per process, so this over-estimates), and
-training / QAT images/s from the stages' results. With the first count, the training throughput
-of today's streaming input is compared with the old whole-array `model.fit` in one process
-(2 epochs each, the second timed), so load on a shared machine affects both alike.
+peak memory of the whole build, sampled every 0.2 s over the build process and all its children
+(workers run stages side by side, e.g. the float model's reference evaluation beside QAT) as two
+sums: RSS, which counts shared pages once per process and so over-estimates, and PSS, which
+splits them between their sharers; and training / QAT images/s from the stages' results. With
+the first count, the training throughput of today's streaming input is compared with the old
+whole-array `model.fit`: one model's epochs alternate between the inputs (`throughput_ratio`).
 """
 from __future__ import annotations
 
@@ -65,34 +66,40 @@ def _fallback_folder(count: int, dest: Path) -> Path:
     return dest
 
 
-def _tree_rss(pid: int) -> int:
+def _tree_memory(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) summed over a process and all its children. The RSS sum counts pages that
+    processes share (TensorFlow's libraries, each worker's copy-on-write parent) once per process;
+    PSS splits each shared page between its sharers, so its sum is the memory the build really holds."""
     import psutil
 
     try:
         proc = psutil.Process(pid)
         procs = [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
+        return 0, 0
+    rss = pss = 0
     for p in procs:
         try:
-            total += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
+            info = p.memory_full_info()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        rss, pss = rss + info.rss, pss + info.pss
+    return rss, pss
 
 
-def run_sampled(command: list[str], log: Path) -> tuple[int, float, int]:
-    """(return code, seconds, peak tree RSS in bytes) of a command, its output to `log`."""
-    peak, done = 0, threading.Event()
+def run_sampled(command: list[str], log: Path) -> tuple[int, float, int, int]:
+    """(return code, seconds, peak tree RSS, peak tree PSS in bytes) of a command, its output to `log`."""
+    peak_rss = peak_pss = 0
+    done = threading.Event()
     with open(log, "w") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
         def sample():
-            nonlocal peak
+            nonlocal peak_rss, peak_pss
             while not done.is_set():
-                peak = max(peak, _tree_rss(proc.pid))
+                rss, pss = _tree_memory(proc.pid)
+                peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
                 time.sleep(0.2)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -100,60 +107,66 @@ def run_sampled(command: list[str], log: Path) -> tuple[int, float, int]:
         code = proc.wait()
         done.set()
         sampler.join()
-    return code, time.perf_counter() - started, peak
+    return code, time.perf_counter() - started, peak_rss, peak_pss
 
 
 def stage_results(out: Path, stage: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((out / "cache" / stage).glob("*/result.json"))]
 
 
-def throughput_ratio(data_dir: Path, epochs: int = 2, batch_size: int = 64) -> dict:
-    """Training images/s, old whole-array fit vs streaming fit, same model, same process (run as a child)."""
+def throughput_ratio(data_dir: Path, rounds: int = 3, batch_size: int = 64) -> dict:
+    """Training images/s of one model whose epochs alternate between the old whole-array input (the
+    split as float32 in memory, `model.fit` on arrays, as before issue 15) and today's streaming input
+    (augment none and basic): same weights, same process, same op determinism as the train stage, so
+    load on a shared machine affects all alike. Each epoch is timed from its second batch (tracing
+    excluded); the figure per input is the median over `rounds` epochs (run as a child)."""
     sys.path.insert(0, str(ROOT))
     from pipeline.data import Preprocessing
     from pipeline.models import architectures, training
     from pipeline.stages import data as data_stage
     from pipeline.stages.base import StageOutput
-    from pipeline.tf_import import keras
+    from pipeline.tf_import import keras, tensorflow
 
     result = json.loads((data_dir / "result.json").read_text())
-    output = StageOutput("data", "", data_dir, result, True, 0.0)
-    train = data_stage.open_split(output, "train")
+    train = data_stage.open_split(StageOutput("data", "", data_dir, result, True, 0.0), "train")
     prep = Preprocessing(224, 224, "RGB", (127.5,) * 3, (127.5,) * 3)
-    classes = len(result["class_names"])
     tf_keras = keras()
-
-    def model():
-        m = architectures.build("mobilenet_v2", 224, classes, 0.35)
-        training.use_fast_batchnorm(m)
-        return m
-
-    # Today's path before issue 15: the whole split as float32 in memory, model.fit on arrays.
+    tf_keras.utils.set_random_seed(0)
+    tensorflow().config.experimental.enable_op_determinism()
+    model = architectures.build("mobilenet_v2", 224, len(result["class_names"]), 0.35)
+    training.use_fast_batchnorm(model)
+    model.compile(optimizer=tf_keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     x, y = train.read(np.arange(len(train)))
     x = prep.apply(x)
-    old = model()
-    tf_keras.utils.set_random_seed(0)
-    old.compile(optimizer=tf_keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    times = []
 
     class Timer(tf_keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.perf_counter()
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                self.t0, self.images = time.perf_counter(), 0
+            else:
+                self.images += batch_size
 
         def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.t0)
+            self.images_per_s = self.images / (time.perf_counter() - self.t0)
 
-    old.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=[Timer()])
-    in_memory = len(x) / times[-1]
-    del x
-    streamed = {}
-    for augment in ("none", "basic"):
-        history, _ = training.fit(model(), train, prep, epochs=epochs, batch_size=batch_size, learning_rate=1e-3,
-                               seed=0, augment=augment, what=f"stream {augment}")
-        streamed[augment] = history[-1]["images_per_s"]
-    return {"images": len(train), "epoch_timed": epochs, "in_memory_images_per_s": round(in_memory, 2),
-            "streamed_images_per_s": streamed,
-            "ratio_none": round(streamed["none"] / in_memory, 3), "ratio_basic": round(streamed["basic"] / in_memory, 3)}
+    def epoch(source: str) -> float:
+        timer = Timer()
+        if source == "in_memory":
+            model.fit(x, y, epochs=1, batch_size=batch_size, shuffle=True, verbose=0, callbacks=[timer])
+        else:
+            dataset = training.training_dataset(train, prep, batch_size=batch_size, seed=0, augment=source)
+            model.fit(dataset, epochs=1, verbose=0, callbacks=[timer])
+        return timer.images_per_s
+
+    sources = ("in_memory", "none", "basic")
+    rates: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for source in sources:
+            rates.setdefault(source, []).append(round(epoch(source), 2))
+    median = {source: float(np.median(values)) for source, values in rates.items()}
+    return {"images": len(train), "rounds": rates, "median_images_per_s": median,
+            "ratio_none": round(median["none"] / median["in_memory"], 3),
+            "ratio_basic": round(median["basic"] / median["in_memory"], 3)}
 
 
 def input_pipeline(folder: Path, out: Path) -> dict:
@@ -207,10 +220,11 @@ def main() -> None:
             folder, out = make_folder(count, args.work / f"photos_{count}"), args.work / f"input_{count}"
             before = uptime()
             log = args.work / f"input_{count}.log"
-            code, seconds, peak = run_sampled([sys.executable, __file__, "--input-child", str(folder), str(out)], log)
+            code, seconds, peak, peak_pss = run_sampled([sys.executable, __file__, "--input-child", str(folder), str(out)], log)
             if code != 0:
                 sys.exit(f"{count} images: input pipeline failed ({code}); see {log}")
-            row = {"images": count, "peak_rss_gb": round(peak / 1e9, 3), "seconds": round(seconds, 1),
+            row = {"images": count, "peak_rss_gb": round(peak / 1e9, 3), "peak_pss_gb": round(peak_pss / 1e9, 3),
+                   "seconds": round(seconds, 1),
                    **json.loads(log.read_text().strip().splitlines()[-1]), "uptime_before": before, "uptime_after": uptime()}
             print(json.dumps(row), flush=True)
         return
@@ -220,12 +234,12 @@ def main() -> None:
         out = args.work / f"build_{count}"
         before = uptime()
         command = [sys.executable, "-m", "pipeline.cli", "build", *BUILD, "--data", str(folder), "--out", str(out)]
-        code, seconds, peak = run_sampled(command, args.work / f"build_{count}.log")
+        code, seconds, peak, peak_pss = run_sampled(command, args.work / f"build_{count}.log")
         if code != 0:
             sys.exit(f"{count} images: deploy build failed ({code}); see {args.work / f'build_{count}.log'}")
         [train], [qat] = stage_results(out, "train"), stage_results(out, "qat")
-        row = {"images": count, "peak_rss_gb": round(peak / 1e9, 3), "seconds": round(seconds, 1),
-               "train_images_per_s": train["history"][0]["images_per_s"],
+        row = {"images": count, "peak_rss_gb": round(peak / 1e9, 3), "peak_pss_gb": round(peak_pss / 1e9, 3),
+               "seconds": round(seconds, 1), "train_images_per_s": train["history"][0]["images_per_s"],
                "qat_images_per_s": qat["history"][0]["images_per_s"],
                "uptime_before": before, "uptime_after": uptime()}
         print(json.dumps(row), flush=True)
@@ -238,7 +252,9 @@ def main() -> None:
             ratio = {**json.loads(child.stdout.strip().splitlines()[-1]), "uptime_before": before, "uptime_after": uptime()}
             print(json.dumps(ratio), flush=True)
     if len(rows) > 1:
-        print(f"peak RSS {rows[-1]['images']} / {rows[0]['images']} images: {rows[-1]['peak_rss_gb'] / rows[0]['peak_rss_gb']:.2f}x")
+        for kind in ("rss", "pss"):
+            key = f"peak_{kind}_gb"
+            print(f"peak {kind.upper()} {rows[-1]['images']} / {rows[0]['images']} images: {rows[-1][key] / rows[0][key]:.2f}x")
 
 
 if __name__ == "__main__":

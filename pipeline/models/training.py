@@ -50,7 +50,8 @@ def holdout(split: Split, seed: int) -> tuple[Split, Split] | None:
 
 def training_dataset(split: Split, prep: Preprocessing, *, batch_size: int, seed: int, augment: str):
     """tf.data over the training split: a new seeded order each epoch, uint8 batches read from the
-    store in a Python generator, preprocessed (`preprocess_tf`) and augmented in TensorFlow, prefetched."""
+    store in a Python generator, preprocessed (`preprocess_tf`) and augmented in TensorFlow in one
+    thread, prefetched."""
     from pipeline.augment import AUGMENTS, random_resized_crop_flip
     from pipeline.tf_import import tensorflow
 
@@ -79,7 +80,12 @@ def training_dataset(split: Split, prep: Preprocessing, *, batch_size: int, seed
                                                                              tf.stack([tf.constant(seed, tf.int64), step])), y))
     else:
         dataset = dataset.map(lambda x, y, step: (preprocess_tf(tf, prep, x), y))
-    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
+    # One input thread, its ops single-threaded: training's ops already use every core the stage may
+    # use, and a pool of input threads preempting them slowed training (measured on 2 cores, docs/data.md).
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = 1
+    options.threading.max_intra_op_parallelism = 1
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2).with_options(options)
 
 
 def preprocess_tf(tf, prep: Preprocessing, images_uint8):
