@@ -6,16 +6,16 @@ For each count: an image folder of 256x256 JPEGs cut from photographs that ship 
 packages (scripts/make_photo_set.py when present, else a small fallback here; nothing is
 downloaded), then one `deploy build` of MobileNet V2 (alpha 0.35, 224x224): data, 1 training
 epoch, 1 QAT epoch, int8 (int8-qat) conversion, verification and a short host benchmark. Printed:
-peak memory of the whole build, sampled every 0.2 s over the build process and all its children
-(workers run stages side by side, e.g. the float model's reference evaluation beside QAT) as two
-sums: RSS, which counts shared pages once per process and so over-estimates, and PSS, which
-splits them between their sharers; and training / QAT images/s from the stages' results. With
-the first count, the training throughput of today's streaming input is compared with the old
-whole-array `model.fit`: one model's epochs alternate between the inputs (`throughput_ratio`).
+peak memory of the whole build, summed over the build process and all its children (workers run
+stages side by side, e.g. the float model's reference evaluation beside QAT) as RSS and as PSS
+(`run_sampled`), and training / QAT images/s from the stages' results. With the first count, the
+training throughput of today's streaming input is compared with the old whole-array `model.fit`:
+one model's epochs alternate between the inputs (`throughput_ratio`).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -66,29 +66,36 @@ def _fallback_folder(count: int, dest: Path) -> Path:
     return dest
 
 
-def _tree_memory(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) summed over a process and all its children. The RSS sum counts pages that
-    processes share (TensorFlow's libraries, each worker's copy-on-write parent) once per process;
-    PSS splits each shared page between its sharers, so its sum is the memory the build really holds."""
+def _tree_processes(pid: int) -> list:
     import psutil
 
     try:
         proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
+        return [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0, 0
-    rss = pss = 0
-    for p in procs:
+        return []
+
+
+def _tree_sum(pid: int, field: str, info: str) -> int:
+    """`field` of psutil's `info` (memory_info, memory_full_info) summed over a process tree."""
+    import psutil
+
+    total = 0
+    for p in _tree_processes(pid):
         try:
-            info = p.memory_full_info()
+            total += getattr(getattr(p, info)(), field)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        rss, pss = rss + info.rss, pss + info.pss
-    return rss, pss
+            pass
+    return total
 
 
 def run_sampled(command: list[str], log: Path) -> tuple[int, float, int, int]:
-    """(return code, seconds, peak tree RSS, peak tree PSS in bytes) of a command, its output to `log`."""
+    """(return code, seconds, peak tree RSS, peak tree PSS in bytes) of a command, its output to `log`.
+
+    RSS sums count pages that processes share (TensorFlow's libraries, each worker's copy-on-write
+    parent) once per process, so they over-estimate; PSS splits each shared page between its
+    sharers. RSS is sampled every 0.2 s; PSS every 2 s, since reading it walks every mapping of a
+    TensorFlow process (about 50 ms each; at 0.2 s the sampler took a quarter of a core)."""
     peak_rss = peak_pss = 0
     done = threading.Event()
     with open(log, "w") as out:
@@ -97,9 +104,12 @@ def run_sampled(command: list[str], log: Path) -> tuple[int, float, int, int]:
 
         def sample():
             nonlocal peak_rss, peak_pss
-            while not done.is_set():
-                rss, pss = _tree_memory(proc.pid)
-                peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+            for tick in itertools.count():
+                if done.is_set():
+                    return
+                peak_rss = max(peak_rss, _tree_sum(proc.pid, "rss", "memory_info"))
+                if tick % 10 == 0:
+                    peak_pss = max(peak_pss, _tree_sum(proc.pid, "pss", "memory_full_info"))
                 time.sleep(0.2)
 
         sampler = threading.Thread(target=sample, daemon=True)
