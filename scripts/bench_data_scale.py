@@ -76,40 +76,44 @@ def _tree_processes(pid: int) -> list:
         return []
 
 
-def _tree_sum(pid: int, field: str, info: str) -> int:
-    """`field` of psutil's `info` (memory_info, memory_full_info) summed over a process tree."""
+def _tree_memory(pid: int, field: str, info: str) -> dict[int, int]:
+    """`field` of psutil's `info` (memory_info, memory_full_info) of each process of a tree, by pid."""
     import psutil
 
-    total = 0
+    values = {}
     for p in _tree_processes(pid):
         try:
-            total += getattr(getattr(p, info)(), field)
+            values[p.pid] = getattr(getattr(p, info)(), field)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
-    return total
+    return values
 
 
-def run_sampled(command: list[str], log: Path) -> tuple[int, float, int, int]:
-    """(return code, seconds, peak tree RSS, peak tree PSS in bytes) of a command, its output to `log`.
+def run_sampled(command: list[str], log: Path) -> tuple[int, float, int, int, dict[int, int]]:
+    """(return code, seconds, peak tree RSS, peak tree PSS in bytes, each process's PSS at that
+    peak) of a command, its output to `log` (its "[worker PID]" lines say what each process ran).
 
     RSS sums count pages that processes share (TensorFlow's libraries, each worker's copy-on-write
     parent) once per process, so they over-estimate; PSS splits each shared page between its
     sharers. RSS is sampled every 0.2 s; PSS every 2 s, since reading it walks every mapping of a
     TensorFlow process (about 50 ms each; at 0.2 s the sampler took a quarter of a core)."""
     peak_rss = peak_pss = 0
+    pss_at_peak: dict[int, int] = {}
     done = threading.Event()
     with open(log, "w") as out:
         started = time.perf_counter()
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
         def sample():
-            nonlocal peak_rss, peak_pss
+            nonlocal peak_rss, peak_pss, pss_at_peak
             for tick in itertools.count():
                 if done.is_set():
                     return
-                peak_rss = max(peak_rss, _tree_sum(proc.pid, "rss", "memory_info"))
+                peak_rss = max(peak_rss, sum(_tree_memory(proc.pid, "rss", "memory_info").values()))
                 if tick % 10 == 0:
-                    peak_pss = max(peak_pss, _tree_sum(proc.pid, "pss", "memory_full_info"))
+                    pss = _tree_memory(proc.pid, "pss", "memory_full_info")
+                    if sum(pss.values()) > peak_pss:
+                        peak_pss, pss_at_peak = sum(pss.values()), pss
                 time.sleep(0.2)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -117,7 +121,7 @@ def run_sampled(command: list[str], log: Path) -> tuple[int, float, int, int]:
         code = proc.wait()
         done.set()
         sampler.join()
-    return code, time.perf_counter() - started, peak_rss, peak_pss
+    return code, time.perf_counter() - started, peak_rss, peak_pss, pss_at_peak
 
 
 def stage_results(out: Path, stage: str) -> list[dict]:
@@ -230,7 +234,7 @@ def main() -> None:
             folder, out = make_folder(count, args.work / f"photos_{count}"), args.work / f"input_{count}"
             before = uptime()
             log = args.work / f"input_{count}.log"
-            code, seconds, peak, peak_pss = run_sampled([sys.executable, __file__, "--input-child", str(folder), str(out)], log)
+            code, seconds, peak, peak_pss, _ = run_sampled([sys.executable, __file__, "--input-child", str(folder), str(out)], log)
             if code != 0:
                 sys.exit(f"{count} images: input pipeline failed ({code}); see {log}")
             row = {"images": count, "peak_rss_gb": round(peak / 1e9, 3), "peak_pss_gb": round(peak_pss / 1e9, 3),
@@ -244,13 +248,14 @@ def main() -> None:
         out = args.work / f"build_{count}"
         before = uptime()
         command = [sys.executable, "-m", "pipeline.cli", "build", *BUILD, "--data", str(folder), "--out", str(out)]
-        code, seconds, peak, peak_pss = run_sampled(command, args.work / f"build_{count}.log")
+        code, seconds, peak, peak_pss, pss_at_peak = run_sampled(command, args.work / f"build_{count}.log")
         if code != 0:
             sys.exit(f"{count} images: deploy build failed ({code}); see {args.work / f'build_{count}.log'}")
         [train], [qat] = stage_results(out, "train"), stage_results(out, "qat")
         row = {"images": count, "peak_rss_gb": round(peak / 1e9, 3), "peak_pss_gb": round(peak_pss / 1e9, 3),
                "seconds": round(seconds, 1), "train_images_per_s": train["history"][0]["images_per_s"],
                "qat_images_per_s": qat["history"][0]["images_per_s"],
+               "pss_at_peak_gb": {pid: round(v / 1e9, 3) for pid, v in sorted(pss_at_peak.items(), key=lambda kv: -kv[1])},
                "uptime_before": before, "uptime_after": uptime()}
         print(json.dumps(row), flush=True)
         rows.append(row)
