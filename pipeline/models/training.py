@@ -81,7 +81,7 @@ def training_dataset(split: Split, prep: Preprocessing, *, batch_size: int, seed
     else:
         dataset = dataset.map(lambda x, y, step: (preprocess_tf(tf, prep, x), y))
     # One input thread, its ops single-threaded: training's ops already use every core the stage may
-    # use, and a pool of input threads preempting them slowed training (measured on 2 cores, docs/data.md).
+    # use, so the input (cast, normalisation, crops) competes with them with one thread at most.
     options = tf.data.Options()
     options.threading.private_threadpool_size = 1
     options.threading.max_intra_op_parallelism = 1
