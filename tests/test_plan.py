@@ -10,7 +10,7 @@ from pipeline.executors.local import InProcessBackend, PoolBackend
 from pipeline.executors.scheduler import Failed, Scheduler, Skipped
 from pipeline.plan import MACHINE, Plan, When, describe
 from pipeline.runner import LINEAGE, Runner
-from tests.toy_stages import DieOnceConfig, DieOnceStage, FailStage, SleepConfig, SleepStage
+from tests.toy_stages import DieOnceConfig, DieOnceStage, FailStage, KerasNameConfig, KerasNameStage, SleepConfig, SleepStage
 
 
 def _scheduler(tmp_path: Path, jobs: int = 1) -> Scheduler:
@@ -115,6 +115,19 @@ def test_a_stage_that_pins_its_threads_gets_them_in_any_worker(tmp_path):
     results = _run_on_pool(tmp_path, plan)  # workers have 1 thread each: value 1 runs in a fresh process with 3
     assert results[pinned.key].result["threads"] == 3 and results[budget.key].result["threads"] == 1
     assert results[pinned.key].result["pid"] != results[budget.key].result["pid"]
+
+
+def test_a_pool_worker_starts_each_stage_with_a_fresh_keras_session(tmp_path):
+    plan = Plan()
+    first = plan.node(KerasNameStage(), KerasNameConfig(value=1))
+    second = plan.node(KerasNameStage(), KerasNameConfig(value=2), inputs={"first": first})
+    scheduler = Scheduler(Runner(tmp_path), PoolBackend(Runner(tmp_path).cache, 1, 1))
+    try:
+        results = scheduler.run(plan.nodes)
+    finally:
+        scheduler.close()
+    assert results[first.key].result["pid"] == results[second.key].result["pid"]  # one worker ran both
+    assert results[first.key].result["layer"] == results[second.key].result["layer"] == "dense"
 
 
 def test_a_device_is_leased_one_stage_at_a_time(tmp_path):

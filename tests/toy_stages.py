@@ -1,4 +1,5 @@
-"""Small stages for the plan and executor tests: no TensorFlow, importable by worker processes."""
+"""Small stages for the plan and executor tests, importable by worker processes; only KerasNameStage
+imports TensorFlow (tf_keras)."""
 from __future__ import annotations
 
 import hashlib
@@ -83,3 +84,20 @@ class ChecksumStage(Stage):
             digest.update(path.read_bytes())
         (workdir / "checksum.txt").write_text(digest.hexdigest())
         return {"checksum": digest.hexdigest(), "pid": os.getpid()}
+
+
+class KerasNameConfig(StageConfig):
+    value: int
+
+
+class KerasNameStage(Stage):
+    """Builds a tf_keras layer and returns the name Keras gave it: "dense" in a fresh Keras session,
+    "dense_1" and up when an earlier stage in the same process left its session state behind."""
+
+    name = "toy-keras-name"
+    Config = KerasNameConfig
+
+    def run(self, config: KerasNameConfig, inputs, workdir: Path) -> dict:
+        from pipeline.tf_import import keras
+
+        return {"value": config.value, "pid": os.getpid(), "layer": keras().layers.Dense(1).name}

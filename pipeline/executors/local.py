@@ -14,6 +14,7 @@ import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
+from pipeline.executors import release_memory
 from pipeline.runner import execute
 
 log = logging.getLogger("deploy")
@@ -72,6 +73,14 @@ def _init_worker(threads: int, level: int) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _execute_and_release(*args):
+    """`execute` in a pool worker, then `release_memory`."""
+    try:
+        return execute(*args)
+    finally:
+        release_memory()
+
+
 def run_with_threads(threads: int, function, *args):
     """function(*args) in a fresh spawned process whose TensorFlow has exactly `threads` intra-op
     threads (a worker's TensorFlow cannot change its thread count once loaded)."""
@@ -99,7 +108,8 @@ class PoolBackend:
         return {"executor": f"local pool of {self.slots}", "threads": self.threads}
 
     def submit(self, node, inputs, extra) -> Future:
-        return self._pool.submit(execute, self.cache, node.stage, node.config, inputs, node.key, node.title, node.external, extra)
+        return self._pool.submit(_execute_and_release, self.cache, node.stage, node.config, inputs, node.key, node.title,
+                                 node.external, extra)
 
     def restart(self) -> None:
         """After a worker died (the pool is broken): a fresh pool for the retries."""

@@ -29,6 +29,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from pipeline.errors import ToolError, UserInputError
+from pipeline.executors import release_memory
 from pipeline.plan import MACHINE
 from pipeline.runner import LINEAGE, cache_folder, code_digest, execute, load_output
 from pipeline.stages.base import StageOutput
@@ -69,8 +70,11 @@ def run_task(stage, config, inputs: dict, key: str, title: str, external: dict, 
         import ray
 
         node = ray.get_runtime_context().get_node_id()
-        output = execute(cache, stage, config, local, key, title, external, {**extra, "ray_node": node})
-        return output.result, output.seconds, pack(output.dir), node
+        try:
+            output = execute(cache, stage, config, local, key, title, external, {**extra, "ray_node": node})
+            return output.result, output.seconds, pack(output.dir), node
+        finally:
+            release_memory()
 
 
 def connect(address: str | None):
