@@ -1,6 +1,6 @@
 """Memory and training speed of `deploy build` as the image folder grows (issue 15).
 
-    .venv/bin/python scripts/bench_data_scale.py [--counts 2000,8000,32000] [--work DIR] [--no-ratio]
+    .venv/bin/python scripts/bench_data_scale.py [--counts 2000,8000,32000] [--work DIR] [--jobs N] [--no-ratio]
 
 For each count: an image folder of 256x256 JPEGs cut from photographs that ship inside installed
 packages (scripts/make_photo_set.py when present, else a small fallback here; nothing is
@@ -216,6 +216,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="2000,8000,32000")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-data-scale"))
+    parser.add_argument("--jobs", type=int, help="the build's --jobs (default: the build's own default); "
+                        "1 runs no two stages side by side, so the peak is one stage's")
     parser.add_argument("--no-ratio", action="store_true", help="skip the in-memory vs streaming throughput run")
     parser.add_argument("--input-only", action="store_true",
                         help="data stage + one epoch of the training input + one validation pass, no model (fast)")
@@ -247,7 +249,8 @@ def main() -> None:
         folder = make_folder(count, args.work / f"photos_{count}")
         out = args.work / f"build_{count}"
         before = uptime()
-        command = [sys.executable, "-m", "pipeline.cli", "build", *BUILD, "--data", str(folder), "--out", str(out)]
+        command = [sys.executable, "-m", "pipeline.cli", "build", *BUILD, "--data", str(folder), "--out", str(out),
+                   *(["--jobs", str(args.jobs)] if args.jobs else [])]
         code, seconds, peak, peak_pss, pss_at_peak = run_sampled(command, args.work / f"build_{count}.log")
         if code != 0:
             sys.exit(f"{count} images: deploy build failed ({code}); see {args.work / f'build_{count}.log'}")
