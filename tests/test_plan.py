@@ -20,7 +20,8 @@ def _scheduler(tmp_path: Path, jobs: int = 1) -> Scheduler:
 
 
 def _run_on_pool(root: Path, plan: Plan, jobs: int = 2) -> dict:
-    scheduler = _scheduler(root, jobs=jobs)
+    runner = Runner(root)
+    scheduler = Scheduler(runner, PoolBackend(runner.cache, jobs, 1))  # a pool even of one worker
     try:
         return scheduler.run(plan.nodes)
     finally:
@@ -121,11 +122,7 @@ def test_a_pool_worker_starts_each_stage_with_a_fresh_keras_session(tmp_path):
     plan = Plan()
     first = plan.node(KerasNameStage(), KerasNameConfig(value=1))
     second = plan.node(KerasNameStage(), KerasNameConfig(value=2), inputs={"first": first})
-    scheduler = Scheduler(Runner(tmp_path), PoolBackend(Runner(tmp_path).cache, 1, 1))
-    try:
-        results = scheduler.run(plan.nodes)
-    finally:
-        scheduler.close()
+    results = _run_on_pool(tmp_path, plan, jobs=1)
     assert results[first.key].result["pid"] == results[second.key].result["pid"]  # one worker ran both
     assert results[first.key].result["layer"] == results[second.key].result["layer"] == "dense"
 
