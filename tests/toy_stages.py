@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from pipeline.errors import ToolError
-from pipeline.stages.base import Stage, StageConfig
+from pipeline.stages.base import FitConfig, Stage, StageConfig
 
 
 class SleepConfig(StageConfig):
@@ -88,6 +88,17 @@ class ChecksumStage(Stage):
 
 class KerasNameConfig(StageConfig):
     value: int
+
+
+class KerasFitNameConfig(FitConfig):
+    """KerasNameStage's config shaped as a training stage's (the in-process backend releases after those)."""
+
+    value: int
+    preprocessing: dict = {}
+    epochs: int = 1
+    batch_size: int = 1
+    learning_rate: float = 0.1
+    seed: int = 0
 
 
 class KerasNameStage(Stage):
