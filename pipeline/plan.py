@@ -57,6 +57,11 @@ class Node:
     def title(self) -> str:
         return f"{self.stage.name} {self.label}".strip()
 
+    @property
+    def cpus(self) -> int:
+        """Cores the stage keeps busy: a training stage pins TensorFlow's threads (tf_threads), any other one."""
+        return max(1, getattr(self.config, "tf_threads", 0))
+
     def ancestors(self) -> list["Node"]:
         """This node's inputs and condition parents, transitively, parents before children."""
         seen: dict[int, Node] = {}
@@ -140,6 +145,8 @@ def describe(plan: Plan, cached: Callable[[Node], StageOutput | None]) -> list[s
             notes.append(f"if {node.when.text}")
         if node.lease:
             notes.append("runs alone" if node.lease == MACHINE else f"leases {node.lease}")
+        if node.cpus > 1:
+            notes.append(f"{node.cpus} cores")
         note = f"  ({'; '.join(notes)})" if notes else ""
         lines.append(f"  {state:<6}  {node.key[:20]}  {node.stage.name:<{width}}  {node.label}{note}")
     return lines

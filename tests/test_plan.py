@@ -137,6 +137,19 @@ def test_the_driver_starts_a_stage_after_training_with_a_fresh_keras_session(tmp
     assert results[second.key].result["layer"] == results[first.key].result["layer"]
 
 
+def test_a_stage_that_asks_for_every_core_runs_alone(tmp_path):
+    """On two one-thread workers, a stage pinned to two threads (a training on 224x224 inputs) runs with
+    nothing beside it; without the rule the 3-second stage would start beside it on the other worker."""
+    log = tmp_path / "log.jsonl"
+    plan = Plan()
+    plan.node(SleepStage(), SleepConfig(value=1, seconds=0.8, log=str(log), tf_threads=2))
+    for value in (2, 3):
+        plan.node(SleepStage(), SleepConfig(value=value, seconds=3.0, log=str(log)))
+    _run_on_pool(tmp_path, plan)
+    runs = _intervals(log)
+    assert all(runs[1]["end"] <= runs[v]["start"] for v in (2, 3))
+
+
 def test_a_device_is_leased_one_stage_at_a_time(tmp_path):
     log = tmp_path / "log.jsonl"
     plan = Plan()

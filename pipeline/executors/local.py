@@ -14,7 +14,7 @@ import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
-from pipeline.executors import release_memory
+from pipeline.executors import release_memory, usable_cores
 from pipeline.runner import execute
 from pipeline.stages.base import FitConfig
 
@@ -31,6 +31,7 @@ class InProcessBackend:
 
     def __init__(self, cache: Path):
         self.cache = cache
+        self.cores = usable_cores()
 
     def lineage(self) -> dict:
         return {"executor": "in-process"}
@@ -103,6 +104,7 @@ class PoolBackend:
 
     def __init__(self, cache: Path, jobs: int, threads: int):
         self.cache, self.slots, self.threads = cache, jobs, threads
+        self.cores = jobs * threads  # what the workers were given (their thread budgets)
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:

@@ -102,7 +102,7 @@ class RayBackend:
         self._task = self.ray.remote(run_task)
         self.driver_node = self.ray.get_runtime_context().get_node_id()
         self.resources = self.ray.cluster_resources()
-        self.slots = max(1, int(self.resources.get("CPU", 1)))
+        self.slots = self.cores = max(1, int(self.resources.get("CPU", 1)))
         self.tasks: list[dict] = []  # what ran where, for the record and the tests
 
     def lineage(self) -> dict:

@@ -7,6 +7,9 @@ Rules, independent of where stages run:
   artifacts and goes on); any other error, or a fatal node's, stops the build;
 - a node leasing the machine (a host benchmark) starts only when nothing else runs and no other
   work is ready, and nothing starts beside it; a node leasing a device runs one at a time per device;
+- the nodes running together ask for at most the backend's cores (Node.cpus: a training stage on
+  224x224 inputs asks for every core, so it runs alone on the local pool: two TensorFlow processes
+  would share the cores anyway, and their memory peaks would add up: docs/data.md);
 - a worker that died is replaced and its stage retried once.
 """
 from __future__ import annotations
@@ -77,6 +80,8 @@ class Scheduler:
 
     def _may_start(self, node: Node, running: dict[Future, Node], todo: list[Node]) -> bool:
         if len(running) >= self.backend.slots or any(n.lease == MACHINE for n in running.values()):
+            return False
+        if running and sum(n.cpus for n in running.values()) + node.cpus > self.backend.cores:
             return False
         if node.lease == MACHINE:
             # Alone, and only once no other work is ready: benchmarks wait for a quiet moment.
