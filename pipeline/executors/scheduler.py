@@ -8,8 +8,8 @@ Rules, independent of where stages run:
 - a node leasing the machine (a host benchmark) starts only when nothing else runs and no other
   work is ready, and nothing starts beside it; a node leasing a device runs one at a time per device;
 - the nodes running together ask for at most the backend's cores (Node.cpus: a training stage on
-  224x224 inputs asks for every core, so it runs alone on the local pool: two TensorFlow processes
-  would share the cores anyway, and their memory peaks would add up: docs/data.md);
+  inputs of 128x128 and more asks for every core, so it runs alone on the local pool: two
+  TensorFlow processes would share the cores anyway, and their memory peaks would add up);
 - a worker that died is replaced and its stage retried once.
 """
 from __future__ import annotations
