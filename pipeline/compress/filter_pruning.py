@@ -67,7 +67,8 @@ class ChannelGraph:
     inputs: dict[str, list[np.ndarray]]  # layer name -> atom ids of each input
     parent: np.ndarray  # union-find over atoms
     groups: list[Group] = field(default_factory=list)
-    cost: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # layer -> (kind, positions, kernel area)
+    # layer -> (kind, output positions, kernel area, input positions), for the conv and dense layers
+    cost: dict[str, tuple[str, int, int, int]] = field(default_factory=dict)
 
     def find(self, a: int) -> int:
         root = a
@@ -97,12 +98,25 @@ class ChannelGraph:
         count as architectures.count_macs, from channel counts (pruning changes no spatial size)."""
         keep = np.ones(self.atoms, bool) if keep is None else keep
         total = 0
-        for name, (kind, positions, area) in self.cost.items():
-            cin = int(keep[self.inputs[name][0]].sum())
-            cout = int(keep[self.labels[name]].sum())
+        for name, (kind, positions, area, _) in self.cost.items():
+            cin, cout = self._channels(name, keep)
             total += {"conv": positions * area * cin * cout, "dense": positions * cin * cout,
                       "depthwise": positions * area * cin, "separable": positions * cin * (area + cout)}[kind]
         return total
+
+    def traffic(self, keep: np.ndarray | None = None) -> int:
+        """Activation elements the conv and dense layers read and write, pruned to `keep`: what
+        memory-bound layers (depthwise convolutions, 1x1 convolutions on large maps) spend their
+        time on, and MACs do not count (Ma et al. 2018, ShuffleNet V2, "memory access cost")."""
+        keep = np.ones(self.atoms, bool) if keep is None else keep
+        total = 0
+        for name, (_, positions, _, in_positions) in self.cost.items():
+            cin, cout = self._channels(name, keep)
+            total += in_positions * cin + positions * cout
+        return total
+
+    def _channels(self, layer: str, keep: np.ndarray) -> tuple[int, int]:
+        return int(keep[self.inputs[layer][0]].sum()), int(keep[self.labels[layer]].sum())
 
 
 # ---- reading the graph ---------------------------------------------------------------------
@@ -260,10 +274,11 @@ def _record_cost(graph: ChannelGraph, layer, cls: str, inputs: list[np.ndarray])
     if cls not in ("Conv2D", "Dense", "DepthwiseConv2D", "SeparableConv2D"):
         return
     positions = math.prod(layer.output_shape[1:-1])
+    in_positions = math.prod(layer.input_shape[1:-1])
     kernel = layer.depthwise_kernel if cls in ("DepthwiseConv2D", "SeparableConv2D") else layer.kernel
     area = math.prod(kernel.shape[:2]) if cls != "Dense" else 1
     kind = {"Conv2D": "conv", "Dense": "dense", "DepthwiseConv2D": "depthwise", "SeparableConv2D": "separable"}[cls]
-    graph.cost[layer.name] = (kind, positions, area)
+    graph.cost[layer.name] = (kind, positions, area, in_positions)
 
 
 def _filter_l1(layer, cls: str) -> np.ndarray:
