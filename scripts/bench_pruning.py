@@ -54,6 +54,7 @@ def uniform_ratios(graph, keep_macs: float) -> dict[str, float]:
 def build_files(folder: Path, name: str, size: int, keep_macs: float, ratios_from: Path | None) -> tuple[dict, dict]:
     from converters import tflite
     from pipeline.compress import filter_pruning
+    from pipeline.compress.sensitivity import latency_estimate
     from pipeline.models.architectures import build
 
     model = build(name, size, 1000)
@@ -70,6 +71,7 @@ def build_files(folder: Path, name: str, size: int, keep_macs: float, ratios_fro
     files = {variant: tflite.write(tflite.convert(net, "int8-ptq", calibration), folder / f"{name}_{variant}.tflite")
              for variant, net in (("unpruned", model), ("pruned", pruned))}
     facts = {"ratios": source, "macs_kept": round(graph.macs(keep) / graph.macs(), 4),
+             "estimated_latency_kept": round(latency_estimate(graph, keep) / latency_estimate(graph), 4),
              "params": {"unpruned": int(model.count_params()), "pruned": int(pruned.count_params())}}
     return files, facts
 
