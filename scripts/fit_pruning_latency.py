@@ -5,8 +5,8 @@ int8 model unpruned, and with each group pruned alone at --ratio. All are loaded
 (LiteRT, XNNPACK, 1 thread) and timed in alternating blocks of --runs invokes, the median of each
 block kept, then the median over --blocks. One process, not one per measurement as the benchmark
 scripts do: a group pruned alone saves 1-9 % of the time, and fresh processes differ by more than
-that from each other on a shared machine (tried: 3 rounds of fresh processes gave a third of the
-groups a negative saving). The latency each group saves is then fitted, by least squares without an
+that from each other on a shared machine (tried: 3 rounds of fresh processes gave 11 of MobileNet V2's
+25 groups a negative saving). The latency each group saves is then fitted, by least squares without an
 intercept, to the MACs it saves and the activation elements its conv and dense layers no longer read
 or write (`ChannelGraph.traffic`). Prints every group's figures, both coefficients, their ratio (the
 MAC-equivalents an element costs) and how much better both terms fit than MACs alone.

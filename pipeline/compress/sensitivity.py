@@ -82,9 +82,9 @@ def choose(graph: ChannelGraph, measured: dict, keep_macs: float) -> dict[str, f
             if trial_macs >= macs:  # the step removes no unit (rounding): the group's next ratio is the real step
                 chosen[name], moved = later[0], True
                 continue
-            trial_latency = latency_estimate(graph, keep)
+            trial_latency = latency_estimate(graph, keep)  # below `latency`: MACs fell, traffic never grows
             cost = max(top1[name][ratio] - top1[name][later[0]], 0.0) + FREE
-            options.append((cost / max(latency - trial_latency, 1.0), name, later[0], trial_macs, trial_latency))
+            options.append((cost / (latency - trial_latency), name, later[0], trial_macs, trial_latency))
         if options:
             _, name, ratio, macs, latency = min(options)
             chosen[name] = ratio
