@@ -173,55 +173,53 @@ def _branch(x, channels, strides, name):
 
 
 def _shuffle_unit(x, name):
-    """Stride-1 unit: the first half passes through, the second goes through the branch."""
+    """Stride-1 unit. The input's channel quarters are [q0, q1, q2, q3]: the branch takes the second
+    half (q2, q3), and the output is [q1, branch, q0].
+
+    That order is the channel shuffle, done as a block permutation: the next unit's branch sees half
+    of this unit's branch output and the quarter kept longest (q0), like the paper's two-group
+    shuffle, but each kept quarter waits at most two units. A contiguous slice and a concatenation
+    are cheap copies; the paper's interleave (an int8 TRANSPOSE in LiteRT) took 29 % of the model's
+    time at 224x224 (docs/compression.md).
+    """
     from pipeline.tf_import import keras
 
-    channels = keras().backend.int_shape(x)[-1]
-    kept = _channel_split(x, 0, name=f"{name}_keep")
-    branch = _branch(_channel_split(x, 1, name=f"{name}_split"), channels // 2, 1, name)
-    x = keras().layers.Concatenate(name=f"{name}_concat")([kept, branch])
-    return _channel_shuffle(x, name=f"{name}_shuffle")
+    q0 = _channel_slice(x, 4, 0, 1, name=f"{name}_keep_back")
+    q1 = _channel_slice(x, 4, 1, 2, name=f"{name}_keep_front")
+    branch = _branch(_channel_slice(x, 4, 2, 4, name=f"{name}_split"), keras().backend.int_shape(x)[-1] // 2, 1, name)
+    return keras().layers.Concatenate(name=f"{name}_concat")([q1, branch, q0])
 
 
 def _shuffle_down_unit(x, channels, name):
-    """Stride-2 unit: both branches see the whole input and each gives half the channels."""
+    """Stride-2 unit: both branches see the whole input and each gives half the channels.
+
+    No shuffle after it: the next units' block shuffle sends its branch half to the next branch
+    and its shortcut half, a quarter at a time, to the two after that.
+    """
     from pipeline.tf_import import keras
 
     shortcut = _dw_bn(x, 2, name=f"{name}_short")
     shortcut = _conv_bn(shortcut, channels // 2, 1, name=f"{name}_short_project")
     branch = _branch(x, channels // 2, 2, name)
-    x = keras().layers.Concatenate(name=f"{name}_concat")([shortcut, branch])
-    return _channel_shuffle(x, name=f"{name}_shuffle")
+    return keras().layers.Concatenate(name=f"{name}_concat")([shortcut, branch])
 
 
-def _channel_split(x, half, name):
-    """Channels [0, C/2) for half 0, [C/2, C) for half 1.
+def _channel_slice(x, parts, start, stop, name):
+    """Channels [start * C/parts, stop * C/parts).
 
     Written with Reshape and Cropping2D because Lambda, tf.split and slicing break
-    quantize_model (see FIELD-NOTES): Cropping2D crops the "2" axis to one entry.
+    quantize_model (see FIELD-NOTES): the channels fold into (parts, C/parts) and Cropping2D
+    keeps parts start..stop-1.
     """
     from pipeline.tf_import import keras
 
     layers = keras().layers
     h, w, c = keras().backend.int_shape(x)[1:]
-    x = layers.Reshape((h * w, 2, c // 2), name=f"{name}_fold")(x)
-    crop = ((0, 0), (0, 1)) if half == 0 else ((0, 0), (1, 0))
-    x = layers.Cropping2D(crop, name=f"{name}_crop")(x)
-    return layers.Reshape((h, w, c // 2), name=f"{name}_unfold")(x)
-
-
-def _channel_shuffle(x, name):
-    """Channel shuffle with 2 groups: output channel 2*j + g is input channel g*C/2 + j.
-
-    Written with Reshape and Permute because tf.transpose breaks quantize_model.
-    """
-    from pipeline.tf_import import keras
-
-    layers = keras().layers
-    h, w, c = keras().backend.int_shape(x)[1:]
-    x = layers.Reshape((h, w, 2, c // 2), name=f"{name}_fold")(x)
-    x = layers.Permute((1, 2, 4, 3), name=f"{name}_permute")(x)
-    return layers.Reshape((h, w, c), name=f"{name}_unfold")(x)
+    if c % parts:
+        raise ValueError(f"{name}: {c} channels do not split into {parts} equal parts")
+    x = layers.Reshape((h * w, parts, c // parts), name=f"{name}_fold")(x)
+    x = layers.Cropping2D(((0, 0), (start, parts - stop)), name=f"{name}_crop")(x)
+    return layers.Reshape((h, w, (stop - start) * (c // parts)), name=f"{name}_unfold")(x)
 
 
 # --- SqueezeNet 1.1 -------------------------------------------------------------------

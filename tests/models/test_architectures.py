@@ -1,4 +1,4 @@
-"""Built-in architectures: build, QAT, int8 conversion, MAC counting, ShuffleNet's split/shuffle."""
+"""Built-in architectures: build, QAT, int8 conversion, MAC counting, ShuffleNet's block shuffle."""
 import functools
 import subprocess
 import sys
@@ -134,7 +134,7 @@ def test_build_rejects_bad_values(kwargs, words):
         assert word in message
 
 
-# --- ShuffleNet split and shuffle ----------------------------------------------------
+# --- ShuffleNet block shuffle ---------------------------------------------------------
 
 
 def _apply(fn, x):
@@ -147,18 +147,22 @@ def _known_tensor(channels=6):
     return np.arange(2 * 2 * 3 * channels, dtype="float32").reshape(2, 2, 3, channels)
 
 
-@pytest.mark.parametrize("half", [0, 1])
-def test_channel_split_takes_halves(half):
-    x = _known_tensor()
-    got = _apply(lambda t: arch._channel_split(t, half, name="split"), x)
-    np.testing.assert_array_equal(got, x[..., 3 * half : 3 * (half + 1)])
+@pytest.mark.parametrize("start, stop", [(0, 1), (1, 2), (2, 4), (0, 4)])
+def test_channel_slice_takes_contiguous_parts(start, stop):
+    x = _known_tensor(8)
+    got = _apply(lambda t: arch._channel_slice(t, 4, start, stop, name="slice"), x)
+    np.testing.assert_array_equal(got, x[..., 2 * start : 2 * stop])
 
 
-def test_channel_shuffle_matches_reference():
-    x = _known_tensor()
-    got = _apply(lambda t: arch._channel_shuffle(t, name="shuffle"), x)
-    # Reference (ShuffleNet paper / torchvision): view as (groups, C/groups), transpose, flatten.
-    b, h, w, c = x.shape
-    want = x.reshape(b, h, w, 2, c // 2).transpose(0, 1, 2, 4, 3).reshape(b, h, w, c)
-    np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(got[0, 0, 0], [0, 3, 1, 4, 2, 5])
+def test_shuffle_unit_passes_quarters_around_its_branch():
+    """Output [q1, branch, q0]: the kept quarters come through unchanged, in swapped places."""
+    x = _known_tensor(8)
+    got = _apply(lambda t: arch._shuffle_unit(t, name="unit"), x)
+    assert got.shape == x.shape
+    np.testing.assert_array_equal(got[..., :2], x[..., 2:4])
+    np.testing.assert_array_equal(got[..., 6:], x[..., :2])
+
+
+def test_every_shufflenet_width_splits_into_quarters():
+    for channels in arch._SHUFFLENET_CHANNELS.values():
+        assert all(c % 4 == 0 for c in channels[:-1]), channels
