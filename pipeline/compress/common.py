@@ -19,7 +19,7 @@ def quantize_with_scheme(model, scheme: str):
     if scheme not in QAT_SCHEMES:
         raise ValueError(f"unknown QAT scheme {scheme!r} (choose from {', '.join(QAT_SCHEMES)})")
     if scheme == "default":
-        return t.quantization.keras.quantize_model(model)
+        return check_concatenate_order(model, t.quantization.keras.quantize_model(model))
     combine = t.experimental.combine
     schemes = {
         "prune-preserve": combine.Default8BitPrunePreserveQuantizeScheme,
@@ -28,7 +28,38 @@ def quantize_with_scheme(model, scheme: str):
         "prune-cluster-preserve": lambda: combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True),
     }
     annotated = t.quantization.keras.quantize_annotate_model(model)
-    return t.quantization.keras.quantize_apply(annotated, schemes[scheme]())
+    return check_concatenate_order(model, t.quantization.keras.quantize_apply(annotated, schemes[scheme]()))
+
+
+class ReorderedConcatenate(ValueError):
+    """tfmot changed the order of a Concatenate's inputs (see check_concatenate_order)."""
+
+
+def check_concatenate_order(model, quantized):
+    """`quantized`, or a ValueError naming a Concatenate whose inputs tfmot reordered.
+
+    tfmot can reorder them (model-optimization#1061, open): an input that goes through a
+    Conv-BatchNorm-ReLU rewrite moves to the end, and the quantized model then computes with
+    channels in the wrong places (a ShuffleNet whose concatenation was [slice, branch, slice] fell
+    to chance in QAT). Rebuilding the model from a repaired config does not restore tfmot's
+    quantizer variables, so the QAT stage reports it and the build falls back to PTQ.
+    """
+    original = {spec["name"]: _inbound_names(spec) for spec in model.get_config()["layers"]
+                if spec["class_name"] == "Concatenate"}
+    for spec in quantized.get_config()["layers"]:
+        want = original.get(spec["name"].removeprefix("quant_"))
+        if want is not None and _inbound_names(spec) != want:
+            raise ReorderedConcatenate(
+                f"layer '{spec['name'].removeprefix('quant_')}' (Concatenate): tensorflow-model-optimization reorders "
+                f"its inputs (model-optimization#1061: inputs made by Conv2D-BatchNormalization-ReLU move to the end); "
+                f"put those inputs last in the model")
+    return quantized
+
+
+def _inbound_names(spec) -> list[str]:
+    """The names of the layers feeding a layer's first call, without tfmot's "quant_" prefix."""
+    nodes = spec["inbound_nodes"]
+    return [node[0].removeprefix("quant_") for node in nodes[0]] if nodes else []
 
 
 def gzip_size(data: bytes) -> int:

@@ -173,21 +173,22 @@ def _branch(x, channels, strides, name):
 
 
 def _shuffle_unit(x, name):
-    """Stride-1 unit. The input's channel quarters are [q0, q1, q2, q3]: the branch takes the second
-    half (q2, q3), and the output is [q1, branch, q0].
+    """Stride-1 unit. The input's channel quarters are [q0, q1, q2, q3]: the branch takes the
+    middle half (q1, q2), and the output is [q3, q0, branch].
 
     That order is the channel shuffle, done as a block permutation: the next unit's branch sees half
     of this unit's branch output and the quarter kept longest (q0), like the paper's two-group
     shuffle, but each kept quarter waits at most two units. A contiguous slice and a concatenation
     are cheap copies; the paper's interleave (an int8 TRANSPOSE in LiteRT) took 29 % of the model's
-    time at 224x224 (docs/compression.md).
+    time at 224x224 (docs/compression.md). The branch comes last in the concatenation because
+    tensorflow-model-optimization moves it there anyway (model-optimization#1061).
     """
     from pipeline.tf_import import keras
 
+    q3 = _channel_slice(x, 4, 3, 4, name=f"{name}_keep_front")
     q0 = _channel_slice(x, 4, 0, 1, name=f"{name}_keep_back")
-    q1 = _channel_slice(x, 4, 1, 2, name=f"{name}_keep_front")
-    branch = _branch(_channel_slice(x, 4, 2, 4, name=f"{name}_split"), keras().backend.int_shape(x)[-1] // 2, 1, name)
-    return keras().layers.Concatenate(name=f"{name}_concat")([q1, branch, q0])
+    branch = _branch(_channel_slice(x, 4, 1, 3, name=f"{name}_split"), keras().backend.int_shape(x)[-1] // 2, 1, name)
+    return keras().layers.Concatenate(name=f"{name}_concat")([q3, q0, branch])
 
 
 def _shuffle_down_unit(x, channels, name):

@@ -58,10 +58,12 @@ def unsupported_layers(model) -> list[str]:
 
 def quantize(model, scheme: str = "default"):
     """quantize_model (or a preserving scheme), or a ValueError naming the layer that stops it."""
-    from pipeline.compress.common import quantize_with_scheme
+    from pipeline.compress.common import ReorderedConcatenate, quantize_with_scheme
 
     try:
         return quantize_with_scheme(model, scheme)
+    except ReorderedConcatenate:
+        raise  # names its layer already
     except Exception as e:  # tfmot raises ValueError, RuntimeError or TypeError by case
         layers = unsupported_layers(model)
         detail = f"layer {layers[0]} cannot be quantized" if layers else str(e).splitlines()[0]

@@ -10,7 +10,7 @@ import pytest
 from converters import tflite
 from pipeline.models import architectures as arch
 from pipeline.runtimes import litert
-from pipeline.tf_import import keras, tfmot
+from pipeline.tf_import import keras
 
 NAMES = sorted(arch.ARCHITECTURES)
 SIZE = 32
@@ -30,7 +30,10 @@ def _float_model(name):
 
 @functools.cache
 def _qat_model(name):
-    return tfmot().quantization.keras.quantize_model(_float_model(name))
+    """The QAT stage's quantize_model, with its check that no Concatenate's inputs were reordered."""
+    from pipeline.stages.qat import quantize
+
+    return quantize(_float_model(name))
 
 
 def test_import_does_not_load_tensorflow():
@@ -155,12 +158,12 @@ def test_channel_slice_takes_contiguous_parts(start, stop):
 
 
 def test_shuffle_unit_passes_quarters_around_its_branch():
-    """Output [q1, branch, q0]: the kept quarters come through unchanged, in swapped places."""
+    """Output [q3, q0, branch]: the kept quarters come through unchanged, in swapped places."""
     x = _known_tensor(8)
     got = _apply(lambda t: arch._shuffle_unit(t, name="unit"), x)
     assert got.shape == x.shape
-    np.testing.assert_array_equal(got[..., :2], x[..., 2:4])
-    np.testing.assert_array_equal(got[..., 6:], x[..., :2])
+    np.testing.assert_array_equal(got[..., :2], x[..., 6:])
+    np.testing.assert_array_equal(got[..., 2:4], x[..., :2])
 
 
 def test_every_shufflenet_width_splits_into_quarters():
