@@ -6,10 +6,13 @@ random weights built in code: latency depends on the layer shapes, not on what t
     unpruned   the model, int8-ptq (calibrated on 8 random images)
     pruned     the same model filter-pruned (pipeline.compress.filter_pruning) to --keep-macs, int8-ptq
 
-The per-group ratios are the ones a build chose by sensitivity analysis when `--ratios-from` names its
-output folder (the `prune` stage's result for the same family and alpha, e.g. the demo digits at 32x32:
-pruning changes channels, not spatial sizes, so the MAC share carries over to 224x224); otherwise every
-group is pruned at one ratio, the smallest that reaches --keep-macs (Li et al.'s uniform baseline).
+When `--ratios-from` names a build's output folder, the per-group ratios are chosen as that build's
+chooser would at this input size: its `prune` stage's sensitivity curves (the accuracy each group
+loses, measured on the build's data, e.g. the demo digits at 32x32) with this model's MACs and
+estimated latency (pipeline.compress.sensitivity.choose). The build's own ratios do not carry over:
+layers' shares of the MACs depend on the input size (a 32x32 build's ratios kept 53.9 % of
+ShuffleNet V2's MACs at 224x224). Otherwise every group is pruned at one ratio, the smallest that
+reaches --keep-macs (Li et al.'s uniform baseline).
 
 Each measurement is a fresh process (the pipeline's host runner, 1 thread by default, XNNPACK), the two
 files alternate within each round so load drift hits both alike, and the ratio is taken per round.
@@ -31,12 +34,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def chosen_ratios(out: Path, family: str) -> dict[str, float] | None:
-    """The group ratios of the `prune` stage a build ran on `family` (None: that build has none)."""
+def sensitivity_curves(out: Path, family: str) -> dict | None:
+    """The sensitivity curves of the `prune` stage a build ran on `family` (None: that build has none)."""
     for result in sorted((out / "cache" / "prune").glob("*/result.json")):
         label = json.loads(result.with_name("lineage.json").read_text())["label"]  # "prune mobilenet_v2 l1-filter"
         if label.split()[1] == family:
-            return json.loads(result.read_text())["compression"]["group_ratios"]
+            return json.loads(result.read_text())["sensitivity"]
     return None
 
 
@@ -54,17 +57,19 @@ def uniform_ratios(graph, keep_macs: float) -> dict[str, float]:
 def build_files(folder: Path, name: str, size: int, keep_macs: float, ratios_from: Path | None) -> tuple[dict, dict]:
     from converters import tflite
     from pipeline.compress import filter_pruning
-    from pipeline.compress.sensitivity import latency_estimate
+    from pipeline.compress.sensitivity import choose, latency_estimate
     from pipeline.models.architectures import build
 
     model = build(name, size, 1000)
     graph = filter_pruning.read_graph(model)
-    ratios = chosen_ratios(ratios_from, name) if ratios_from else None
-    source = f"chosen by a build's sensitivity analysis ({ratios_from})" if ratios else "uniform"
-    ratios = ratios or uniform_ratios(graph, keep_macs)
-    unknown = set(ratios) - {g.name for g in graph.groups}
-    if unknown:
-        raise SystemExit(f"{name}: the build's groups {sorted(unknown)[:3]} are not in this model (other alpha?)")
+    curves = sensitivity_curves(ratios_from, name) if ratios_from else None
+    if curves:
+        unknown = {c["group"] for c in curves["groups"]} ^ {g.name for g in graph.groups}
+        if unknown:
+            raise SystemExit(f"{name}: groups {sorted(unknown)[:3]} are not in both the build's model and this one")
+        ratios, source = choose(graph, curves, keep_macs), f"chosen from a build's sensitivity curves ({ratios_from})"
+    else:
+        ratios, source = uniform_ratios(graph, keep_macs), "uniform"
     keep = graph.keep_mask(ratios)
     pruned = filter_pruning.prune(graph, keep)
     calibration = np.random.default_rng(0).uniform(-1, 1, (8, size, size, 3)).astype(np.float32)
@@ -81,7 +86,7 @@ def main() -> None:
     parser.add_argument("--models", default="mobilenet_v2,shufflenet_v2")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--keep-macs", type=float, default=0.5)
-    parser.add_argument("--ratios-from", type=Path, help="a build's --out folder whose prune stages chose the ratios")
+    parser.add_argument("--ratios-from", type=Path, help="a build's --out folder: its prune stages' sensitivity curves choose the ratios")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--runs", type=int, default=30)

@@ -40,7 +40,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         ),
         Architecture(
             name="shufflenet_v2",
-            description="ShuffleNet V2 (channel split and shuffle), stage repeats 4/8/4",
+            description="ShuffleNet V2 (channel split, shuffle by channel quarters), stage repeats 4/8/4",
             default_alpha=1.0,
             alphas=(0.5, 1.0, 1.5, 2.0),
             min_input_size=32,
