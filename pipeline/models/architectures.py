@@ -194,8 +194,8 @@ def _shuffle_unit(x, name):
 def _shuffle_down_unit(x, channels, name):
     """Stride-2 unit: both branches see the whole input and each gives half the channels.
 
-    No shuffle after it: the next units' block shuffle sends its branch half to the next branch
-    and its shortcut half, a quarter at a time, to the two after that.
+    No shuffle after it: the block shuffle of the units after it mixes the two halves (the next
+    unit's branch takes a quarter of each, the one after it the shortcut's other quarter).
     """
     from pipeline.tf_import import keras
 
