@@ -8,7 +8,7 @@ How it works. Every channel of every tensor is an *atom*: a convolution or dense
 atoms, pass-through layers (BatchNorm, activations, pooling, padding, DepthwiseConv2D) carry their
 input's, Concatenate joins lists, Reshape/Permute/Cropping2D move them around (ShuffleNet's split
 and shuffle). Atoms that must be kept or removed together are joined in a union-find: Add joins its
-inputs channel by channel (MobileNet V2's residuals), a fold into (2, C/2) joins the two halves
+inputs channel by channel (MobileNet V2's residuals), a fold into (parts, C/parts) joins the parts
 position by position (ShuffleNet's split and shuffle stay even), a channel-mixing layer (softmax)
 joins all its channels, and the model's inputs and outputs are fixed. A joined set of atoms is a
 *unit* (one filter, or one filter per producer that must go together); the producers whose units
@@ -241,7 +241,7 @@ def _output_atoms(layer, cls: str, cfg: dict, inputs: list[np.ndarray], new_atom
 def _reshaped(name, cls, x, in_shape, out_shape, joins) -> np.ndarray:
     """The atoms move to the smallest trailing block of the new shape that holds them, other axes
     unchanged in size; a block of 2+ axes joins its atoms along all but the last axis, so that a
-    pruned tensor stays rectangular (ShuffleNet's fold into two halves keeps them even)."""
+    pruned tensor stays rectangular (ShuffleNet's fold into quarters keeps them even)."""
     lead = math.prod(in_shape[: len(in_shape) - x.ndim])
     if tuple(in_shape[len(in_shape) - x.ndim:]) != x.shape:
         raise _unsupported(name, cls, "its input's channels are not its trailing axes")
