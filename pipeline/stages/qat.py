@@ -14,7 +14,7 @@ from pipeline.compress.common import quantize_scope
 from pipeline.data import Preprocessing
 from pipeline.models import training
 from pipeline.stages.base import FitConfig, Stage, StageOutput
-from pipeline.stages.data import open_split
+from pipeline.stages.data import calibration_images, open_split
 from pipeline.stages.model import TF_TOOLS, load_float_model
 
 log = logging.getLogger("deploy")
@@ -84,9 +84,11 @@ class QatStage(Stage):
             return {"status": "unsupported", "reason": str(e)}
         if config.scheme in REBUILT_SCHEMES:
             model.save(workdir / QAT_SOURCE_FILE)
+        prep = Preprocessing.from_dict(config.preprocessing)
+        observed = _observe_ranges(qat_model, inputs["data"], prep, config)
         train = open_split(inputs["data"], "train")
         history, stopping = training.fit(
-            qat_model, train, Preprocessing.from_dict(config.preprocessing), epochs=config.epochs,
+            qat_model, train, prep, epochs=config.epochs,
             batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
             augment=config.augment, what="qat", patience=config.patience,
             teacher=load_float_model(inputs["teacher"]) if config.distill else None, distill=config.distill,
@@ -95,8 +97,16 @@ class QatStage(Stage):
             qat_model.save(workdir / QAT_MODEL_FILE)
         return {"status": "ok", "model_file": QAT_MODEL_FILE, "history": history, "augment": config.augment,
                 "distilled": config.distill is not None,
-                "images": len(train), "early_stopping": stopping,
+                "images": len(train), "range_images": observed, "early_stopping": stopping,
                 **({"scheme": config.scheme} if config.scheme != "default" else {})}
+
+
+def _observe_ranges(qat_model, data: StageOutput, prep: Preprocessing, config: QatConfig) -> int:
+    """Activation ranges from training images before fine-tuning (pipeline/quant/qat_ranges.py)."""
+    from pipeline.quant.qat_ranges import CALIBRATION_IMAGES, observe_ranges
+
+    images = prep.apply(calibration_images(data, CALIBRATION_IMAGES, config.seed))
+    return observe_ranges(qat_model, (images[i : i + config.batch_size] for i in range(0, len(images), config.batch_size)))
 
 
 def load_qat_model(output: StageOutput):
