@@ -87,6 +87,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--keep-macs", type=float, default=0.5)
     parser.add_argument("--ratios-from", type=Path, help="a build's --out folder: its prune stages' sensitivity curves choose the ratios")
+    parser.add_argument("--memory-weight", type=float,
+                        help="the chooser's MAC-equivalents per activation element (sensitivity.MEMORY_WEIGHT; "
+                             "scripts/fit_pruning_latency.py fits it on a machine) [the pipeline's]")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--runs", type=int, default=30)
@@ -94,7 +97,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args()
 
+    from pipeline.compress import sensitivity
     from pipeline.targets.host import alternating_p50, machine_line
+
+    if args.memory_weight is not None:
+        sensitivity.MEMORY_WEIGHT = args.memory_weight  # read by latency_estimate at each call
+    print(f"chooser's memory weight: {sensitivity.MEMORY_WEIGHT:g}", flush=True)
 
     print(f"load before: {os.getloadavg()[0]:.2f} (1-min average)", flush=True)
     everything = {}
