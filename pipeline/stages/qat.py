@@ -1,4 +1,5 @@
-"""qat: tensorflow-model-optimization's quantize_model, fine-tuned on the training split.
+"""qat: tensorflow-model-optimization's quantize_model, its activation ranges measured on training
+images (pipeline/quant/qat_ranges.py), then fine-tuned on the training split.
 
 A model tfmot cannot quantize is not an error here: the result says which layer (name
 and class) stopped it, and the build decides between falling back to PTQ and failing.
