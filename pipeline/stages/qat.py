@@ -7,6 +7,7 @@ and class) stopped it, and the build decides between falling back to PTQ and fai
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -37,8 +38,8 @@ class QatConfig(FitConfig):
     scheme: Literal["default", "prune-preserve", "cluster-preserve", "prune-cluster-preserve"] = "default"
 
 
-def unsupported_layers(model) -> list[str]:
-    """'name (Class)' of each layer the default 8-bit scheme has no recipe for."""
+def unsupported_layers(model) -> list[tuple[str, str]]:
+    """(name, class) of each layer the default 8-bit scheme has no recipe of its own for."""
     from pipeline.tf_import import tfmot
 
     tfmot()
@@ -48,13 +49,8 @@ def unsupported_layers(model) -> list[str]:
     )
 
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
-    found = []
-    for layer in model.layers:
-        if type(layer).__name__ == "InputLayer":
-            continue
-        if not registry.supports(layer):
-            found.append(f"'{layer.name}' ({type(layer).__name__})")
-    return found
+    return [(layer.name, type(layer).__name__) for layer in model.layers
+            if type(layer).__name__ != "InputLayer" and not registry.supports(layer)]
 
 
 def quantize(model, scheme: str = "default"):
@@ -66,9 +62,14 @@ def quantize(model, scheme: str = "default"):
     except ReorderedConcatenate:
         raise  # names its layer already
     except Exception as e:  # tfmot raises ValueError, RuntimeError or TypeError by case
+        message = str(e)
         layers = unsupported_layers(model)
-        detail = f"layer {layers[0]} cannot be quantized" if layers else str(e).splitlines()[0]
-        raise ValueError(f"{detail}") from e
+        # The registry also lists layers tfmot's graph rewrites handle (a BatchNormalization after a
+        # Conv2D), so the layer tfmot's message names, by name or class, is the one to blame.
+        named = [(name, cls) for name, cls in layers if re.search(rf"\b({re.escape(name)}|{cls})\b", message)]
+        blamed = (named or layers)[:1]
+        detail = f"layer '{blamed[0][0]}' ({blamed[0][1]}) cannot be quantized" if blamed else message.splitlines()[0]
+        raise ValueError(detail) from e
 
 
 class QatStage(Stage):
