@@ -3,7 +3,7 @@
 tfmot starts every activation range at [-6, 6] and moves it by an exponential moving average with
 decay 0.999 per training step (model-optimization#368: about 1000 steps to forget the start). A
 short fine-tuning never gets there: after QAT on the demo digits (3 epochs of 23 steps) every ReLU
-output of SqueezeNet still had the range [-5.75, ~5.9], so half of int8's levels went to negatives
+output of the pruned SqueezeNet still had a range near [-5.75, 5.9], so half of int8's levels went to negatives
 a ReLU never makes and everything above ~6 was clipped; the pruned SqueezeNet's int8-qat lost 2
 points that int8-ptq, calibrated on the same images, did not.
 
@@ -12,8 +12,8 @@ quantized model over some training images in inference mode (BatchNorm on its mo
 as in the artifact) with every quantizer in its training branch: weight ranges from the weights,
 input ranges accumulated, activation ranges the running mean of each batch's min and max (what
 tfmot's moving average settles to). Fine-tuning then starts from the data's ranges and tfmot's
-average follows them. tfmot has no API to set the ranges, so the quantizers' ops in its quant_ops
-module are swapped for the length of this call only (written here for that reason).
+average follows them. Hand-written because tfmot has no API to set the ranges: the quantizers' ops
+in its quant_ops module are swapped for the length of this call only.
 """
 from __future__ import annotations
 
