@@ -14,10 +14,14 @@ layers' shares of the MACs depend on the input size (a 32x32 build's ratios kept
 ShuffleNet V2's MACs at 224x224). Otherwise every group is pruned at one ratio, the smallest that
 reaches --keep-macs (Li et al.'s uniform baseline).
 
-Each measurement is a fresh process (the pipeline's host runner, 1 thread by default, XNNPACK), the two
+With `--latency-only`, a third file: the ratios with the least *estimated* latency at --keep-macs,
+whatever they cost in top-1 (`latency_only_ratios`). Not a model to ship: it shows how much of a MAC
+budget this host's int8 kernels turn into time at best, as far as the estimate knows.
+
+Each measurement is a fresh process (the pipeline's host runner, 1 thread by default, XNNPACK), the
 files alternate within each round so load drift hits both alike, and the ratio is taken per round.
 
-    .venv/bin/python scripts/bench_pruning.py [--ratios-from build/demo-p50] [--rounds 3] [--threads 1]
+    .venv/bin/python scripts/bench_pruning.py [--ratios-from build/demo-p50] [--latency-only] [--rounds 3] [--threads 1]
 """
 from __future__ import annotations
 
@@ -54,7 +58,32 @@ def uniform_ratios(graph, keep_macs: float) -> dict[str, float]:
     return {g.name: high for g in graph.groups}
 
 
-def build_files(folder: Path, name: str, size: int, keep_macs: float, ratios_from: Path | None) -> tuple[dict, dict]:
+def latency_only_ratios(graph, keep_macs: float) -> dict[str, float]:
+    """Per-group ratios with the least estimated latency at keep_macs, accuracy ignored: greedily, the
+    step (one group to its next ratio) that saves the most estimated latency per MAC it removes."""
+    from pipeline.compress.sensitivity import RATIOS, latency_estimate
+
+    total = graph.macs()
+    chosen = {g.name: 0.0 for g in graph.groups}
+    macs, latency = total, latency_estimate(graph)
+    while macs > keep_macs * total:
+        options = []
+        for name, ratio in chosen.items():
+            for later in (r for r in RATIOS if r > ratio):
+                keep = graph.keep_mask({**chosen, name: later})
+                trial_macs = graph.macs(keep)
+                if trial_macs < macs:  # the first ratio that removes a unit (rounding)
+                    trial_latency = latency_estimate(graph, keep)
+                    options.append(((latency - trial_latency) / (macs - trial_macs), name, later, trial_macs, trial_latency))
+                    break
+        if not options:
+            raise SystemExit(f"--keep-macs {keep_macs:g}: unreachable")
+        _, name, chosen[name], macs, latency = max(options)
+    return chosen
+
+
+def build_files(folder: Path, name: str, size: int, keep_macs: float, ratios_from: Path | None,
+                latency_only: bool) -> tuple[dict, dict]:
     from converters import tflite
     from pipeline.compress import filter_pruning
     from pipeline.compress.sensitivity import choose, latency_estimate
@@ -70,14 +99,16 @@ def build_files(folder: Path, name: str, size: int, keep_macs: float, ratios_fro
         ratios, source = choose(graph, curves, keep_macs), f"chosen from a build's sensitivity curves ({ratios_from})"
     else:
         ratios, source = uniform_ratios(graph, keep_macs), "uniform"
-    keep = graph.keep_mask(ratios)
-    pruned = filter_pruning.prune(graph, keep)
+    pruned_ratios = {"pruned": ratios, **({"latency-only": latency_only_ratios(graph, keep_macs)} if latency_only else {})}
     calibration = np.random.default_rng(0).uniform(-1, 1, (8, size, size, 3)).astype(np.float32)
-    files = {variant: tflite.write(tflite.convert(net, "int8-ptq", calibration), folder / f"{name}_{variant}.tflite")
-             for variant, net in (("unpruned", model), ("pruned", pruned))}
-    facts = {"ratios": source, "macs_kept": round(graph.macs(keep) / graph.macs(), 4),
-             "estimated_latency_kept": round(latency_estimate(graph, keep) / latency_estimate(graph), 4),
-             "params": {"unpruned": int(model.count_params()), "pruned": int(pruned.count_params())}}
+    files = {"unpruned": tflite.write(tflite.convert(model, "int8-ptq", calibration), folder / f"{name}_unpruned.tflite")}
+    facts = {"ratios": source, "params": {"unpruned": int(model.count_params())}}
+    for variant, chosen in pruned_ratios.items():
+        keep = graph.keep_mask(chosen)
+        pruned = filter_pruning.prune(graph, keep)
+        files[variant] = tflite.write(tflite.convert(pruned, "int8-ptq", calibration), folder / f"{name}_{variant}.tflite")
+        facts[variant] = {"macs_kept": round(graph.macs(keep) / graph.macs(), 4), "params": int(pruned.count_params()),
+                          "estimated_latency_kept": round(latency_estimate(graph, keep) / latency_estimate(graph), 4)}
     return files, facts
 
 
@@ -90,6 +121,8 @@ def main() -> None:
     parser.add_argument("--memory-weight", type=float,
                         help="the chooser's MAC-equivalents per activation element (sensitivity.MEMORY_WEIGHT; "
                              "scripts/fit_pruning_latency.py fits it on a machine) [the pipeline's]")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="also time the pruning that saves the most estimated latency at --keep-macs, accuracy ignored")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--runs", type=int, default=30)
@@ -109,14 +142,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             print(f"{name}: building, pruning and converting to int8 at {args.size}x{args.size} ...", flush=True)
-            files, facts = build_files(Path(tmp), name, args.size, args.keep_macs, args.ratios_from)
+            files, facts = build_files(Path(tmp), name, args.size, args.keep_macs, args.ratios_from, args.latency_only)
             print(f"  {json.dumps(facts)}", flush=True)
             p50, result = alternating_p50(files, args.rounds, args.threads, args.warmup, args.runs)
-            speedups = [u / p for u, p in zip(p50["unpruned"], p50["pruned"])]
-            everything[name] = {**facts, "p50_ms": p50, "speedup_per_round": speedups}
-            print(f"{name}: MACs kept {facts['macs_kept']:.3f}; int8 p50 unpruned {statistics.median(p50['unpruned']):.3f} ms, "
-                  f"pruned {statistics.median(p50['pruned']):.3f} ms; speed-up median {statistics.median(speedups):.2f}x "
-                  f"(per round: {', '.join(f'{s:.2f}' for s in speedups)})", flush=True)
+            everything[name] = {**facts, "p50_ms": p50}
+            print(f"{name}: int8 p50 unpruned {statistics.median(p50['unpruned']):.3f} ms", flush=True)
+            for variant in [v for v in files if v != "unpruned"]:
+                speedups = [u / p for u, p in zip(p50["unpruned"], p50[variant])]
+                everything[name][variant]["speedup_per_round"] = speedups
+                print(f"  {variant}: MACs kept {facts[variant]['macs_kept']:.3f}; p50 {statistics.median(p50[variant]):.3f} ms; "
+                      f"speed-up median {statistics.median(speedups):.2f}x (per round: {', '.join(f'{s:.2f}' for s in speedups)})",
+                      flush=True)
     print("\n" + machine_line(result, args.threads))
     if args.json:
         args.json.write_text(json.dumps(everything, indent=1))

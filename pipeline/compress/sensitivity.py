@@ -31,7 +31,8 @@ FREE = 1e-4  # top-1 "lost" by a step that loses nothing, so that savings still 
 # scripts/fit_pruning_latency.py (int8 MobileNet V2 at 224x224, each group pruned alone, LiteRT
 # XNNPACK, 1 thread, x86-64): 17.7 with groups at 0.9 (0.0056 ms per million MACs, 0.099 ms per
 # million elements; rms residual 0.039 ms, 0.076 with MACs alone); at 0.5, 19.0 and, on a noisier
-# machine whose fit hardly beat MACs alone, 13.8.
+# machine whose fit hardly beat MACs alone, 13.8; 14.4 on an AMD EPYC; 89.7 on a Xeon with AMX, where
+# a MAC is nearly free (docs/compression.md). It depends on the device's kernels: a host's figure.
 MEMORY_WEIGHT = 19
 
 

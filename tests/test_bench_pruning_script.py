@@ -1,0 +1,29 @@
+"""scripts/bench_pruning.py's --latency-only ratios: the least estimated latency at the MAC budget,
+accuracy ignored (the timing itself is the script's job, not a test's)."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from pipeline.compress import filter_pruning
+from pipeline.compress.sensitivity import latency_estimate
+from pipeline.models.architectures import build
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_pruning.py"
+
+
+@pytest.fixture(scope="module")
+def bench_pruning():
+    spec = importlib.util.spec_from_file_location("bench_pruning", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("family", ["mobilenet_v2", "shufflenet_v2"])
+def test_latency_only_ratios_reach_the_budget_with_less_estimated_latency_than_uniform(bench_pruning, family):
+    graph = filter_pruning.read_graph(build(family, 32, 10))
+    keep = graph.keep_mask(bench_pruning.latency_only_ratios(graph, 0.5))
+    uniform = graph.keep_mask(bench_pruning.uniform_ratios(graph, 0.5))
+    assert graph.macs(keep) <= 0.5 * graph.macs()
+    assert latency_estimate(graph, keep) < 0.9 * latency_estimate(graph, uniform)
