@@ -19,7 +19,7 @@ whatever they cost in top-1 (`latency_only_ratios`). Not a model to ship: it sho
 budget this host's int8 kernels turn into time at best, as far as the estimate knows.
 
 Each measurement is a fresh process (the pipeline's host runner, 1 thread by default, XNNPACK), the
-files alternate within each round so load drift hits both alike, and the ratio is taken per round.
+files alternate within each round so load drift hits all alike, and each ratio is taken per round.
 
     .venv/bin/python scripts/bench_pruning.py [--ratios-from build/demo-p50] [--latency-only] [--rounds 3] [--threads 1]
 """
@@ -122,7 +122,7 @@ def main() -> None:
                         help="the chooser's MAC-equivalents per activation element (sensitivity.MEMORY_WEIGHT; "
                              "scripts/fit_pruning_latency.py fits it on a machine) [the pipeline's]")
     parser.add_argument("--latency-only", action="store_true",
-                        help="also time the pruning that saves the most estimated latency at --keep-macs, accuracy ignored")
+                        help="also time the ratios with the least estimated latency at --keep-macs, accuracy ignored")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--runs", type=int, default=30)
