@@ -1,6 +1,7 @@
 """Shared fixtures: tiny image folders and tiny trained Keras models, built in code."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -12,6 +13,15 @@ import pytest
 from PIL import Image
 
 COLORS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module (the scripts are not a package), to test its functions."""
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_image_folder(root: Path, per_class: int = 12, size: int = 16, classes=COLORS, seed: int = 0) -> Path:

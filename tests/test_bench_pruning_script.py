@@ -1,23 +1,16 @@
 """scripts/bench_pruning.py's --latency-only ratios: the least estimated latency at the MAC budget,
 accuracy ignored (the timing itself is the script's job, not a test's)."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from pipeline.compress import filter_pruning
 from pipeline.compress.sensitivity import latency_estimate
 from pipeline.models.architectures import build
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_pruning.py"
+from tests.conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def bench_pruning():
-    spec = importlib.util.spec_from_file_location("bench_pruning", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_pruning")
 
 
 @pytest.mark.parametrize("family", ["mobilenet_v2", "shufflenet_v2"])

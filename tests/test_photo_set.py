@@ -1,20 +1,16 @@
 """scripts/make_photo_set.py: folder layout, determinism, and that it reads only installed packages' files."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def mps():
-    spec = importlib.util.spec_from_file_location("make_photo_set", ROOT / "scripts" / "make_photo_set.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("make_photo_set")
 
 
 def _pixels(folder: Path) -> dict[str, np.ndarray]:
