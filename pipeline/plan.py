@@ -26,6 +26,26 @@ from pipeline.stages.base import Stage, StageConfig, StageOutput
 MACHINE = "machine"
 
 
+def device_lease(target_name: str) -> str:
+    """The lease of a phone or board, and the Ray custom resource a node advertises for it (docs/scale-out.md)."""
+    return "device:" + target_name
+
+
+# What became of a node once the executor is done with it: its output, or one of these.
+@dataclass(frozen=True)
+class Failed:
+    error: BaseException
+    where: str  # the node that failed (itself or a parent)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    reason: str
+
+
+Outcome = StageOutput | Failed | Skipped
+
+
 @dataclass(frozen=True)
 class When:
     """Run a node only if `test(parent's result)` holds; `text` says so in the dry-run."""

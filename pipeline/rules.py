@@ -19,9 +19,9 @@ from pipeline.config import (
     resolved_input_size,
 )
 from pipeline.errors import UserInputError
-from pipeline.executors import usable_cores
+from pipeline.resources import usable_cores
 from pipeline.compress.distill import DistillConfig
-from pipeline.plan import MACHINE, Node, Plan, When
+from pipeline.plan import MACHINE, Node, Plan, When, device_lease
 from pipeline.report import schema
 from pipeline.stages.base import StageOutput
 from pipeline.stages.bench import BenchConfig, BenchStage, compares_with_host, host_identity
@@ -350,14 +350,9 @@ class Planner:
             BenchConfig(target=target.name, target_identity=identity, threads=threads, warmup=c.warmup, runs=c.runs, ssh=ssh, adb=adb,
                         fp16=fmt == "ncnn" and precision == "fp16", check_seed=c.seed),
             {"artifact": converted, **check_data}, label=f"{label} {target.name} {threads} thread(s)",
-            lease=MACHINE if on_this_machine else f"device:{target.name}",
-            resources={} if on_this_machine else {device_resource(target.name): 1},
+            lease=MACHINE if on_this_machine else device_lease(target.name),
+            resources={} if on_this_machine else {device_lease(target.name): 1},
         )
-
-
-def device_resource(target_name: str) -> str:
-    """The Ray custom resource a node advertises for a phone or board (see docs/scale-out.md)."""
-    return "device:" + target_name
 
 
 # ---- the rules, in the order their artifacts appear in the report --------------------------------

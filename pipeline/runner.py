@@ -165,10 +165,10 @@ def _run(stage: Stage, config: StageConfig, inputs: dict[str, StageOutput], work
     on it, so it is in the key) and this process has another, in a fresh process that has it."""
     threads = getattr(config, "tf_threads", 0)
     if threads:
-        from pipeline.executors import stage_threads
+        from pipeline.resources import stage_threads
 
         if threads != stage_threads():
-            from pipeline.executors.local import run_with_threads
+            from pipeline.worker_process import run_with_threads
 
             return run_with_threads(threads, stage.run, config, inputs, work)
     return stage.run(config, inputs, work)

@@ -59,7 +59,7 @@ def main() -> None:
     extra = [*demo_args(), *rest]  # a flag given here comes last, so it wins
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench-build-"))
     work.mkdir(parents=True, exist_ok=True)
-    from pipeline.executors import default_jobs
+    from pipeline.resources import default_jobs
 
     print(f"build args: {' '.join(extra)}; default --jobs here: {default_jobs()}")
     print(f"before: {uptime()}", flush=True)

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import report as report_files
-from pipeline.build import build, gate_failures
+from pipeline.build import build
+from pipeline.report.assemble import gate_failures
 from pipeline.config import load_config
 from pipeline.errors import UserInputError
 from pipeline.report import schema

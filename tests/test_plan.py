@@ -7,8 +7,8 @@ import pytest
 
 from pipeline.errors import ToolError
 from pipeline.executors.local import InProcessBackend, PoolBackend
-from pipeline.executors.scheduler import Failed, Scheduler, Skipped
-from pipeline.plan import MACHINE, Plan, When, describe
+from pipeline.executors.scheduler import Scheduler
+from pipeline.plan import MACHINE, Failed, Plan, Skipped, When, describe
 from pipeline.runner import LINEAGE, Runner
 from tests.toy_stages import DieOnceConfig, DieOnceStage, FailStage, KerasFitNameConfig, KerasNameConfig, KerasNameStage, SleepConfig, SleepStage
 

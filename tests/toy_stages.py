@@ -33,7 +33,7 @@ class SleepStage(Stage):
         if config.log:
             with open(config.log, "a") as f:
                 f.write(json.dumps({"value": config.value, "pid": os.getpid(), "start": start, "end": time.time()}) + "\n")
-        from pipeline.executors import stage_threads
+        from pipeline.resources import stage_threads
 
         return {"value": config.value, "pid": os.getpid(), "threads": stage_threads()}
 

@@ -29,8 +29,8 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from pipeline.errors import ToolError, UserInputError
-from pipeline.executors import release_memory
-from pipeline.plan import MACHINE
+from pipeline.resources import release_memory
+from pipeline.plan import MACHINE, device_lease
 from pipeline.runner import LINEAGE, cache_folder, code_digest, execute, load_output
 from pipeline.stages.base import StageOutput
 
@@ -115,8 +115,8 @@ class RayBackend:
         wanted = {k: v for k, v in node.resources.items() if k != "GPU"}
         if "GPU" in node.resources and self.resources.get("GPU"):
             options["num_gpus"] = node.resources["GPU"]
-        if node.lease == MACHINE and self.resources.get("device:host"):
-            wanted["device:host"] = 1  # a node that advertises itself as the benchmark host
+        if node.lease == MACHINE and self.resources.get(device_lease("host")):
+            wanted[device_lease("host")] = 1  # a node that advertises itself as the benchmark host
         elif node.lease == MACHINE or node.external:
             # This machine's files and this machine's CPU: the driver's node.
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(self.driver_node, soft=False)
@@ -171,10 +171,9 @@ def worker_command(address: str, devices: list[str], num_cpus: int | None, num_g
     import json
     import sys
 
-    from pipeline.rules import device_resource
     from pipeline.targets.spec import parse_targets
 
-    resources = {device_resource(t.name): 1 for t in parse_targets(devices)} if devices else {}
+    resources = {device_lease(t.name): 1 for t in parse_targets(devices)} if devices else {}
     ray_bin = Path(sys.executable).with_name("ray")
     command = [str(ray_bin) if ray_bin.exists() else "ray", "start", "--address", address, "--block"]
     if resources:

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
-from dataclasses import dataclass
 
 from pipeline.errors import ToolError
-from pipeline.plan import MACHINE, Node
+from pipeline.plan import MACHINE, Failed, Node, Outcome, Skipped
 from pipeline.runner import Runner
 from pipeline.stages.base import StageOutput
 
@@ -28,18 +27,6 @@ log = logging.getLogger("deploy")
 RETRIES = 1
 
 
-@dataclass(frozen=True)
-class Failed:
-    error: BaseException
-    where: str  # the node that failed (itself or a parent)
-
-
-@dataclass(frozen=True)
-class Skipped:
-    reason: str
-
-
-Outcome = StageOutput | Failed | Skipped
 _WAIT = object()
 _GO = object()
 

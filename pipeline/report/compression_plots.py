@@ -2,7 +2,7 @@
 curves (Li et al. 2017, Figure 2), and top-1 against MACs across a model's variants."""
 from __future__ import annotations
 
-from pipeline.report.plots import Plot, _png, _pyplot
+from pipeline.report.figure import Plot, png, pyplot
 from pipeline.report.schema import Report
 
 
@@ -12,7 +12,7 @@ def sensitivity(report: Report) -> list[Plot]:
         s = model.pruning_sensitivity
         if s is None:
             continue
-        plt = _pyplot()
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(7.5, 4.0))
         chosen = (model.compression.group_ratios if model.compression else None) or {}
         for curve in s.groups:
@@ -29,7 +29,7 @@ def sensitivity(report: Report) -> list[Plot]:
                           f"Each line is one channel group pruned alone, measured on {s.images} {s.measured_on} without "
                           f"fine-tuning; dots: the ratios chosen. Pruned to {100 * (model.compression.macs_kept or 0):.0f} % of the "
                           f"MACs: top-1 {100 * s.top1_pruned_before_fine_tuning:.1f} % before fine-tuning, "
-                          f"{100 * s.top1_after_fine_tuning:.1f} % after (held-out images).", _png(fig)))
+                          f"{100 * s.top1_after_fine_tuning:.1f} % after (held-out images).", png(fig)))
     return plots
 
 
@@ -37,7 +37,7 @@ def accuracy_vs_macs(report: Report) -> list[Plot]:
     """Float top-1 of each model and its variants against MACs, with their best int8 artifact's top-1."""
     if not any(m.parent for m in report.models):
         return []
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.0))
     for model in report.models:
         int8 = [a.accuracy.top1 for a in report.artifacts if a.model == model.name and a.precision in ("int8-qat", "int8-ptq", "int8")]
@@ -49,4 +49,4 @@ def accuracy_vs_macs(report: Report) -> list[Plot]:
     ax.set_title("Accuracy against MACs, models and their variants")
     ax.legend(fontsize=7)
     return [Plot("accuracy-macs", "Accuracy against MACs", "Validation top-1 (the report's sample); circles: the models as "
-                 "built, squares: their compressed variants, triangles: their best int8 artifact.", _png(fig))]
+                 "built, squares: their compressed variants, triangles: their best int8 artifact.", png(fig))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.report import metrics
+from pipeline.report import figure, metrics
 from pipeline.report.schema import Artifact, Report
 from pipeline.report.tables import Table, pct
 
@@ -87,14 +87,12 @@ def plot(a: Artifact, top: int = TOP_LAYERS):
     """Horizontal bars of nrmse, worst layer on top, float-kept layers marked; None without figures."""
     if not a.layer_errors:
         return None
-    from pipeline.report import plots
-
-    with plots._pyplot().rc_context(plots.STYLE):
-        return _bars(plots, a, a.layer_errors[:top])
+    with figure.pyplot().rc_context(figure.STYLE):
+        return _bars(a, a.layer_errors[:top])
 
 
-def _bars(plots, a: Artifact, shown):
-    plt = plots._pyplot()
+def _bars(a: Artifact, shown):
+    plt = figure.pyplot()
     kept = set(a.fallback.float_layers) if a.fallback else set()
     fig, ax = plt.subplots(figsize=(7.5, 0.6 + 0.28 * len(shown)))
     ax.barh(range(len(shown))[::-1], [e.nrmse for e in shown],
@@ -105,6 +103,6 @@ def _bars(plots, a: Artifact, shown):
         ax.set_xscale("log")
     ax.set_xlabel("nrmse: RMSE of the int8 output / its int8 step")
     ax.set_title(f"{a.id}: worst layers first")
-    return plots.Plot(f"int8-layers-plot-{a.id}", f"{a.id}: int8 error per layer",
-                      "Measured by TensorFlow's QuantizationDebugger on held-out training images; red: kept in float by "
-                      "the fallback. About 0.3 is rounding alone.", plots._png(fig))
+    return figure.Plot(f"int8-layers-plot-{a.id}", f"{a.id}: int8 error per layer",
+                       "Measured by TensorFlow's QuantizationDebugger on held-out training images; red: kept in float by "
+                       "the fallback. About 0.3 is rounding alone.", figure.png(fig))

@@ -6,41 +6,11 @@ beside it). Once: the artifact size per precision.
 """
 from __future__ import annotations
 
-import base64
-import io
-from dataclasses import dataclass
-
-from pipeline.report import comparison, metrics
+from pipeline.report import comparison, compression_plots, metrics
+from pipeline.report.figure import STYLE, Plot, png, pyplot
 from pipeline.report.schema import Report
 
 MARKERS = {"fp32": "o", "fp16": "s", "dynamic-int8": "D", "int8-ptq": "^", "int8-qat": "v"}
-# Labels are user text (model and file names): never let a '$' switch matplotlib into math mode.
-STYLE = {"text.parse_math": False, "font.size": 9, "axes.grid": True, "grid.alpha": 0.3}
-
-
-@dataclass(frozen=True)
-class Plot:
-    key: str
-    title: str
-    caption: str
-    png_data_uri: str
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> str:
-    buffer = io.BytesIO()
-    # No 'Software' metadata: the same report.json gives the same bytes.
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    _pyplot().close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _colors(report: Report) -> dict[str, tuple]:
@@ -52,7 +22,7 @@ def _colors(report: Report) -> dict[str, tuple]:
 
 def accuracy_vs_latency(report: Report, target: str) -> Plot:
     """One panel per model (architectures differ too much to share an axis), its own Pareto front."""
-    plt = _pyplot()
+    plt = pyplot()
     models = [m for m in report.models
               if any(a.model == m.name and metrics.reference_benchmark(a, target) for a in report.artifacts)]
     cols = 1 if len(models) == 1 else 2
@@ -86,11 +56,11 @@ def accuracy_vs_latency(report: Report, target: str) -> Plot:
     fig.tight_layout()
     return Plot(f"accuracy-latency-{target}", f"Top-1 against latency on {target}",
                 "Dashed, and outlined in black: the Pareto front of each model (no other artifact is both faster and "
-                "more accurate). Green ring: the recommended artifact. Dotted: the float model's top-1.", _png(fig))
+                "more accurate). Green ring: the recommended artifact. Dotted: the float model's top-1.", png(fig))
 
 
 def latency_spread(report: Report, target: str) -> Plot:
-    plt = _pyplot()
+    plt = pyplot()
     colors = _colors(report)
     rows = [(a, metrics.reference_benchmark(a, target)) for a in report.artifacts]
     rows = [(a, b) for a, b in rows if b is not None]
@@ -106,7 +76,7 @@ def latency_spread(report: Report, target: str) -> Plot:
     ax.set_xlabel("latency, ms")
     ax.set_title(f"Latency spread per artifact on {target}")
     return Plot(f"latency-spread-{target}", f"Latency spread on {target}",
-                "Tick: p50; thick bar: p50 to p90; thin line: p90 to p99; x: mean. Fewest threads measured.", _png(fig))
+                "Tick: p50; thick bar: p50 to p90; thin line: p90 to p99; x: mean. Fewest threads measured.", png(fig))
 
 
 def output_difference(report: Report, target: str) -> Plot | None:
@@ -115,7 +85,7 @@ def output_difference(report: Report, target: str) -> Plot | None:
     rows = [(a, b.output_diff) for a, b in rows if b is not None and b.output_diff is not None]
     if not rows:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     colors = _colors(report)
     values = [comparison.plotted(d) for _, d in rows]
     fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.32 * len(rows)))
@@ -126,7 +96,7 @@ def output_difference(report: Report, target: str) -> Plot | None:
     # Plain tick labels: the default symlog ones are math text, which STYLE turns off.
     ticks = [0.0] + [10.0 ** e for e in range(-7, 3, 2) if 10.0 ** e <= high]
     ax.set_xticks(ticks, ["0" if t == 0 else f"{t:g}" for t in ticks])
-    ax.xaxis.set_minor_locator(_pyplot().NullLocator())
+    ax.xaxis.set_minor_locator(pyplot().NullLocator())
     for y, ((_, d), value) in enumerate(zip(rows, values)):
         note = "softmax" if d.compared is None else f"n={d.n}, agree {100 * d.top1_agreement:.0f} %"
         note += "" if d.logits_max_steps is None else f", {d.logits_max_steps} steps"
@@ -141,11 +111,11 @@ def output_difference(report: Report, target: str) -> Plot | None:
                 f"Compared: {'; '.join(described)}. The logits are the tensor feeding the final softmax: a trained "
                 "model's softmax saturates and hides kernel differences. n: images; agree: top-1 agreement between "
                 "target and host; steps: int8 quantization steps. Emulated timings prove an artifact runs, not how "
-                "fast a device is.", _png(fig))
+                "fast a device is.", png(fig))
 
 
 def size_per_precision(report: Report) -> Plot:
-    plt = _pyplot()
+    plt = pyplot()
     colors = _colors(report)
     kinds = list(dict.fromkeys(f"{a.format} {a.precision}" for a in report.artifacts))
     width = 0.8 / max(len(report.models), 1)
@@ -158,13 +128,13 @@ def size_per_precision(report: Report) -> Plot:
     ax.set_ylabel("size, MB")
     ax.set_title("Artifact size per precision")
     ax.legend(fontsize=7)
-    return Plot("size-precision", "Artifact size per precision", "1 MB = 10^6 bytes.", _png(fig))
+    return Plot("size-precision", "Artifact size per precision", "1 MB = 10^6 bytes.", png(fig))
 
 
 def all_plots(report: Report) -> list[Plot]:
     if not report.artifacts:
         return []
-    with _pyplot().rc_context(STYLE):
+    with pyplot().rc_context(STYLE):
         plots = []
         for target in metrics.targets(report):
             if not metrics.is_emulated(report, target):
@@ -172,7 +142,5 @@ def all_plots(report: Report) -> list[Plot]:
             diff = output_difference(report, target)  # emulators, and ssh boards beside their speed
             plots += [diff] if diff else []
         plots.append(size_per_precision(report))
-        from pipeline.report import compression_plots
-
         plots += compression_plots.accuracy_vs_macs(report) + compression_plots.sensitivity(report)
     return plots

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data import Preprocessing
-from pipeline.executors import stage_threads
+from pipeline.resources import stage_threads
 from pipeline.layout import to_nchw
 from pipeline.runtimes import litert
 from pipeline.stages.base import Stage, StageOutput
