@@ -203,6 +203,30 @@ class Param:
         return "\n".join([self.magic, f"{len(self.layers)} {blobs}", *(layer.line() for layer in self.layers)]) + "\n"
 
 
+def param_problem(text: str) -> str | None:
+    """What makes this text no ncnn .param (the loader's grammar: magic, "layers blobs", then per
+    layer "type name n_in n_out inputs... outputs... key=value..."), or None."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or lines[0].strip() != "7767517":
+        return "its first line is not 7767517"
+    counts = lines[1].split() if len(lines) > 1 else []
+    if len(counts) != 2 or not all(c.isdigit() for c in counts):
+        return "its second line is not '<layer count> <blob count>'"
+    layers = lines[2:]
+    if len(layers) != int(counts[0]):
+        return f"it declares {counts[0]} layers and holds {len(layers)}"
+    for number, line in enumerate(layers, start=3):
+        parts = line.split()
+        try:
+            n_bottom, n_top = int(parts[2]), int(parts[3])
+            params = parts[4 + n_bottom + n_top:]
+            if len(parts) < 4 + n_bottom + n_top or not all(k.lstrip("-").isdigit() and v for k, _, v in (p.partition("=") for p in params)):
+                raise ValueError
+        except (IndexError, ValueError):
+            return f"line {number} is not 'type name inputs outputs blobs... key=value...'"
+    return None
+
+
 def read_param(path: Path) -> Param:
     lines = [line for line in path.read_text().splitlines() if line.strip()]
     if not lines or lines[0].strip() != "7767517":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from pipeline import no_telemetry
 from pipeline.errors import EXIT_BAD_INPUT, EXIT_TOOL_FAILED, DeployError
 
 EXIT_CODES_HELP = "Exit codes: 0 success, 1 quality gate failed, 2 bad input or usage, 3 a tool failed."
@@ -452,6 +453,7 @@ def doctor():
 
 
 def main(argv: list[str] | None = None) -> None:
+    no_telemetry.apply()  # before any library loads: every process of the build inherits it
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:

@@ -228,6 +228,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text()
     except OSError as e:
         raise UserInputError(f"{path}: cannot read config file ({e.strerror or e})") from e
+    except UnicodeDecodeError as e:
+        raise UserInputError(f"{path}: not a YAML config file (not UTF-8 text at byte {e.start})") from e
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

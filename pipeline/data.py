@@ -139,16 +139,34 @@ def try_load_image_file(job: tuple[Path, int, int, int]) -> np.ndarray | None:
         return None
 
 
-def check_readable(root: Path, labels: np.ndarray, readable: np.ndarray, class_names: list[str], non_image: int) -> dict[str, int]:
+def _first(root: Path, paths: list[Path], count: int = 3) -> str:
+    names = ", ".join(str(p.relative_to(root)) for p in paths[:count])
+    return names + (", ..." if len(paths) > count else "")
+
+
+def no_readable_image(root: Path, paths: list[Path]) -> UserInputError:
+    """The error for an image folder none of whose image files could be decoded."""
+    if not paths:
+        return UserInputError(f"{root}: no .jpg/.png images in its class folders; put each class's images in a subfolder named after the class")
+    return UserInputError(
+        f"{root}: none of its {len(paths)} image files could be read as an image (first: {_first(root, paths)}); "
+        f"replace them with readable .jpg/.png files"
+    )
+
+
+def check_readable(root: Path, paths: list[Path], labels: np.ndarray, readable: np.ndarray, class_names: list[str],
+                   non_image: int) -> dict[str, int]:
     """Every class keeps at least one image; returns the skipped counts (and warns about them)."""
     for index, name in enumerate(class_names):
         if not readable[labels == index].any():
-            raise UserInputError(
-                f"{root / name}: class '{name}' has no readable .jpg/.png images; add images or remove the folder"
-            )
+            unreadable = [p for p, label in zip(paths, labels) if label == index]
+            what = f"no readable image ({len(unreadable)} unreadable: {_first(root, unreadable)})" if unreadable else "no .jpg/.png images"
+            raise UserInputError(f"{root / name}: class '{name}' has {what}; add readable images or remove the folder")
     skipped = {"non_image": int(non_image), "unreadable": int((~readable).sum())}
     if skipped["non_image"] or skipped["unreadable"]:
-        log.warning("%s: skipped %d non-image and %d unreadable files", root, skipped["non_image"], skipped["unreadable"])
+        unreadable = [p for p, ok in zip(paths, readable) if not ok]
+        log.warning("%s: skipped %d non-image and %d unreadable files%s", root, skipped["non_image"], skipped["unreadable"],
+                    f" (unreadable: {_first(root, unreadable)})" if unreadable else "")
     return skipped
 
 
@@ -157,7 +175,7 @@ def load_image_folder(root: Path, height: int, width: int, channels: int = 3) ->
     paths, labels, class_names, non_image = image_files(root)
     decoded = [try_load_image_file((p, height, width, channels)) for p in paths]
     readable = np.asarray([d is not None for d in decoded], bool)
-    skipped = check_readable(root, labels, readable, class_names, non_image)
+    skipped = check_readable(root, paths, labels, readable, class_names, non_image)
     return ImageSet(np.stack([d for d in decoded if d is not None]), labels[readable], class_names, skipped)
 
 

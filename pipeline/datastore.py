@@ -35,9 +35,14 @@ def require_space(folder: Path, count: int, row_shape: tuple[int, ...], what: st
     return needed
 
 
+class NoReadableRow(ValueError):
+    """Every row given to `write_store` was None: there is no image to store."""
+
+
 def write_store(path: Path, count: int, rows: Iterable[np.ndarray | None]) -> np.ndarray:
     """Write `count` rows (None: an image that could not be read, stored as zeros) to a .npy file;
-    every row must have the first real row's shape. Returns which rows are real."""
+    every row must have the first real row's shape. Returns which rows are real; raises
+    NoReadableRow when none is."""
     valid = np.zeros(count, bool)
     with open(path, "wb") as f:
         row_bytes, header_end = 0, 0
@@ -53,7 +58,7 @@ def write_store(path: Path, count: int, rows: Iterable[np.ndarray | None]) -> np
             os.pwrite(f.fileno(), np.ascontiguousarray(row).data, header_end + index * row_bytes)
             valid[index] = True
         if not row_bytes:
-            raise ValueError("no readable image to store")
+            raise NoReadableRow(f"{path}: no readable image to store")
         f.truncate(header_end + count * row_bytes)  # trailing unreadable rows read as zeros
     return valid
 

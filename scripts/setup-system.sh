@@ -5,13 +5,15 @@
 #   kotlin (kotlinc 1.3): compiles the android-demo core for the JVM (tests/apps);
 #   adb (1.0.41): drives `deploy bench --target adb --app` up to the device (tests/targets);
 #   openssh-server: a throwaway sshd on loopback, started by the tests, is the ssh target's board
-#     (tests/targets/test_ssh.py); the system's own sshd is neither configured nor started.
+#     (tests/targets/test_ssh.py); the system's own sshd is neither configured nor started;
+#   strace: traces every socket call of a real build (tests/test_network.py).
 set -euo pipefail
 missing=()
 command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
 command -v kotlinc >/dev/null || missing+=(kotlin)
 command -v adb >/dev/null || missing+=(adb)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v strace >/dev/null || missing+=(strace)
 [ ${#missing[@]} = 0 ] && exit 0
 SUDO=""
 if [ "$(id -u)" != 0 ]; then

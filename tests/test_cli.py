@@ -51,6 +51,12 @@ def test_bad_config_exits_2(tmp_path):
     assert_one_line_error(deploy("build", "--config", config), 2, "deploy.yaml: key 'batch_size'")
 
 
+def test_config_that_is_not_text_exits_2(tmp_path):
+    config = tmp_path / "deploy.yaml"
+    config.write_bytes(bytes(range(128, 256)))
+    assert_one_line_error(deploy("build", "--config", config), 2, "deploy.yaml: not a YAML config file (not UTF-8 text")
+
+
 def test_bad_flag_exits_2():
     result = deploy("build", "--epochs", "ten")
     assert result.returncode == 2 and "Invalid value for '--epochs'" in result.stderr
@@ -88,6 +94,19 @@ def test_data_folder_problems_exit_2(tmp_path):
     result = deploy("build", "--model", "squeezenet", "--data", tmp_path / "data", "--out", tmp_path / "out")
     assert_one_line_error(result, 2, "only one class folder")
     assert not (tmp_path / "out").exists()  # bad data is found before anything is written
+
+
+@pytest.mark.parametrize("contents, named", [
+    ({"a/0.jpg": b"", "a/1.png": b"not an image", "b/0.jpg": b"", "b/1.jpg": b"<html>"},
+     "data: none of its 4 image files could be read as an image (first: a/0.jpg, a/1.png, b/0.jpg, ...)"),
+    ({"a/notes.txt": b"x", "b/notes.txt": b"x"}, "data: no .jpg/.png images in its class folders"),
+])
+def test_data_folder_without_a_readable_image_exits_2_naming_the_files(tmp_path, contents, named):
+    for name, content in contents.items():
+        (tmp_path / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / name).write_bytes(content)
+    result = deploy("build", "--model", "squeezenet", "--data", tmp_path / "data", "--out", tmp_path / "out", "--epochs", "1")
+    assert_one_line_error(result, 2, named)
 
 
 def test_out_inside_data_exits_2(image_folder):
@@ -147,6 +166,14 @@ def test_report_without_a_run_exits_2(tmp_path):
     assert_one_line_error(deploy("report", tmp_path), 2, "report.json: cannot read report")
 
 
+@pytest.mark.parametrize("content", [bytes(range(256)), b'{"schema_version": "2.0", "models": [', b"[]"])
+@pytest.mark.parametrize("command", ["report", "compare", "export"])
+def test_broken_report_json_exits_2_naming_it(tmp_path, content, command):
+    (tmp_path / "report.json").write_bytes(content)
+    args = {"report": [tmp_path], "compare": [tmp_path, tmp_path], "export": ["android", tmp_path]}[command]
+    assert_one_line_error(deploy(command, *args), 2, "report.json: ")
+
+
 @pytest.mark.slow
 def test_quality_gate_exit_code_follows_the_measured_drops(built, trained_model_file, image_folder):
     report = json.loads((built / "report.json").read_text())
@@ -180,13 +207,45 @@ def test_bench_missing_artifact_exits_2(tmp_path):
 @pytest.mark.parametrize("name, content, named", [
     ("bad.tflite", b"not a flatbuffer", "bad.tflite: not a TFLite model"),
     ("bad.ncnn.param", b"hello\n", "bad.ncnn.param: not an ncnn .param file"),
-    ("alone.ncnn.param", b"7767517\n1 1\n", "alone.ncnn.bin: the ncnn weights"),
+    ("alone.ncnn.param", b"7767517\n1 1\nInput in0 0 1 in0 0=8 1=8 2=3\n", "alone.ncnn.bin: the ncnn weights"),
     ("model.pt", b"x", "model.pt: unknown artifact type"),
 ])
 def test_bench_file_that_is_no_artifact_exits_2_naming_it(tmp_path, name, content, named):
     bad = tmp_path / name
     bad.write_bytes(content)
     assert_one_line_error(deploy("bench", bad, "--threads", "1"), 2, named)
+
+
+@pytest.mark.parametrize("name, content, named", [
+    ("noise.ncnn.param", b"7767517\nqwe rty\nzxc 1 2 3\n", "noise.ncnn.param: not an ncnn .param file (its second line is not"),
+    ("short.ncnn.param", b"7767517\n2 2\nInput in0 0 1 in0 0=8 1=8 2=3\n", "short.ncnn.param: not an ncnn .param file (it declares 2 layers and holds 1)"),
+    ("binary.ncnn.param", bytes(range(128, 256)), "binary.ncnn.param: not an ncnn .param file (it is not text)"),
+])
+def test_bench_ncnn_param_of_noise_exits_2_with_or_without_its_bin(tmp_path, name, content, named):
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    assert_one_line_error(deploy("bench", bad, "--threads", "1"), 2, named)
+    bad.with_suffix(".bin").write_bytes(bytes(range(256)) * 8)
+    assert_one_line_error(deploy("bench", bad, "--threads", "1"), 2, named)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pattern, cut, named", [
+    ("*_fp32.tflite", "model", "its runtime cannot load it (invalid model"),
+    ("*_fp32.ncnn.param", "model", "not an ncnn .param file (it declares"),
+    ("*_fp32.ncnn.param", "weights", "its runtime cannot load it (invalid model"),
+    ("*_fp32.onnx", "model", "not a readable ONNX file"),
+])
+def test_bench_truncated_artifact_exits_2_naming_it(built, tmp_path, pattern, cut, named):
+    """A file cut in half, as an interrupted copy leaves it: the user's input, not a failed tool."""
+    original = next(Path(built, "artifacts").rglob(pattern))
+    copy = tmp_path / original.name.replace("_fp32", "_cut")
+    copy.write_bytes(original.read_bytes())
+    if original.suffix == ".param":
+        copy.with_suffix(".bin").write_bytes(original.with_suffix(".bin").read_bytes())
+    victim = copy.with_suffix(".bin") if cut == "weights" else copy
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    assert_one_line_error(deploy("bench", copy, "--threads", "1"), 2, f"{copy.name}: {named}")
 
 
 @pytest.mark.slow

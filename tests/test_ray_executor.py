@@ -5,10 +5,12 @@ device resource that maps to the `host` target, so the host benchmarks must run 
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,8 +38,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(args: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+def _start(args: list[str], log: Path, ray_tmp: str) -> subprocess.Popen:
+    # RAY_TMPDIR: the session and the ray_current_cluster file `ray start` writes stay in this test's
+    # folder; in /tmp/ray the file would outlive the cluster and mislead the next `ray.init()`.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_tmp}
     # Its own process group: ending the group ends the raylet and workers this node started, no one else's.
     return subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", *args], env=env, cwd=ROOT,
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -46,16 +50,17 @@ def _start(args: list[str], log: Path) -> subprocess.Popen:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ray")
+    ray_tmp = tempfile.mkdtemp(prefix="rt")  # short: Ray's socket paths must stay under 108 bytes
     port = _free_port()
     address = f"127.0.0.1:{port}"
     store = str(100 * 2**20)
     head = _start(["--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
-                   "--object-store-memory", store, "--include-dashboard=false"], tmp / "head.log")
+                   "--object-store-memory", store, "--include-dashboard=false"], tmp / "head.log", ray_tmp)
     nodes = [head]
     try:
         time.sleep(5)
         nodes.append(_start(["--address", address, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
-                             "--object-store-memory", store, "--resources", json.dumps({"device:host": 1})], tmp / "node.log"))
+                             "--object-store-memory", store, "--resources", json.dumps({"device:host": 1})], tmp / "node.log", ray_tmp))
         ray.init(address=address, logging_level="WARNING")
         deadline = time.time() + 120
         while len([n for n in ray.nodes() if n["Alive"]]) < 2:
@@ -72,6 +77,7 @@ def cluster(tmp_path_factory):
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def _build(model, data, out, **extra):

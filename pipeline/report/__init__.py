@@ -27,13 +27,13 @@ def write(report: Report, run_dir: Path) -> list[Path]:
 def load(run_dir: Path) -> Report:
     path = run_dir / REPORT_JSON if run_dir.is_dir() else run_dir
     try:
-        return Report.model_validate_json(path.read_text())
+        return Report.model_validate_json(path.read_bytes())
     except OSError as e:
         raise UserInputError(f"{path}: cannot read report ({e.strerror or e}); run `deploy build` first") from e
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise UserInputError(f"{path}: not a valid report.json ({where}: {first['msg']})") from e
+        raise UserInputError(f"{path}: not a valid report.json ({where + ': ' if where else ''}{first['msg']})") from e
 
 
 def stored_constraints(report: Report) -> Constraints:

@@ -41,6 +41,8 @@ def read_json_object(path: Path, what: str, hint: str = "") -> dict:
         raise UserInputError(f"{path}: cannot read {what} ({e.strerror or e}){hint}") from e
     except json.JSONDecodeError as e:
         raise UserInputError(f"{path}: not JSON ({e.msg} at line {e.lineno}); expected {what}") from e
+    except UnicodeDecodeError as e:
+        raise UserInputError(f"{path}: not JSON (not UTF-8 text at byte {e.start}); expected {what}") from e
     if not isinstance(data, dict):
         raise UserInputError(f"{path}: expected one JSON object ({what})")
     return data

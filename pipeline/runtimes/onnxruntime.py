@@ -5,9 +5,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import no_telemetry
+
 
 def session(path: Path, threads: int | None = None):
     """An onnxruntime CPU session; raises whatever onnxruntime raises for a file it cannot load."""
+    no_telemetry.apply()  # also when the library is used without the CLI
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import data as datasets
-from pipeline.datastore import ImageStore, Split, require_space, write_store
+from pipeline.datastore import ImageStore, NoReadableRow, Split, require_space, write_store
 from pipeline.models.training import holdout_mask
 from pipeline.progress import Progress
 from pipeline.stages.base import Stage, StageConfig, StageOutput
@@ -74,11 +74,16 @@ class DataStage(Stage):
             count = len(paths)
             rows = _decoded(paths, config.height, config.width, config.channels, decode_workers())
         rows = _checked_space(rows, count, workdir, f"{config.source} at {config.height}x{config.width}")
-        readable = write_store(workdir / IMAGES_FILE, count, rows)
+        try:
+            readable = write_store(workdir / IMAGES_FILE, count, rows)
+        except NoReadableRow:
+            if config.source == "demo":
+                raise
+            raise datasets.no_readable_image(root, paths) from None
         if config.source == "demo":
             skipped = {"non_image": 0, "unreadable": 0}
         else:
-            skipped = datasets.check_readable(root, labels, readable, class_names, non_image)
+            skipped = datasets.check_readable(root, paths, labels, readable, class_names, non_image)
         kept = np.flatnonzero(readable)
         train, val = datasets.stratified_split(labels[kept], config.val_fraction, config.seed)
         np.save(workdir / LABELS_FILE, np.where(readable, labels, -1))

@@ -513,6 +513,7 @@ def benchmark_ncnn(args):
 
 
 def benchmark_onnx(args):
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"  # onnxruntime >= 1.29 reports home otherwise (pipeline/no_telemetry.py)
     try:
         import onnxruntime
     except ImportError as error:

@@ -20,10 +20,11 @@ STDERR_TAIL_LINES = 5
 class BenchError(ToolError):
     """A benchmark run failed; carries the model path and the runner's last stderr lines."""
 
-    def __init__(self, model_path, reason: str, stderr_tail: list[str] = ()):
+    def __init__(self, model_path, reason: str, stderr_tail: list[str] = (), returncode: int | None = None):
         self.model_path = Path(model_path)
         self.reason = reason
         self.stderr_tail = list(stderr_tail)
+        self.returncode = returncode  # the runner's exit code, when it ran to an exit
         message = f"benchmark of {self.model_path} failed: {reason}"
         if self.stderr_tail:  # one line, like every error the CLI prints
             message += " | " + " | ".join(line.strip() for line in self.stderr_tail)
@@ -43,7 +44,7 @@ def run_benchmark(
         reason = f"timed out after {timeout_s} s"
         raise BenchError(model_path, reason, tail(expired.stderr)) from None
     if proc.returncode != 0:
-        raise BenchError(model_path, f"runner exited with {proc.returncode}", tail(proc.stderr))
+        raise BenchError(model_path, f"runner exited with {proc.returncode}", tail(proc.stderr), proc.returncode)
     result = parse_result(proc.stdout)
     if result is None:
         raise BenchError(model_path, "runner printed no JSON result", tail(proc.stderr))
