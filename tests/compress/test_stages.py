@@ -45,7 +45,7 @@ def test_sparsity_stage_writes_a_sparse_plain_model_that_prune_preserving_qat_ta
     assert result["held_out_images"] > 0 and 0 <= result["top1_after"] <= 1
     assert result["gzip_bytes"]["compressed"]["fp32"] < result["gzip_bytes"]["dense"]["fp32"]
     # What report.json's compression recipe takes from this result (schema 1.5).
-    from pipeline.build import _measured_compression
+    from pipeline.report.assemble import _measured_compression
     from pipeline.report.schema import Compression
 
     recipe = Compression(method="magnitude", sparsity=0.8, **_measured_compression(result))
@@ -80,6 +80,6 @@ def test_clustering_stage_writes_a_clustered_plain_model(inputs, tmp_path):
     model = load_float_model(StageOutput("clustering", "c", tmp_path, result, False, 0.0))
     kernel = model.get_layer(result["clustered_layers"][-1]).get_weights()[0]
     assert len(np.unique(kernel)) <= 8 and result["gzip_bytes"] is None
-    from pipeline.build import _measured_compression
+    from pipeline.report.assemble import _measured_compression
 
     assert _measured_compression(result) == {"max_distinct_values": max(result["distinct_values"].values())}
