@@ -132,6 +132,8 @@ def cli(ctx, debug):
 @click.option("--batch-size", type=int, help="Training batch size [64].")
 @click.option("--learning-rate", type=float, help="Float training learning rate [0.002].")
 @click.option("--qat-epochs", type=int, help="Quantization-aware fine-tuning epochs [3].")
+@click.option("--qat-teacher", type=click.Choice(["float", "labels"]),
+              help="What QAT fine-tunes toward: the float model's outputs with the labels weighted in (float), or the labels alone [float].")
 @click.option("--qat-learning-rate", type=float, help="QAT learning rate [0.0001].")
 @click.option("--early-stopping-patience", type=click.IntRange(min=0),
               help="Training and QAT stop once accuracy on 10 %% of the training images held out has not improved for this many epochs; 0 runs every epoch [5].")

@@ -55,6 +55,10 @@ class BuildConfig(BaseModel):
     learning_rate: float = Field(default=2e-3, gt=0)
     qat_epochs: int = Field(default=3, ge=1)
     qat_learning_rate: float = Field(default=1e-4, gt=0)
+    # What QAT fine-tunes toward: "float", the float model's soft outputs with the labels weighted in
+    # (distillation, --distill-temperature/--distill-alpha): QAT keeps the float model's behaviour
+    # under int8 arithmetic; "labels": the labels alone (docs/int8.md).
+    qat_teacher: Literal["float", "labels"] = "float"
     # Training-time augmentation of the training split (pipeline/augment.py), float training and QAT.
     # None: "basic" on an image folder, "none" on the demo digits (a flipped or cropped digit is
     # another digit, or none).
@@ -274,6 +278,14 @@ def resolved_augment(config: BuildConfig) -> str:
     if config.augment is not None:
         return config.augment
     return "none" if config.data == "demo" else "basic"
+
+
+def qat_augment(config: BuildConfig, source: str) -> str:
+    """QAT's augmentation: as given; else a built-in model's float training's, and none for a model
+    the user trained (fine-tuning it on crops it never saw pulls it away from what it learned)."""
+    if config.augment is not None or is_builtin(source):
+        return resolved_augment(config)
+    return "none"
 
 
 def resolved_input_size(config: BuildConfig) -> int:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from pipeline import data
 from pipeline.config import (
-    BUILTIN_MODELS, INT8_PRECISIONS, BuildConfig, is_builtin, is_onnx, preprocessing_given, resolved_augment,
-    resolved_input_size,
+    BUILTIN_MODELS, INT8_PRECISIONS, BuildConfig, is_builtin, is_onnx, preprocessing_given, qat_augment,
+    resolved_augment, resolved_input_size,
 )
 from pipeline.errors import UserInputError
 from pipeline.resources import usable_cores
@@ -37,6 +37,7 @@ from pipeline.stages.prune import PruneConfig, PruneStage, recipe as prune_recip
 from pipeline.stages.sparsity import SparsityConfig, SparsityStage
 from pipeline.stages.probe import PreprocessingProbeStage, ProbeConfig, candidates as probe_candidates, flags as probe_flags
 from pipeline.stages.qat import QatConfig, QatStage
+from pipeline.stages.qat_check import QatCheckConfig, QatCheckStage
 from pipeline.stages.reference import ReferenceConfig, ReferenceStage
 from pipeline.stages.twin import KerasTwinStage, TwinConfig
 from pipeline.stages.verify import VerifyConfig, VerifyStage
@@ -79,6 +80,7 @@ class ModelPlan:
     precisions: list[str]  # TFLite precisions still wanted (QAT may swap int8-qat for int8-ptq)
     reference_runtime: str = "tf-keras"
     qat: Node | None = None
+    qat_check: Node | None = None  # int8-qat against int8-ptq, when both are built
     qat_status: schema.QatStatus = field(default_factory=lambda: schema.QatStatus(status="not-requested"))
     artifacts: list[ArtifactPlan] = field(default_factory=list)
     published: list[Node] = field(default_factory=list)  # extra files copied to artifacts/<model>/ (Core ML)
@@ -442,10 +444,14 @@ def qat(p: Planner, m: ModelPlan) -> None:
         if "int8-ptq" not in m.precisions:
             m.precisions.append("int8-ptq")
         return
-    distill = distill_config(c)  # the float model (the parent's, for a variant) teaches QAT
-    teacher = {"teacher": m.teacher or m.model} if distill else {}
+    # QAT fine-tunes toward the float model it starts from (--qat-teacher float); with --distill, a
+    # variant's toward its parent, as its own fine-tuning did.
+    distill = distill_config(c) or (DistillConfig(temperature=c.distill_temperature, alpha=c.distill_alpha)
+                                    if c.qat_teacher == "float" else None)
+    teacher = {"teacher": (m.teacher if c.distill else None) or m.model} if distill else {}
+    settings = {**p.fit_settings(m.prep), "augment": qat_augment(c, m.source)}
     m.qat = p.node(QatStage(), QatConfig(epochs=c.qat_epochs, learning_rate=c.qat_learning_rate, patience=c.early_stopping_patience,
-                                         distill=distill, scheme=QAT_SCHEMES.get(_method(m), "default"), **p.fit_settings(m.prep)),
+                                         distill=distill, scheme=QAT_SCHEMES.get(_method(m), "default"), **settings),
                    {"model": m.model, "data": m.data, **teacher}, label=m.name, fatal=True, resources={"GPU": 1})
 
     def fallback_or_stop(out: StageOutput) -> None:
@@ -470,6 +476,7 @@ def tflite(p: Planner, m: ModelPlan) -> None:
     if "tflite" not in c.formats or m.onnx:
         return
     wanted = [(precision, None) for precision in m.precisions]
+    made = {}
     if m.qat is not None and "int8-ptq" not in m.precisions:
         wanted.append(("int8-ptq", When(m.qat, lambda r: not qat_ok(r), "QAT impossible (int8-ptq replaces int8-qat)")))
     for precision, when in wanted:
@@ -488,6 +495,12 @@ def tflite(p: Planner, m: ModelPlan) -> None:
             {"model": source, "data": m.data}, label=f"{m.name} {precision}", when=when,
         )
         p.artifact(m, "tflite", precision, converted)
+        made[precision] = converted
+    if m.qat is not None and {"int8-qat", "int8-ptq"} <= set(m.precisions):
+        # Never ship a QAT that lost to PTQ: the two compared on images neither saw (stages/qat_check.py).
+        m.qat_check = p.node(QatCheckStage(), QatCheckConfig(preprocessing=m.prep, calibration_images=c.calibration_images, seed=c.seed),
+                             {"qat": made["int8-qat"], "ptq": made["int8-ptq"], "model": m.model, "data": m.data},
+                             label=m.name, when=When(m.qat, qat_ok, "QAT possible"))
 
 
 @rule

@@ -99,19 +99,22 @@ def preprocess_tf(tf, prep: Preprocessing, images_uint8):
 
 def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: int, learning_rate: float, seed: int,
         augment: str, what: str, patience: int = 0, teacher=None, distill=None,
-        callbacks: list | None = None) -> tuple[list[dict], dict]:
+        callbacks: list | None = None, watch_from: int | None = None) -> tuple[list[dict], dict]:
     """Adam with cosine decay on sparse labels, streaming the split; logs progress and one line per
     epoch; returns the history (with training images/s per epoch) and what early stopping did
     (patience 0: off, every epoch runs). With a `teacher` (and `distill`, a DistillConfig), the
     model learns from the teacher's soft targets too (pipeline/compress/distill.py); `model` is
     trained in place either way. `callbacks`: extra Keras callbacks (e.g. tfmot's
-    UpdatePruningStep, which pruning needs)."""
+    UpdatePruningStep, which pruning needs). `watch_from`: the first epoch (0-based) early stopping
+    watches and may keep (default: half the epochs, for training from scratch; a fine-tuning of a
+    trained model watches from 0, its first epoch may be its best)."""
     from pipeline.tf_import import keras, tensorflow
 
     tf_keras = keras()
     tf_keras.utils.set_random_seed(seed)
     # Same config, same thread count -> same weights, in any process (local worker, Ray task).
     tensorflow().config.experimental.enable_op_determinism()
+    watch_from = _watched_from(epochs) if watch_from is None else watch_from
     parts = holdout(split, seed) if patience > 0 else None
     stop = None
     if parts is not None:
@@ -154,7 +157,7 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
     if stop is not None:
         validation = training_dataset(stop, prep, batch_size=batch_size, seed=seed, augment="none")
         callbacks.append(tf_keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True,
-                                                          start_from_epoch=_watched_from(epochs)))
+                                                          start_from_epoch=watch_from))
     history = model.fit(dataset, epochs=epochs, verbose=0, callbacks=callbacks, validation_data=validation).history
     rows = [
         {"epoch": i + 1, "loss": float(history["loss"][i]), "accuracy": float(history["accuracy"][i]),
@@ -162,15 +165,15 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
          **({"held_out_accuracy": float(history["val_accuracy"][i])} if stop is not None else {})}
         for i in range(len(history["loss"]))
     ]
-    return rows, _stopping_record(rows, epochs, patience, stop)
+    return rows, _stopping_record(rows, epochs, patience, stop, watch_from)
 
 
-def _stopping_record(rows: list[dict], epochs: int, patience: int, stop: Split | None) -> dict:
+def _stopping_record(rows: list[dict], epochs: int, patience: int, stop: Split | None, watch_from: int) -> dict:
     if patience == 0:
         return {"status": "off"}
     if stop is None:
         return {"status": "off", "reason": f"a class has fewer than {int(1 / STOP_HOLDOUT)} training images to hold out"}
-    watched = rows[_watched_from(epochs):] or rows
+    watched = rows[watch_from:] or rows
     best = max(watched, key=lambda r: r["held_out_accuracy"])  # the first watched epoch reaching the best accuracy
     return {"status": "stopped" if len(rows) < epochs else "ran every epoch", "patience": patience,
             "held_out_images": len(stop), "epochs_run": len(rows), "watched_from_epoch": watched[0]["epoch"],

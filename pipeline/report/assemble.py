@@ -108,7 +108,17 @@ class _Assembly:
         if m.qat is None:
             return m.qat_status
         result = self.outcome(m.qat).result
-        return schema.QatStatus(status="ok") if result["status"] == "ok" else schema.QatStatus(status="unsupported", reason=result["reason"])
+        if result["status"] != "ok":
+            return schema.QatStatus(status="unsupported", reason=result["reason"])
+        check = self.outcome(m.qat_check) if m.qat_check is not None else None
+        if not isinstance(check, StageOutput):
+            return schema.QatStatus(status="ok")
+        versus = schema.QatVersusPtq(**check.result)
+        if versus.worse:
+            log.warning("%s: int8-qat is worse than int8-ptq on %d held-out images (top-1 %.2f %% vs %.2f %%, agreement with float "
+                        "%.2f %% vs %.2f %%): not recommended", m.name, versus.images, 100 * versus.qat.top1, 100 * versus.ptq.top1,
+                        100 * versus.qat.agreement, 100 * versus.ptq.agreement)
+        return schema.QatStatus(status="ok", versus_ptq=versus)
 
     def _compression(self, m: ModelPlan, precision: str | None = None) -> schema.Compression | None:
         """A variant's recipe (its plan's, completed by its stage's result), and on an int8-qat artifact

@@ -5,7 +5,8 @@ metrics.py) that meets every constraint; ties go to the smaller file. On an emul
 timings say nothing about device speed, so the latency limit is not applied and the smallest
 artifact that meets the other constraints is named. An int8 artifact that still computes in float
 is never recommended, nor one whose top-1 computed by an emulated target's own kernels is more
-than a point below the host's (on_target.py). When none qualifies, the reason says what each artifact missed.
+than a point below the host's (on_target.py), nor an int8-qat artifact whose QAT measured worse than
+int8-ptq (models[].qat.versus_ptq). When none qualifies, the reason says what each artifact missed.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def recommend(report: Report, constraints: Constraints) -> list[Recommendation]:
     compressed variants (models[].parent) compete with it: their artifacts are its candidates."""
     recommendations = []
     family = _families(report)
+    vetoes = _vetoes(report)
     for target in metrics.targets(report):
         emulated = metrics.is_emulated(report, target)
         for model in report.models:
@@ -29,7 +31,7 @@ def recommend(report: Report, constraints: Constraints) -> list[Recommendation]:
             ]
             if not candidates:
                 continue
-            artifact, reason = _pick(candidates, report.artifacts, target, constraints, emulated)
+            artifact, reason = _pick(candidates, report.artifacts, target, constraints, emulated, vetoes)
             recommendations.append(Recommendation(
                 target=target, model=model.name, artifact=artifact.id if artifact else None,
                 reason=reason, constraints=constraints,
@@ -49,6 +51,15 @@ def _families(report: Report) -> dict[str, str]:
     return root
 
 
+def _vetoes(report: Report) -> dict[str, str]:
+    """Artifact id -> why it is never recommended whatever the constraints: an int8-qat artifact whose
+    QAT lost to post-training quantization on held-out images."""
+    worse = {m.name: m.qat.versus_ptq for m in report.models if m.qat.versus_ptq is not None and m.qat.versus_ptq.worse}
+    return {a.id: f"QAT worse than int8-ptq on {worse[a.model].images} held-out images (top-1 "
+                  f"{100 * worse[a.model].qat.top1:.2f} % vs {100 * worse[a.model].ptq.top1:.2f} %)"
+            for a in report.artifacts if a.precision == "int8-qat" and a.model in worse}
+
+
 def describe(constraints: Constraints, emulated: bool = False) -> str:
     parts = []
     if constraints.max_accuracy_drop is not None:
@@ -60,9 +71,9 @@ def describe(constraints: Constraints, emulated: bool = False) -> str:
     return ", ".join(parts)
 
 
-def violations(artifact: Artifact, bench: Benchmark, constraints: Constraints) -> list[str]:
+def violations(artifact: Artifact, bench: Benchmark, constraints: Constraints, veto: str | None = None) -> list[str]:
     """What keeps this artifact from being recommended, one short phrase each."""
-    missed = []
+    missed = [veto] if veto else []
     if artifact.int8_check is not None and not artifact.int8_check.fully_int8:
         missed.append("still computes in float")
     measured = on_target.on(artifact, bench.target)
@@ -78,11 +89,11 @@ def violations(artifact: Artifact, bench: Benchmark, constraints: Constraints) -
     return missed
 
 
-def _pick(candidates, all_artifacts, target, constraints, emulated) -> tuple[Artifact | None, str]:
+def _pick(candidates, all_artifacts, target, constraints, emulated, vetoes) -> tuple[Artifact | None, str]:
     limits = describe(constraints, emulated)
-    passing = [(a, b) for a, b in candidates if not violations(a, b, constraints)]
+    passing = [(a, b) for a, b in candidates if not violations(a, b, constraints, vetoes.get(a.id))]
     if not passing:
-        misses = "; ".join(f"{a.id} {', '.join(violations(a, b, constraints))}" for a, b in candidates)
+        misses = "; ".join(f"{a.id} {', '.join(violations(a, b, constraints, vetoes.get(a.id)))}" for a, b in candidates)
         return None, f"none of {len(candidates)} artifacts meets {limits or 'the int8 check'}: {misses}"
     if emulated:
         artifact, bench = min(passing, key=lambda ab: (ab[0].size_bytes, ab[0].accuracy_drop_points))

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.5"  # 1.1 to 1.5 only added fields with defaults or made fields optional: 1.0 reports still load
+SCHEMA_VERSION = "1.6"  # 1.1 to 1.6 only added fields with defaults or made fields optional: 1.0 reports still load
 
 
 class _Strict(BaseModel):
@@ -206,9 +206,25 @@ class Artifact(_Strict):
                                                                       "or of a distilled QAT")
 
 
+class QatFigures(_Strict):
+    top1: float = Field(description="top-1 on the labels of the held-out training images")
+    agreement: float = Field(description="share of those images where its top-1 is the float model's")
+
+
+class QatVersusPtq(_Strict):
+    """int8-qat against int8-ptq (1.6), in LiteRT on training images neither calibration nor
+    training used; never the validation split the artifacts are scored on."""
+    images: int
+    qat: QatFigures | None = None
+    ptq: QatFigures | None = None
+    worse: bool = Field(description="QAT lost (lower top-1, or equal top-1 and lower agreement): int8-qat is not recommended")
+    note: str | None = None
+
+
 class QatStatus(_Strict):
     status: Literal["ok", "unsupported", "not-requested"]
     reason: str | None = None
+    versus_ptq: QatVersusPtq | None = None
 
 
 class ProbeCandidate(_Strict):
@@ -298,7 +314,7 @@ class Recommendation(_Strict):
 
 
 class Report(_Strict):
-    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6"] = SCHEMA_VERSION
     created: str
     command: str
     tools: dict[str, str]

@@ -113,6 +113,16 @@ def recommendations_table(report: Report) -> Table:
     return Table("recommendations", "What to ship", ["target", "model", "artifact", "why"], rows, [False] * 4)
 
 
+def _qat(qat) -> str:
+    """The QAT column: its status, why not, or how it did against int8-ptq on held-out images."""
+    text = qat.status + (f" ({qat.reason})" if qat.reason else "")
+    v = qat.versus_ptq
+    if v is not None and v.qat is not None:
+        text += (f"; {'worse than' if v.worse else 'at least as good as'} int8-ptq on {v.images} held-out images "
+                 f"(top-1 {pct(v.qat.top1)} vs {pct(v.ptq.top1)} %, agreement {pct(v.qat.agreement)} vs {pct(v.ptq.agreement)} %)")
+    return text
+
+
 def _labels(labels: list[str]) -> str:
     shown = ", ".join(labels[:MAX_LABELS_SHOWN])
     return f"{len(labels)}: {shown}" + (", ..." if len(labels) > MAX_LABELS_SHOWN else "")
@@ -131,7 +141,7 @@ def model_facts_table(report: Report) -> Table:
         gain = metrics.speedup(shipped, baseline, rec.target) if shipped else None
         rows.append([
             m.name, m.source, "x".join(map(str, m.input_shape)), _labels(m.labels), f"{m.params:,}",
-            f"{m.macs / 1e6:.2f}", pct(m.float_accuracy.top1), m.qat.status + (f" ({m.qat.reason})" if m.qat.reason else ""),
+            f"{m.macs / 1e6:.2f}", pct(m.float_accuracy.top1), _qat(m.qat),
             shipped.id if shipped else "none",
             "" if not size_ratio else f"{1 / size_ratio:.2f}x",
             ratio(gain),

@@ -92,7 +92,7 @@ class QatStage(Stage):
         history, stopping = training.fit(
             qat_model, train, prep, epochs=config.epochs,
             batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
-            augment=config.augment, what="qat", patience=config.patience,
+            augment=config.augment, what="qat", patience=config.patience, watch_from=0,
             teacher=load_float_model(inputs["teacher"]) if config.distill else None, distill=config.distill,
         )
         with quantize_scope():  # tfmot's, plus the preserving schemes' quantizers
