@@ -18,8 +18,14 @@ def quantize_with_scheme(model, scheme: str):
     t = tfmot()
     if scheme not in QAT_SCHEMES:
         raise ValueError(f"unknown QAT scheme {scheme!r} (choose from {', '.join(QAT_SCHEMES)})")
+    from pipeline.quant.qat_annotations import annotate
+
+    annotated = annotate(model)  # layers the default registry lacks, with their QuantizeConfig
     if scheme == "default":
-        return check_concatenate_order(model, t.quantization.keras.quantize_model(model))
+        if annotated is None:
+            return check_concatenate_order(model, t.quantization.keras.quantize_model(model))
+        with quantize_scope():
+            return check_concatenate_order(model, t.quantization.keras.quantize_apply(annotated))
     combine = t.experimental.combine
     schemes = {
         "prune-preserve": combine.Default8BitPrunePreserveQuantizeScheme,
@@ -27,8 +33,9 @@ def quantize_with_scheme(model, scheme: str):
         # Clusters and zeros both kept (tfmot's PCQAT).
         "prune-cluster-preserve": lambda: combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True),
     }
-    annotated = t.quantization.keras.quantize_annotate_model(model)
-    return check_concatenate_order(model, t.quantization.keras.quantize_apply(annotated, schemes[scheme]()))
+    annotated = annotated or t.quantization.keras.quantize_annotate_model(model)
+    with quantize_scope():
+        return check_concatenate_order(model, t.quantization.keras.quantize_apply(annotated, schemes[scheme]()))
 
 
 class ReorderedConcatenate(ValueError):
@@ -44,6 +51,8 @@ def check_concatenate_order(model, quantized):
     to chance in QAT). Rebuilding the model from a repaired config does not restore tfmot's
     quantizer variables, so the QAT stage reports it and the build falls back to PTQ.
     """
+    if not any(type(layer).__name__ == "Concatenate" for layer in model.layers):
+        return quantized  # also every Sequential model, whose config has no names or inbound nodes per layer
     original = {spec["name"]: _inbound_names(spec) for spec in model.get_config()["layers"]
                 if spec["class_name"] == "Concatenate"}
     for spec in quantized.get_config()["layers"]:
@@ -97,8 +106,8 @@ def kernels(model):
 
 
 def quantize_scope():
-    """tfmot's quantize_scope plus the preserving schemes' weight quantizers, which it does not list:
-    a QAT model saved with a preserving scheme needs them to load."""
+    """tfmot's quantize_scope plus the preserving schemes' weight quantizers and the QuantizeConfigs of
+    pipeline/quant/qat_annotations.py, which it does not list: a QAT model saved with them needs them to load."""
     from pipeline.tf_import import tfmot
 
     t = tfmot()
@@ -110,7 +119,10 @@ def quantize_scope():
         prune_preserve_quantize_registry as prune,
     )
 
+    from pipeline.quant.qat_annotations import output_config_class
+
     classes = (prune.PrunePreserveDefaultWeightsQuantizer, prune.PrunePreserveDefault8BitWeightsQuantizer,
                prune.PrunePreserveDefault8BitConvWeightsQuantizer, cluster.ClusterPreserveDefaultWeightsQuantizer,
-               cluster.ClusterPreserveDefault8BitWeightsQuantizer, cluster.ClusterPreserveDefault8BitConvWeightsQuantizer)
+               cluster.ClusterPreserveDefault8BitWeightsQuantizer, cluster.ClusterPreserveDefault8BitConvWeightsQuantizer,
+               output_config_class())
     return t.quantization.keras.quantize_scope({c.__name__: c for c in classes})

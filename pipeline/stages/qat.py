@@ -1,5 +1,7 @@
-"""qat: tensorflow-model-optimization's quantize_model, its activation ranges measured on training
-images (pipeline/quant/qat_ranges.py), then fine-tuned on the training split.
+"""qat: tensorflow-model-optimization's quantize_model (after the rewrites of
+pipeline/quant/qat_rewrites.py, checked equal in float), its activation ranges measured on training
+images (pipeline/quant/qat_ranges.py), then fine-tuned on the training split toward the float model
+(distilled from it by default, rules.qat).
 
 A model tfmot cannot quantize is not an error here: the result says which layer (name
 and class) stopped it, and the build decides between falling back to PTQ and failing.
@@ -15,6 +17,7 @@ from pipeline.compress.distill import DistillConfig
 from pipeline.compress.common import quantize_scope
 from pipeline.data import Preprocessing
 from pipeline.models import training
+from pipeline.quant.qat_rewrites import rewrite_for_qat
 from pipeline.stages.base import FitConfig, Stage, StageOutput
 from pipeline.stages.data import calibration_images, open_split
 from pipeline.stages.model import TF_TOOLS, load_float_model
@@ -28,6 +31,10 @@ QAT_MODEL_FILE = "qat_model.h5"  # tf_keras's .keras format cannot reload quanti
 # schemes keep the float model QAT started from, and loading rebuilds on it.
 QAT_SOURCE_FILE = "qat_source.keras"
 REBUILT_SCHEMES = ("cluster-preserve", "prune-cluster-preserve")
+# A rewrite for QAT (pipeline/quant/qat_rewrites.py) is exact up to float rounding: checked on this
+# many training images, refused beyond this output difference (softmax probabilities).
+REWRITE_CHECK_IMAGES = 128
+REWRITE_TOLERANCE = 1e-4
 
 
 class QatConfig(FitConfig):
@@ -39,7 +46,7 @@ class QatConfig(FitConfig):
 
 
 def unsupported_layers(model) -> list[tuple[str, str]]:
-    """(name, class) of each layer the default 8-bit scheme has no recipe of its own for."""
+    """(name, class) of each layer neither the default 8-bit scheme nor qat_annotations has a recipe for."""
     from pipeline.tf_import import tfmot
 
     tfmot()
@@ -48,9 +55,11 @@ def unsupported_layers(model) -> list[tuple[str, str]]:
         default_8bit_quantize_registry,
     )
 
+    from pipeline.quant.qat_annotations import OUTPUT_QUANTIZED
+
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
     return [(layer.name, type(layer).__name__) for layer in model.layers
-            if type(layer).__name__ != "InputLayer" and not registry.supports(layer)]
+            if type(layer).__name__ not in ("InputLayer", *OUTPUT_QUANTIZED) and not registry.supports(layer)]
 
 
 def quantize(model, scheme: str = "default"):
@@ -78,15 +87,26 @@ class QatStage(Stage):
     Config = QatConfig
 
     def run(self, config: QatConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
-        model = load_float_model(inputs["model"])
+        prep = Preprocessing.from_dict(config.preprocessing)
+        original = load_float_model(inputs["model"])
+        model, rewritten = rewrite_for_qat(original)
+        rewrites = {}
+        if rewritten:
+            rewrites = {"batchnorm_as_depthwise": rewritten, "max_abs_diff": _difference(original, model, inputs["data"], prep, config)}
+            if rewrites["max_abs_diff"] > REWRITE_TOLERANCE:
+                reason = (f"layer '{rewritten[0]}' (BatchNormalization) rewritten as a 1x1 DepthwiseConv2D for QAT differs from "
+                          f"the float model by {rewrites['max_abs_diff']:.2g} on training images")
+                log.warning("QAT not possible for %s: %s", original.name, reason)
+                return {"status": "unsupported", "reason": reason}
+            log.info("qat: %d BatchNormalization layer(s) tfmot cannot fold rewritten as 1x1 depthwise convolutions "
+                     "(equal to the float model within %.1g)", len(rewritten), rewrites["max_abs_diff"])
         try:
             qat_model = quantize(model, config.scheme)
         except ValueError as e:
-            log.warning("QAT not possible for %s: %s", model.name, e)
+            log.warning("QAT not possible for %s: %s", original.name, e)
             return {"status": "unsupported", "reason": str(e)}
         if config.scheme in REBUILT_SCHEMES:
             model.save(workdir / QAT_SOURCE_FILE)
-        prep = Preprocessing.from_dict(config.preprocessing)
         observed = _observe_ranges(qat_model, inputs["data"], prep, config)
         train = open_split(inputs["data"], "train")
         history, stopping = training.fit(
@@ -100,7 +120,16 @@ class QatStage(Stage):
         return {"status": "ok", "model_file": QAT_MODEL_FILE, "history": history, "augment": config.augment,
                 "distilled": config.distill is not None,
                 "images": len(train), "range_images": observed, "early_stopping": stopping,
+                **({"rewrites": rewrites} if rewrites else {}),
                 **({"scheme": config.scheme} if config.scheme != "default" else {})}
+
+
+def _difference(original, rewritten, data: StageOutput, prep: Preprocessing, config: QatConfig) -> float:
+    """Largest output difference of the rewritten float model from the original on training images."""
+    import numpy as np
+
+    images = prep.apply(calibration_images(data, REWRITE_CHECK_IMAGES, config.seed))
+    return float(np.abs(original.predict(images, batch_size=64, verbose=0) - rewritten.predict(images, batch_size=64, verbose=0)).max())
 
 
 def _observe_ranges(qat_model, data: StageOutput, prep: Preprocessing, config: QatConfig) -> int:

@@ -1,0 +1,135 @@
+"""Layer patterns users write that tfmot's registry refuses: a BatchNormalization it cannot fold
+rewritten into a layer it quantizes (exact in float), a squeeze-excite Multiply given tfmot's
+output QuantizeConfig; either way the QAT artifact is fully int8."""
+import numpy as np
+import pytest
+
+from pipeline.quant.qat_rewrites import batchnorms_to_rewrite, rewrite_for_qat
+from tests.conftest import make_image_folder
+
+
+def conv_relu_bn(size: int = 16, classes: int = 3):
+    """Conv2D(activation='relu') then BatchNormalization, as tutorials write it; a BN after pooling;
+    and one BN tfmot folds itself (after a linear Conv2D), which is left alone."""
+    from pipeline.tf_import import keras
+
+    k = keras()
+    return k.Sequential([
+        k.Input((size, size, 3)),
+        k.layers.Conv2D(8, 3, activation="relu", padding="same", name="conv_relu"), k.layers.BatchNormalization(name="bn_after_relu"),
+        k.layers.MaxPooling2D(name="pool"), k.layers.BatchNormalization(name="bn_after_pool"),
+        k.layers.Conv2D(8, 3, name="conv_linear"), k.layers.BatchNormalization(name="bn_folded"), k.layers.ReLU(),
+        k.layers.GlobalAveragePooling2D(), k.layers.Dense(classes, activation="softmax"),
+    ])
+
+
+def _trained(model, x, y):
+    from pipeline.tf_import import keras
+
+    keras().utils.set_random_seed(0)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0)  # moving statistics away from 0 and 1
+    return model
+
+
+def test_only_the_batchnorms_tfmot_cannot_fold_are_rewritten():
+    assert batchnorms_to_rewrite(conv_relu_bn()) == ["bn_after_relu", "bn_after_pool"]
+
+
+def test_the_rewrite_is_exact_in_float_and_quantizes_to_a_fully_int8_model():
+    from converters import tflite
+    from pipeline.runtimes import litert
+    from pipeline.tf_import import tensorflow, tfmot
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 16, 16, 3)).astype(np.float32), rng.integers(0, 3, 64)
+    model = _trained(conv_relu_bn(), x, y)
+    with pytest.raises(Exception, match="bn_after_relu"):
+        tfmot().quantization.keras.quantize_model(model)
+    rewritten, names = rewrite_for_qat(model)
+    assert names == ["bn_after_relu", "bn_after_pool"]
+    assert [type(rewritten.get_layer(n)).__name__ for n in names] == ["DepthwiseConv2D"] * 2
+    assert np.abs(model.predict(x, verbose=0) - rewritten.predict(x, verbose=0)).max() < 1e-5
+    qat = tfmot().quantization.keras.quantize_model(rewritten)
+    data = tflite.convert(qat, "int8-qat", x[:16], False, function=tflite.trace(tensorflow(), qat))
+    path = tflite.write(data, __import__("pathlib").Path(__import__("tempfile").mkdtemp()) / "m.tflite")
+    assert litert.float_compute_ops(path) == []
+    assert rewrite_for_qat(rewritten)[1] == []  # nothing left to rewrite: the model itself comes back
+
+
+@pytest.mark.slow
+def test_a_conv_relu_bn_user_model_builds_with_require_qat(tmp_path):
+    from pipeline.build import build
+    from pipeline.config import load_config
+    from pipeline.data import load_image_folder
+
+    folder = make_image_folder(tmp_path / "data", per_class=16)
+    images = load_image_folder(folder, 16, 16)
+    x = (images.images.astype(np.float32) - 127.5) / 127.5
+    model = _trained(conv_relu_bn(), x, images.labels)
+    model.fit(x, images.labels, epochs=20, batch_size=8, verbose=0)
+    model.save(tmp_path / "cnn.keras")
+    report = build(load_config(overrides={
+        "models": [str(tmp_path / "cnn.keras")], "data": str(folder), "out": tmp_path / "out", "require_qat": True,
+        "formats": ["tflite"], "precisions": ["fp32", "int8-qat"], "qat_epochs": 2, "calibration_images": 16,
+        "warmup": 1, "runs": 3, "threads": [1], "val_fraction": 0.25}))
+    assert report.models[0].qat.status == "ok"
+    qat = next(a for a in report.artifacts if a.precision == "int8-qat")
+    assert qat.int8_check.fully_int8 and qat.accuracy.agreement >= 0.9, qat
+
+
+def test_a_sequential_model_passes_the_concatenate_order_check():
+    # A Sequential model's config names its layers under "config": the check read a missing key and
+    # every Sequential user model was reported as "cannot be quantized".
+    from pipeline.compress.common import quantize_with_scheme
+    from pipeline.tf_import import keras
+
+    k = keras()
+    model = k.Sequential([k.Input((8, 8, 3)), k.layers.Conv2D(4, 3), k.layers.BatchNormalization(), k.layers.ReLU(),
+                          k.layers.GlobalAveragePooling2D(), k.layers.Dense(2, activation="softmax")])
+    assert type(quantize_with_scheme(model, "default")).__name__ in ("Sequential", "Functional")
+
+
+def squeeze_excite(size: int = 16, classes: int = 3):
+    """A squeeze-excite block as MobileNetV3 and EfficientNet have it: the feature map times sigmoid
+    channel weights (Multiply, which tfmot's registry refuses)."""
+    from pipeline.tf_import import keras
+
+    k = keras()
+    inputs = k.Input((size, size, 3))
+    x = k.layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)
+    x = k.layers.BatchNormalization()(x)
+    x = k.layers.ReLU()(x)
+    s = k.layers.GlobalAveragePooling2D(keepdims=True)(x)
+    s = k.layers.Conv2D(4, 1, activation="relu")(s)
+    s = k.layers.Conv2D(8, 1, activation="sigmoid")(s)
+    x = k.layers.Multiply(name="se_excite")([x, s])
+    x = k.layers.GlobalAveragePooling2D()(x)
+    return k.Model(inputs, k.layers.Dense(classes, activation="softmax")(x))
+
+
+def test_a_squeeze_excite_multiply_quantizes_to_int8_and_the_qat_model_reloads(tmp_path):
+    from converters import tflite
+    from pipeline.compress.common import quantize_scope, quantize_with_scheme
+    from pipeline.runtimes import litert
+    from pipeline.tf_import import keras, tensorflow
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 16, 16, 3)).astype(np.float32), rng.integers(0, 3, 32)
+    model = _trained(squeeze_excite(), x, y)
+    qat = quantize_with_scheme(model, "default")
+    assert type(qat.get_layer("quant_se_excite").quantize_config).__name__ == "Default8BitOutputQuantizeConfig"
+    assert np.abs(qat.predict(x, verbose=0) - model.predict(x, verbose=0)).max() < 0.2  # fake-quant, not another model
+    with quantize_scope():
+        qat.save(tmp_path / "qat.h5")
+        reloaded = keras().models.load_model(tmp_path / "qat.h5", compile=False)
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
+    data = tflite.convert(qat, "int8-qat", x[:8], False, function=tflite.trace(tensorflow(), qat))
+    path = tflite.write(data, tmp_path / "se.tflite")
+    assert litert.float_compute_ops(path) == [] and "MUL" in {op["op_name"] for op in _ops(path)}
+
+
+def _ops(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_path=str(path))._get_ops_details()
