@@ -9,6 +9,7 @@ and class) stopped it, and the build decides between falling back to PTQ and fai
 from __future__ import annotations
 
 import logging
+import math
 import re
 from pathlib import Path
 from typing import Literal
@@ -115,6 +116,11 @@ class QatStage(Stage):
             augment=config.augment, what="qat", patience=config.patience, watch_from=0,
             teacher=load_float_model(inputs["teacher"]) if config.distill else None, distill=config.distill,
         )
+        diverged = next((row["epoch"] for row in history if not math.isfinite(row["loss"])), None)
+        if diverged is not None:  # NaN weights make NaN ranges: no int8 model can come of it
+            reason = f"QAT fine-tuning diverged (loss NaN in epoch {diverged}); lower --qat-learning-rate"
+            log.warning("QAT not possible for %s: %s", original.name, reason)
+            return {"status": "unsupported", "reason": reason, "history": history}
         with quantize_scope():  # tfmot's, plus the preserving schemes' quantizers
             qat_model.save(workdir / QAT_MODEL_FILE)
         return {"status": "ok", "model_file": QAT_MODEL_FILE, "history": history, "augment": config.augment,

@@ -77,3 +77,30 @@ def test_a_qat_ruined_by_its_learning_rate_is_reported_and_not_recommended(train
     stored = json.loads((tmp_path / "report.json").read_text())["models"][0]["qat"]["versus_ptq"]
     assert stored["worse"] is True and stored["qat"]["top1"] == versus.qat.top1
     assert "worse than int8-ptq" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_diverged_qat_is_refused_not_converted(trained_model_file, image_folder, tmp_path, monkeypatch):
+    """NaN weights give NaN ranges: the converter then fails (an untrained EfficientNetB0 did), or
+    writes a model of NaNs. Adam's normalised steps keep even absurd rates finite on the tiny model,
+    so the fitting reports a NaN loss here."""
+    from pipeline.models import training
+
+    fit = training.fit
+
+    def diverging(*args, **kwargs):
+        history, stopping = fit(*args, **kwargs)
+        return [{**history[0], "loss": float("nan")}, *history[1:]], stopping
+
+    monkeypatch.setattr(training, "fit", diverging)
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")  # the QAT stage runs in this process (jobs 1), patched
+    config = load_config(overrides={"models": [str(trained_model_file)], "data": str(image_folder), "out": tmp_path, **FAST,
+                                    "jobs": 1})
+    run = Build(config, "test")
+    try:
+        _, models = run.plan()
+        outcomes = run.executor.run([*models[0].qat.ancestors(), models[0].qat])
+    finally:
+        run.close()
+    result = outcomes[models[0].qat.key].result
+    assert result["status"] == "unsupported" and "diverged (loss NaN in epoch 1)" in result["reason"], result
