@@ -71,8 +71,8 @@ def test_second_identical_run_reuses_every_stage(run, trained_model_file, image_
     _, out = run
     again = build(_config(trained_model_file, image_folder, out))
     lineage = sorted(out.glob("cache/*/*/lineage.json"))
-    # import, data, preprocessing_probe (no preprocessing flag given), reference, qat, 5 x (convert, verify, bench)
-    assert len(lineage) == 1 + 1 + 1 + 1 + 1 + 5 * 3
+    # import, data, preprocessing_probe (no preprocessing flag given), reference, qat, qat_check, 5 x (convert, verify, bench)
+    assert len(lineage) == 1 + 1 + 1 + 1 + 1 + 1 + 5 * 3
     assert [a.accuracy for a in again.artifacts] == [a.accuracy for a in run[0].artifacts]
 
 

@@ -68,6 +68,8 @@ def test_a_local_build_makes_no_network_call(trained_model_file, image_folder, t
 
 def test_a_local_ray_build_starts_fresh_and_stays_on_loopback(trained_model_file, image_folder, tmp_path):
     pytest.importorskip("ray")
+    token_file = Path.home() / ".ray" / "auth_token"
+    had_token = token_file.exists()
     ray_tmp = Path(tempfile.mkdtemp(prefix="rt"))  # short: Ray's socket paths
     try:
         # What a `ray start` killed by process group leaves: the address of a cluster that is gone.
@@ -82,3 +84,4 @@ def test_a_local_ray_build_starts_fresh_and_stays_on_loopback(trained_model_file
     assert calls, "Ray's processes talk over TCP: an empty trace means strace saw nothing"
     assert [c for c in calls if not _loopback(c[1])] == []  # no 0.0.0.0/:: listener, no DNS, no metadata address
     assert not list(Path(tempfile.gettempdir()).glob("deploy-ray-*"))  # its session folder went with it
+    assert token_file.exists() == had_token  # its token lived in its environment, not in the user's home

@@ -41,7 +41,10 @@ def _free_port() -> int:
 def _start(args: list[str], log: Path, ray_tmp: str) -> subprocess.Popen:
     # RAY_TMPDIR: the session and the ray_current_cluster file `ray start` writes stay in this test's
     # folder; in /tmp/ray the file would outlive the cluster and mislead the next `ray.init()`.
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_tmp}
+    # RAY_AUTH_MODE: Ray 2.60 turns token mode on for `ray start` when ~/.ray/auth_token exists (any
+    # earlier ray.init() on the machine writes one); this test's client connects without a token.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_tmp,
+           "RAY_AUTH_MODE": "disabled"}
     # Its own process group: ending the group ends the raylet and workers this node started, no one else's.
     return subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", *args], env=env, cwd=ROOT,
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 
@@ -60,9 +61,14 @@ def _environment(values: dict[str, str]):
 
 def start_local():
     """A fresh one-machine Ray for this build: never a cluster some earlier `ray start` left in
-    /tmp/ray/ray_current_cluster (address "local"), listening on loopback only, with its session
-    files in a temp folder of its own, no usage statistics unless the user asked, no cloud probes."""
-    environment = {USAGE_STATS: os.environ.get(USAGE_STATS, "0"), **LOCAL_RAY_ENVIRONMENT}
+    /tmp/ray/ray_current_cluster (address "local"), listening on loopback only, token authentication
+    with a token of its own, its session files in a temp folder of its own (nothing in the user's
+    home), no usage statistics unless the user asked, no cloud probes."""
+    environment = {USAGE_STATS: os.environ.get(USAGE_STATS, "0"), **LOCAL_RAY_ENVIRONMENT,
+                   # Ray 2.60's token authentication, with a token of this instance's own given in the
+                   # environment: left to itself, ray.init() writes one into ~/.ray/auth_token, and every
+                   # later `ray start` on the machine then turns token mode on.
+                   "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     with _environment(environment):
         ray = import_ray()
         if ray.is_initialized():

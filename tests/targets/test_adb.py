@@ -15,6 +15,7 @@ from pipeline.report.ingest import benchmark_from_record
 from pipeline.targets import adb as adb_target
 from pipeline.targets.spec import AdbTarget
 from tests.targets.test_android_app import WEIRD_SERIAL, adb  # noqa: F401  (fixture: real adb, own server)
+from tests.targets.test_host_bench import models  # noqa: F401  (fixture: tiny float32 and int8 .tflite)
 from tests.test_cli import assert_one_line_error, deploy
 
 # benchmark_model (LiteRT 1.x / TF 2.1x) on an arm64 phone: one warm-up run, one timed run.
@@ -185,9 +186,8 @@ def test_missing_binary_is_named_and_onnx_is_refused(tmp_path):
         adb_target.run_benchmark(AdbTarget(), adb_target.AdbOptions(), tmp_path / "m.onnx", 1, 1, 1)
 
 
-def test_real_adb_without_a_phone_fails_clearly(adb, tmp_path):  # noqa: F811
-    model, binary = tmp_path / "m.tflite", tmp_path / "benchmark_model"
-    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(8))  # passes the file check; the phone is what is missing
+def test_real_adb_without_a_phone_fails_clearly(adb, models, tmp_path):  # noqa: F811
+    model, binary = models["float32"], tmp_path / "benchmark_model"  # a real model: the phone is what is missing
     binary.write_bytes(b"x")
     result = deploy("bench", model, "--target", "adb", "--adb-benchmark-model", binary, "--threads", "1")
     assert_one_line_error(result, 3, "no Android device ready (adb devices: none)")
