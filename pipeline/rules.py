@@ -446,8 +446,8 @@ def qat(p: Planner, m: ModelPlan) -> None:
         return
     # QAT fine-tunes toward the float model it starts from (--qat-teacher float); with --distill, a
     # variant's toward its parent, as its own fine-tuning did.
-    distill = distill_config(c) or (DistillConfig(temperature=c.distill_temperature, alpha=c.distill_alpha)
-                                    if c.qat_teacher == "float" else None)
+    distill = DistillConfig(temperature=c.distill_temperature, alpha=c.distill_alpha) \
+        if c.distill or c.qat_teacher == "float" else None
     teacher = {"teacher": (m.teacher if c.distill else None) or m.model} if distill else {}
     settings = {**p.fit_settings(m.prep), "augment": qat_augment(c, m.source)}
     m.qat = p.node(QatStage(), QatConfig(epochs=c.qat_epochs, learning_rate=c.qat_learning_rate, patience=c.early_stopping_patience,
