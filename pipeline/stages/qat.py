@@ -14,10 +14,13 @@ import re
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from pipeline.compress.distill import DistillConfig
 from pipeline.compress.common import quantize_scope
 from pipeline.data import Preprocessing
 from pipeline.models import training
+from pipeline.quant.qat_ranges import CALIBRATION_IMAGES, observe_ranges
 from pipeline.quant.qat_rewrites import rewrite_for_qat
 from pipeline.stages.base import FitConfig, Stage, StageOutput
 from pipeline.stages.data import calibration_images, open_split
@@ -90,25 +93,24 @@ class QatStage(Stage):
     def run(self, config: QatConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
         prep = Preprocessing.from_dict(config.preprocessing)
         original = load_float_model(inputs["model"])
+        # Read once: the activation ranges are measured on these; a rewrite is checked on the first of them.
+        images = prep.apply(calibration_images(inputs["data"], CALIBRATION_IMAGES, config.seed))
         model, rewritten = rewrite_for_qat(original)
         rewrites = {}
         if rewritten:
-            rewrites = {"batchnorm_as_depthwise": rewritten, "max_abs_diff": _difference(original, model, inputs["data"], prep, config)}
+            rewrites = {"batchnorm_as_depthwise": rewritten, "max_abs_diff": _difference(original, model, images[:REWRITE_CHECK_IMAGES])}
             if rewrites["max_abs_diff"] > REWRITE_TOLERANCE:
-                reason = (f"layer '{rewritten[0]}' (BatchNormalization) rewritten as a 1x1 DepthwiseConv2D for QAT differs from "
-                          f"the float model by {rewrites['max_abs_diff']:.2g} on training images")
-                log.warning("QAT not possible for %s: %s", original.name, reason)
-                return {"status": "unsupported", "reason": reason}
+                return _unsupported(original, f"layer '{rewritten[0]}' (BatchNormalization) rewritten as a 1x1 DepthwiseConv2D for "
+                                              f"QAT differs from the float model by {rewrites['max_abs_diff']:.2g} on training images")
             log.info("qat: %d BatchNormalization layer(s) tfmot cannot fold rewritten as 1x1 depthwise convolutions "
                      "(equal to the float model within %.1g)", len(rewritten), rewrites["max_abs_diff"])
         try:
             qat_model = quantize(model, config.scheme)
         except ValueError as e:
-            log.warning("QAT not possible for %s: %s", original.name, e)
-            return {"status": "unsupported", "reason": str(e)}
+            return _unsupported(original, str(e))
         if config.scheme in REBUILT_SCHEMES:
             model.save(workdir / QAT_SOURCE_FILE)
-        observed = _observe_ranges(qat_model, inputs["data"], prep, config)
+        observed = observe_ranges(qat_model, (images[i : i + config.batch_size] for i in range(0, len(images), config.batch_size)))
         train = open_split(inputs["data"], "train")
         history, stopping = training.fit(
             qat_model, train, prep, epochs=config.epochs,
@@ -118,9 +120,8 @@ class QatStage(Stage):
         )
         diverged = next((row["epoch"] for row in history if not math.isfinite(row["loss"])), None)
         if diverged is not None:  # NaN weights make NaN ranges: no int8 model can come of it
-            reason = f"QAT fine-tuning diverged (loss NaN in epoch {diverged}); lower --qat-learning-rate"
-            log.warning("QAT not possible for %s: %s", original.name, reason)
-            return {"status": "unsupported", "reason": reason, "history": history}
+            return _unsupported(original, f"QAT fine-tuning diverged (loss NaN in epoch {diverged}); lower --qat-learning-rate",
+                                history=history)
         with quantize_scope():  # tfmot's, plus the preserving schemes' quantizers
             qat_model.save(workdir / QAT_MODEL_FILE)
         return {"status": "ok", "model_file": QAT_MODEL_FILE, "history": history, "augment": config.augment,
@@ -130,20 +131,15 @@ class QatStage(Stage):
                 **({"scheme": config.scheme} if config.scheme != "default" else {})}
 
 
-def _difference(original, rewritten, data: StageOutput, prep: Preprocessing, config: QatConfig) -> float:
-    """Largest output difference of the rewritten float model from the original on training images."""
-    import numpy as np
+def _unsupported(model, reason: str, **extra) -> dict:
+    """The result of a QAT that cannot be: the build falls back to int8-ptq, or stops with --require-qat."""
+    log.warning("QAT not possible for %s: %s", model.name, reason)
+    return {"status": "unsupported", "reason": reason, **extra}
 
-    images = prep.apply(calibration_images(data, REWRITE_CHECK_IMAGES, config.seed))
+
+def _difference(original, rewritten, images) -> float:
+    """Largest output difference of the rewritten float model from the original on these images."""
     return float(np.abs(original.predict(images, batch_size=64, verbose=0) - rewritten.predict(images, batch_size=64, verbose=0)).max())
-
-
-def _observe_ranges(qat_model, data: StageOutput, prep: Preprocessing, config: QatConfig) -> int:
-    """Activation ranges from training images before fine-tuning (pipeline/quant/qat_ranges.py)."""
-    from pipeline.quant.qat_ranges import CALIBRATION_IMAGES, observe_ranges
-
-    images = prep.apply(calibration_images(data, CALIBRATION_IMAGES, config.seed))
-    return observe_ranges(qat_model, (images[i : i + config.batch_size] for i in range(0, len(images), config.batch_size)))
 
 
 def load_qat_model(output: StageOutput):
