@@ -228,9 +228,11 @@ def param_problem(text: str) -> str | None:
 
 
 def read_param(path: Path) -> Param:
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    if not lines or lines[0].strip() != "7767517":
-        raise ToolError(f"{path.name}: not an ncnn .param file (magic {lines[0] if lines else 'missing'})")
+    text = path.read_text()
+    problem = param_problem(text)
+    if problem:
+        raise ToolError(f"{path.name}: not an ncnn .param file ({problem})")
+    lines = [line for line in text.splitlines() if line.strip()]
     return Param(lines[0].strip(), [ParamLayer(line) for line in lines[2:]])
 
 
