@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from pipeline import atomic
 from pipeline.config import BuildConfig, resolved_augment
 from pipeline.plan import Failed, Node, Outcome, Skipped
-from pipeline.report import on_target, schema
+from pipeline.report import metrics, on_target, schema
 from pipeline.report.ingest import benchmark_from_record
 from pipeline.report.recommend import recommend
 from pipeline.runner import stage_lineage
@@ -115,9 +115,7 @@ class _Assembly:
             return schema.QatStatus(status="ok")
         versus = schema.QatVersusPtq(**check.result)
         if versus.worse:
-            log.warning("%s: int8-qat is worse than int8-ptq on %d held-out images (top-1 %.2f %% vs %.2f %%, agreement with float "
-                        "%.2f %% vs %.2f %%): not recommended", m.name, versus.images, 100 * versus.qat.top1, 100 * versus.ptq.top1,
-                        100 * versus.qat.agreement, 100 * versus.ptq.agreement)
+            log.warning("%s: %s: int8-qat not recommended", m.name, metrics.qat_versus_ptq(versus))
         return schema.QatStatus(status="ok", versus_ptq=versus)
 
     def _compression(self, m: ModelPlan, precision: str | None = None) -> schema.Compression | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from pipeline.report.schema import Artifact, Benchmark, Report
+from pipeline.report.schema import Artifact, Benchmark, QatVersusPtq, Report
 
 BYTES_PER_MB = 1e6
 
@@ -85,3 +85,10 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
         if not dominated:
             front.append(i)
     return sorted(front, key=lambda i: points[i])
+
+
+def qat_versus_ptq(v: QatVersusPtq) -> str:
+    """int8-qat against int8-ptq in one phrase (the report's QAT column, the recommendation, the log)."""
+    verdict = "worse than" if v.worse else "at least as good as"
+    return (f"QAT {verdict} int8-ptq on {v.images} held-out images (top-1 {100 * v.qat.top1:.2f} % vs {100 * v.ptq.top1:.2f} %), "
+            f"agreement with float {100 * v.qat.agreement:.2f} % vs {100 * v.ptq.agreement:.2f} %")

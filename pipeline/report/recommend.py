@@ -54,10 +54,9 @@ def _families(report: Report) -> dict[str, str]:
 def _vetoes(report: Report) -> dict[str, str]:
     """Artifact id -> why it is never recommended whatever the constraints: an int8-qat artifact whose
     QAT lost to post-training quantization on held-out images."""
-    worse = {m.name: m.qat.versus_ptq for m in report.models if m.qat.versus_ptq is not None and m.qat.versus_ptq.worse}
-    return {a.id: f"QAT worse than int8-ptq on {worse[a.model].images} held-out images (top-1 "
-                  f"{100 * worse[a.model].qat.top1:.2f} % vs {100 * worse[a.model].ptq.top1:.2f} %)"
-            for a in report.artifacts if a.precision == "int8-qat" and a.model in worse}
+    worse = {m.name: metrics.qat_versus_ptq(m.qat.versus_ptq) for m in report.models
+             if m.qat.versus_ptq is not None and m.qat.versus_ptq.worse}
+    return {a.id: worse[a.model] for a in report.artifacts if a.precision == "int8-qat" and a.model in worse}
 
 
 def describe(constraints: Constraints, emulated: bool = False) -> str:

@@ -118,8 +118,7 @@ def _qat(qat) -> str:
     text = qat.status + (f" ({qat.reason})" if qat.reason else "")
     v = qat.versus_ptq
     if v is not None and v.qat is not None:
-        text += (f"; {'worse than' if v.worse else 'at least as good as'} int8-ptq on {v.images} held-out images "
-                 f"(top-1 {pct(v.qat.top1)} vs {pct(v.ptq.top1)} %, agreement {pct(v.qat.agreement)} vs {pct(v.ptq.agreement)} %)")
+        text += "; " + metrics.qat_versus_ptq(v)
     return text
 
 
