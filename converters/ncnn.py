@@ -128,6 +128,7 @@ def convert(onnx_path: Path, input_shape: list[int], fp16: bool, out_dir: Path, 
         raise ToolError(f"pnnx failed on {onnx_path.name} ({_exit_status(proc.returncode)}): {_tail(proc)}")
     unsupported_ops(param, onnx_path)
     _record_input_shape(param, input_shape)
+    own_input_before_inplace(param, weights)
     final_param, final_bin = out_dir / f"{stem}.ncnn.param", out_dir / f"{stem}.ncnn.bin"
     shutil.move(param, final_param)
     shutil.move(weights, final_bin)
@@ -152,6 +153,90 @@ def _record_input_shape(param_path: Path, input_shape: list[int]) -> None:
         if layer.type == "Input":
             layer.params.update({"0": str(w), "1": str(h), "2": str(c)})
     param_path.write_text(param.text())
+
+
+# Layers whose output can be their input Mat itself or a view of it (a Split's tops; Reshape,
+# Flatten ... when no copy is needed; the no-op cases of Crop, Padding, Permute, Interp).
+PASS_THROUGH = ("Split", "Reshape", "Flatten", "Squeeze", "ExpandDims", "Crop", "Padding", "Permute", "Interp", "Noop")
+
+
+def own_input_before_inplace(param_path: Path, bin_path: Path) -> list[str]:
+    """Keep in-place layers off the caller's input memory; returns the names of the layers changed.
+
+    In light mode (an extractor's default) ncnn copies a shared blob before an in-place layer
+    overwrites it, testing `*refcount != 1` without a NULL check (src/net.cpp,
+    NetPrivate::do_forward_layer). A Mat made on caller memory (`ncnn.Mat(numpy_array)`, C++
+    `Mat(w, h, c, data)`) has no refcount, so an in-place layer reading the input blob segfaults.
+    Keras' Rescaling (MobileNetV3's include_preprocessing) is one: tf2onnx's Mul/Add by scalars
+    become scalar BinaryOps, in place, right after Input.
+
+    A scalar BinaryOp there becomes the two-operand BinaryOp with the scalar in a MemoryData (it
+    writes a new Mat, same arithmetic); any other in-place layer gets a copy (x + 0) in front.
+    The new MemoryData layers go right after the Input layers, so their weights lead the .bin.
+    """
+    param = read_param(param_path)
+    aliases = {top for layer in param.layers if layer.type == "Input" for top in layer.tops}
+    for layer in param.layers:  # .param order is topological
+        if layer.type in PASS_THROUGH and any(b in aliases for b in layer.bottoms):
+            aliases.update(layer.tops)
+    names = {layer.name for layer in param.layers} | {b for layer in param.layers for b in (*layer.bottoms, *layer.tops)}
+
+    def fresh(base: str) -> str:
+        name, n = base, 0
+        while name in names:
+            n += 1
+            name = f"{base}_{n}"
+        names.add(name)
+        return name
+
+    constants: list[ParamLayer] = []
+    values: list[float] = []
+
+    def scalar(base: str, value: float) -> str:
+        blob = fresh(base)
+        constants.append(ParamLayer(f"MemoryData {blob} 0 1 {blob} 0=1"))
+        values.append(value)
+        return blob
+
+    layers, changed = [], []
+    for layer in param.layers:
+        shared = [i for i, b in enumerate(layer.bottoms) if b in aliases]
+        if not shared or layer.type == "Input" or not _in_place(layer):
+            layers.append(layer)
+            continue
+        changed.append(layer.name)
+        if layer.type == "BinaryOp" and layer.int_param(1):
+            value = float(layer.params.pop("2", "0"))
+            layer.params.pop("1")
+            layer.bottoms.append(scalar(f"{layer.name}_scalar", value))
+            layers.append(layer)
+            continue
+        for i in shared:
+            copy = fresh(f"{layer.bottoms[i]}_owned")
+            zero = scalar(f"{copy}_zero", 0.0)
+            layers.append(ParamLayer(f"BinaryOp {copy} 2 1 {layer.bottoms[i]} {zero} {copy} 0=0"))
+            layer.bottoms[i] = copy
+        layers.append(layer)
+    if not changed:
+        return []
+    first = next(i for i, layer in enumerate(layers) if layer.type != "Input")
+    param.layers = layers[:first] + constants + layers[first:]
+    param_path.write_text(param.text())
+    bin_path.write_bytes(np.asarray(values, "<f4").tobytes() + bin_path.read_bytes())
+    return changed
+
+
+def _in_place(layer: ParamLayer) -> bool:
+    """Whether ncnn runs this layer in place: the flag its constructor sets, except for BinaryOp,
+    in place only with a scalar operand (the one layer whose load_param changes the flag)."""
+    import ncnn
+
+    if layer.type == "BinaryOp":
+        return bool(layer.int_param(1))
+    instance = ncnn.create_layer(layer.type)
+    if instance is None:
+        raise ToolError(f"layer '{layer.name}': ncnn has no layer type {layer.type}")
+    return bool(instance.support_inplace)
 
 
 def unsupported_ops(param: Path, onnx_path: Path) -> None:
