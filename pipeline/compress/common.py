@@ -106,8 +106,9 @@ def kernels(model):
 
 
 def quantize_scope():
-    """tfmot's quantize_scope plus the preserving schemes' weight quantizers and the QuantizeConfigs of
-    pipeline/quant/qat_annotations.py, which it does not list: a QAT model saved with them needs them to load."""
+    """tfmot's quantize_scope plus the preserving schemes' weight quantizers, the QuantizeConfigs of
+    pipeline/quant/qat_annotations.py and the layers of pipeline/models/twin_layers.py, which it does
+    not list: a QAT model saved with them needs them to load."""
     from pipeline.tf_import import tfmot
 
     t = tfmot()
@@ -119,9 +120,11 @@ def quantize_scope():
         prune_preserve_quantize_registry as prune,
     )
 
+    from pipeline.models import twin_layers
     from pipeline.quant.qat_annotations import output_config_class
 
-    classes = (prune.PrunePreserveDefaultWeightsQuantizer, prune.PrunePreserveDefault8BitWeightsQuantizer,
+    classes = (*twin_layers.classes().values(),  # tfmot clones by class name: a twin that uses them quantizes and loads
+               prune.PrunePreserveDefaultWeightsQuantizer, prune.PrunePreserveDefault8BitWeightsQuantizer,
                prune.PrunePreserveDefault8BitConvWeightsQuantizer, cluster.ClusterPreserveDefaultWeightsQuantizer,
                cluster.ClusterPreserveDefault8BitWeightsQuantizer, cluster.ClusterPreserveDefault8BitConvWeightsQuantizer,
                output_config_class())

@@ -6,6 +6,9 @@ tf_keras. So each layer is re-created as its tf_keras class from the layer's own
 the arguments tf_keras's constructor names; initializers are dropped, the weights are copied),
 wired as the config's graph says, nested models inlined.
 
+Keras 3's hard_silu / hard_sigmoid activations and its operations between a tensor and a constant
+(`x + 3.0`: MobileNetV3's hard sigmoid) become the layers of models/twin_layers.py.
+
 While rebuilding, inference-inactive augmentation layers (RandomFlip, ...) become the identity,
 and Rescaling / Normalization layers fed by the model input are folded out: their affine map
 (x * scale + offset, per channel) is returned so the caller moves it into the preprocessing,
@@ -20,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.models import twin_layers
+
 log = logging.getLogger("deploy")
 
 # Layers whose tf_keras class takes the same constructor arguments and the same weights.
@@ -27,7 +32,7 @@ TWINNABLE = {
     "InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "ReLU",
     "Activation", "Softmax", "LeakyReLU", "ZeroPadding2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
     "AveragePooling2D", "MaxPooling2D", "Add", "Multiply", "Concatenate", "Reshape", "Permute", "Cropping2D",
-    "Dropout", "SpatialDropout2D", "Flatten", "Rescaling",
+    "Dropout", "SpatialDropout2D", "Flatten",
 }
 AUGMENTATION = {
     "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness",
@@ -64,8 +69,10 @@ def build_twin(model) -> Twin:
     from pipeline.tf_import import keras
 
     tf_keras = keras()
+    from pipeline.models.loading import is_keras3_model
+
     channels = int(model.inputs[0].shape[-1])
-    builder = _Builder(tf_keras, channels)
+    builder = _Builder(tf_keras, channels, is_keras3_model(model))
     inputs = tf_keras.Input(tuple(model.inputs[0].shape[1:]), name="input")
     builder.raw = inputs
     outputs = builder.model(model, [inputs])
@@ -76,8 +83,9 @@ def build_twin(model) -> Twin:
 
 
 class _Builder:
-    def __init__(self, tf_keras, channels: int):
+    def __init__(self, tf_keras, channels: int, keras3: bool):
         self.k = tf_keras
+        self.keras3 = keras3  # activation names mean Keras 3's functions (hard_sigmoid differs)
         self.scale = np.ones(channels, np.float64)
         self.offset = np.zeros(channels, np.float64)
         self.removed: list[str] = []
@@ -98,8 +106,13 @@ class _Builder:
         for entry in config["layers"]:
             if entry["class_name"] == "InputLayer":
                 continue
-            layer = live.get_layer(entry["config"]["name"] if "name" not in entry else entry["name"])
+            name = entry["config"]["name"] if "name" not in entry else entry["name"]
             for node_index, node in enumerate(entry["inbound_nodes"]):
+                if entry.get("module", "").startswith("keras.src.ops."):  # a Keras 3 operation, not a layer
+                    out = self.operation(name, entry["class_name"], _node_args(node, tensors))
+                    tensors[(name, node_index, 0)] = out
+                    continue
+                layer = live.get_layer(name)
                 args = [tensors[tuple(ref)] for ref in _node_refs(node)]
                 out = self.layer(layer, args)
                 for i, t in enumerate(out if isinstance(out, list) else [out]):
@@ -117,33 +130,63 @@ class _Builder:
         if cls in FOLDABLE and len(args) == 1 and args[0] is self.raw:
             self._fold(live, cls)
             return args[0]
+        if cls in FOLDABLE:  # inside the model: the same affine map, as layers QAT quantizes
+            scale, offset = _affine_map(live, cls, int(args[0].shape[-1]))
+            return twin_layers.affine(args[0], scale, offset, live.name)
         if cls not in TWINNABLE:
             raise NoTwin(f"layer '{live.name}' ({cls}) has no tf_keras twin")
-        twin = getattr(self.k.layers, cls)(**_arguments(getattr(self.k.layers, cls), live, cls))
+        arguments = _arguments(getattr(self.k.layers, cls), live, cls)
+        own = self.keras3 and twin_layers.ACTIVATIONS.get(arguments.get("activation"))
+        if own and cls == "Activation":
+            return twin_layers.classes()[own](name=live.name)(args[0])
+        if own:  # e.g. Conv2D(activation="hard_silu"): the layer, then the activation as its own layer
+            arguments["activation"] = "linear"
+        twin = getattr(self.k.layers, cls)(**arguments)
         out = twin(args if cls in ("Add", "Multiply", "Concatenate") else args[0])
         weights = live.get_weights()
         try:
             twin.set_weights(weights)
         except ValueError as e:
             raise NoTwin(f"layer '{live.name}' ({cls}): weights do not fit its tf_keras twin ({e})") from e
-        return out
+        return twin_layers.classes()[own](name=f"{live.name}_{own.lower()}")(out) if own else out
+
+    def operation(self, name: str, cls: str, args: list):
+        """A Keras 3 operation (keras.src.ops) in the graph: two tensors -> the tf_keras layer of the
+        same name; a tensor and a number -> twin_layers.Affine."""
+        tensors = [a for a in args if not isinstance(a, (int, float))]
+        if len(args) == 2 and len(tensors) == 2 and cls in ("Add", "Multiply", "Subtract"):
+            return getattr(self.k.layers, cls)(name=name)(tensors)
+        if len(args) == 2 and len(tensors) == 1:
+            first = args[0] is tensors[0]
+            c = float(args[1] if first else args[0])
+            affine = {"Add": (1.0, c), "Subtract": (1.0, -c) if first else (-1.0, c), "Multiply": (c, 0.0),
+                      "Divide": (1.0 / c, 0.0) if first and c else None, "TrueDivide": (1.0 / c, 0.0) if first and c else None}
+            if affine.get(cls):
+                return twin_layers.affine(tensors[0], *affine[cls], name)
+        raise NoTwin(f"operation '{name}' ({cls} of {len(tensors)} tensor(s) and {len(args) - len(tensors)} number(s)) "
+                     "has no tf_keras twin")
 
     def _fold(self, live, cls: str) -> None:
-        channels = len(self.scale)
-        if cls == "Rescaling":
-            scale = np.broadcast_to(np.asarray(live.scale, np.float64).reshape(-1), channels)
-            offset = np.broadcast_to(np.asarray(live.offset, np.float64).reshape(-1), channels)
-        else:  # Normalization: (x - mean) / max(sqrt(variance), epsilon), as both Keras versions compute it
-            if getattr(live, "invert", False):
-                raise NoTwin(f"layer '{live.name}' ({cls}) with invert=True has no tf_keras twin")
-            mean = np.broadcast_to(np.asarray(live.mean, np.float64).reshape(-1), channels)
-            std = np.maximum(np.sqrt(np.broadcast_to(np.asarray(live.variance, np.float64).reshape(-1), channels)), 1e-7)
-            scale, offset = 1.0 / std, -mean / std
+        scale, offset = _affine_map(live, cls, len(self.scale))
         if np.any(scale == 0):
             raise NoTwin(f"layer '{live.name}' ({cls}) multiplies the input by 0")
         self.scale, self.offset = self.scale * scale, self.offset * scale + offset
         self.folded.append(f"'{live.name}' ({cls})")
         self.front.append(live)
+
+
+def _affine_map(live, cls: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, offset) per channel of a Rescaling or Normalization layer: y = x * scale + offset."""
+    if cls == "Rescaling":
+        scale = np.broadcast_to(np.asarray(live.scale, np.float64).reshape(-1), channels)
+        offset = np.broadcast_to(np.asarray(live.offset, np.float64).reshape(-1), channels)
+        return scale, offset
+    # Normalization: (x - mean) / max(sqrt(variance), epsilon), as both Keras versions compute it
+    if getattr(live, "invert", False):
+        raise NoTwin(f"layer '{live.name}' ({cls}) with invert=True has no tf_keras twin")
+    mean = np.broadcast_to(np.asarray(live.mean, np.float64).reshape(-1), channels)
+    std = np.maximum(np.sqrt(np.broadcast_to(np.asarray(live.variance, np.float64).reshape(-1), channels)), 1e-7)
+    return 1.0 / std, -mean / std
 
 
 def _arguments(twin_class, live, cls: str) -> dict:
@@ -160,6 +203,19 @@ def _arguments(twin_class, live, cls: str) -> dict:
             raise NoTwin(f"layer '{live.name}' ({cls}): argument '{key}' is a serialized object; it has no tf_keras twin")
         kept[key] = value
     return kept
+
+
+def _node_args(node: dict, tensors: dict) -> list:
+    """The positional arguments of one Keras 3 operation call: twin tensors and plain numbers, in order."""
+    args = []
+    for value in node.get("args", []):
+        if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+            args.append(tensors[tuple(value["config"]["keras_history"])])
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            args.append(value)
+        else:
+            raise NoTwin(f"an operation argument of type {type(value).__name__} has no tf_keras twin")
+    return args
 
 
 def _refs(spec) -> list[list]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import UserInputError
+from pipeline.models import twin_layers
 
 KERAS_SUFFIXES = {".keras", ".h5", ".hdf5"}
 
@@ -140,6 +141,7 @@ def load_keras_model(path: Path, trusted: bool = False):
     from pipeline.tf_import import keras
 
     tf_keras = keras()
+    twin_layers.classes()  # registered: a saved twin that uses them loads
     try:
         if keras_generation(path) == 3:
             return _load_keras3(path, fmt, trusted)

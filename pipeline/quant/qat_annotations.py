@@ -6,10 +6,13 @@ compress.common.quantize_scope so a saved QAT model loads):
   per-channel weights): tfmot's own Default8BitOutputQuantizeConfig, which quantizes the product
   (model-optimization#733). Both factors come quantized from the layers before it, so TFLite's MUL
   runs in int8 (tested: no float op in the int8-qat artifact).
+- HardSwish, HardSigmoid, Affine (models/twin_layers.py: Keras 3's hard_silu and hard_sigmoid, and
+  its operations with a constant, in the twin): the same config; no weights, the output quantized,
+  so TFLite runs HARD_SWISH, ADD and MUL in int8.
 """
 from __future__ import annotations
 
-OUTPUT_QUANTIZED = ("Multiply",)
+OUTPUT_QUANTIZED = ("Multiply", "HardSwish", "HardSigmoid", "Affine")
 
 
 def output_config_class():

@@ -98,12 +98,12 @@ class QatStage(Stage):
         model, rewritten = rewrite_for_qat(original)
         rewrites = {}
         if rewritten:
-            rewrites = {"batchnorm_as_depthwise": rewritten, "max_abs_diff": _difference(original, model, images[:REWRITE_CHECK_IMAGES])}
+            rewrites = {"batchnorms_rewritten": rewritten, "max_abs_diff": _difference(original, model, images[:REWRITE_CHECK_IMAGES])}
             if rewrites["max_abs_diff"] > REWRITE_TOLERANCE:
-                return _unsupported(original, f"layer '{rewritten[0]}' (BatchNormalization) rewritten as a 1x1 DepthwiseConv2D for "
-                                              f"QAT differs from the float model by {rewrites['max_abs_diff']:.2g} on training images")
-            log.info("qat: %d BatchNormalization layer(s) tfmot cannot fold rewritten as 1x1 depthwise convolutions "
-                     "(equal to the float model within %.1g)", len(rewritten), rewrites["max_abs_diff"])
+                return _unsupported(original, f"layer '{rewritten[0]}' (BatchNormalization) rewritten for QAT (qat_rewrites) "
+                                              f"differs from the float model by {rewrites['max_abs_diff']:.2g} on training images")
+            log.info("qat: %d BatchNormalization layer(s) tfmot cannot fold rewritten (1x1 depthwise convolutions, or "
+                     "folded into a Dense; equal to the float model within %.1g)", len(rewritten), rewrites["max_abs_diff"])
         try:
             qat_model = quantize(model, config.scheme)
         except ValueError as e:
@@ -147,7 +147,8 @@ def load_qat_model(output: StageOutput):
     from pipeline.tf_import import keras
 
     if output.path(QAT_SOURCE_FILE).exists():
-        source = keras().models.load_model(output.path(QAT_SOURCE_FILE), compile=False)
+        with quantize_scope():
+            source = keras().models.load_model(output.path(QAT_SOURCE_FILE), compile=False)
         model = quantize_with_scheme(source, output.result["scheme"])
         model.load_weights(output.path(QAT_MODEL_FILE))
         return model

@@ -133,3 +133,112 @@ def _ops(path):
     from ai_edge_litert.interpreter import Interpreter
 
     return Interpreter(model_path=str(path))._get_ops_details()
+
+
+def keras3_hard_swish_block(size: int = 16, classes: int = 3):
+    """MobileNetV3's pieces as Keras 3 writes them: Activation("hard_silu") after a BatchNormalization,
+    a squeeze-excite whose hard sigmoid is the operations `relu6(x + 3.0) * (1 / 6)`, and a
+    Conv2D(activation="hard_silu")."""
+    import keras
+
+    layers = keras.layers
+    inputs = keras.Input((size, size, 3))
+    x = layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = layers.Conv2D(8, 3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("hard_silu")(x)
+    s = layers.GlobalAveragePooling2D(keepdims=True)(x)
+    s = layers.Conv2D(4, 1, activation="relu")(s)
+    s = layers.Conv2D(8, 1)(s)
+    s = layers.ReLU(6.0)(s + 3.0) * (1.0 / 6.0)
+    x = layers.Multiply(name="se_excite")([x, s])
+    x = layers.Conv2D(8, 1, activation="hard_silu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(classes, activation="softmax")(x))
+
+
+def test_keras3_hard_silu_and_constant_operations_twin_exactly_and_quantize_to_int8(tmp_path):
+    import keras
+
+    from converters import tflite
+    from pipeline.compress.common import quantize_scope, quantize_with_scheme
+    from pipeline.models import keras3_twin
+    from pipeline.runtimes import litert
+    from pipeline.tf_import import keras as tf_keras, tensorflow
+
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 255, size=(32, 16, 16, 3)).astype(np.float32), rng.integers(0, 3, 32)
+    keras.utils.set_random_seed(0)
+    model = keras3_hard_swish_block()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    twin = keras3_twin.build_twin(model)
+    kinds = [type(layer).__name__ for layer in twin.model.layers]
+    assert kinds.count("HardSwish") == 2 and kinds.count("Affine") == 2 and "Activation" not in kinds[:-1]
+    assert keras3_twin.max_abs_diff(model, twin, x) < 1e-5
+    qat = quantize_with_scheme(twin.model, "default")
+    prepared = keras3_twin.twin_input(twin, x)
+    with quantize_scope():
+        qat.save(tmp_path / "qat.h5")
+        reloaded = tf_keras().models.load_model(tmp_path / "qat.h5", compile=False)
+    np.testing.assert_allclose(reloaded.predict(prepared, verbose=0), qat.predict(prepared, verbose=0), atol=1e-6)
+    data = tflite.convert(qat, "int8-qat", prepared[:8], False, function=tflite.trace(tensorflow(), qat))
+    path = tflite.write(data, tmp_path / "hs.tflite")
+    assert litert.float_compute_ops(path) == []
+    assert "HARD_SWISH" in {op["op_name"] for op in _ops(path)}  # the converter fused x * relu6(x + 3) / 6
+
+
+def test_a_batchnorm_on_features_folds_into_a_dense_and_quantizes_to_int8(tmp_path):
+    """Dense(use_bias=False) -> BN -> ReLU folds backward; Dense(relu) -> BN -> Dropout -> Dense forward."""
+    from converters import tflite
+    from pipeline.quant.qat_rewrites import dense_folds
+    from pipeline.runtimes import litert
+    from pipeline.tf_import import keras, tensorflow, tfmot
+
+    k = keras()
+    inputs = k.Input((8, 8, 3))
+    h = k.layers.Conv2D(8, 3, activation="relu")(inputs)
+    h = k.layers.GlobalAveragePooling2D()(h)
+    h = k.layers.Dense(16, use_bias=False, name="fc1")(h)
+    h = k.layers.BatchNormalization(name="bn_before_relu")(h)
+    h = k.layers.ReLU()(h)
+    h = k.layers.Dense(16, activation="relu", name="fc2")(h)
+    h = k.layers.BatchNormalization(name="bn_after_relu")(h)
+    h = k.layers.Dropout(0.2)(h)
+    model = k.Model(inputs, k.layers.Dense(3, activation="softmax", name="head")(h))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8, 8, 3)).astype(np.float32), rng.integers(0, 3, 64)
+    model = _trained(model, x, y)
+    assert dense_folds(model) == {"bn_before_relu": ("before", "fc1"), "bn_after_relu": ("after", "head")}
+    rewritten, names = rewrite_for_qat(model)
+    assert names == ["bn_before_relu", "bn_after_relu"]
+    assert np.abs(model.predict(x, verbose=0) - rewritten.predict(x, verbose=0)).max() < 1e-5
+    qat = tfmot().quantization.keras.quantize_model(rewritten)
+    data = tflite.convert(qat, "int8-qat", x[:16], False, function=tflite.trace(tensorflow(), qat))
+    assert litert.float_compute_ops(tflite.write(data, tmp_path / "m.tflite")) == []
+
+
+def test_a_rescaling_inside_a_keras3_model_twins_as_layers_qat_quantizes(tmp_path):
+    """A Rescaling that is not at the input (after a Conv2D) and a Normalization after it."""
+    import keras
+
+    from converters import tflite
+    from pipeline.compress.common import quantize_with_scheme
+    from pipeline.models import keras3_twin
+    from pipeline.runtimes import litert
+    from pipeline.tf_import import tensorflow
+
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    h = keras.layers.Rescaling(0.5, offset=-1.0, name="inner_rescaling")(h)
+    h = keras.layers.Normalization(mean=[0.1, 0.2, 0.3, 0.4], variance=[1.0, 2.0, 3.0, 4.0], name="inner_norm")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(h))
+    x = np.random.default_rng(0).normal(size=(16, 8, 8, 3)).astype(np.float32)
+    twin = keras3_twin.build_twin(model)
+    assert twin.folded == []  # not at the input: kept in the model
+    assert [type(twin.model.get_layer(n)).__name__ for n in ("inner_rescaling_scale", "inner_norm_offset")] == ["Affine"] * 2
+    assert keras3_twin.max_abs_diff(model, twin, x) < 1e-5
+    qat = quantize_with_scheme(twin.model, "default")
+    data = tflite.convert(qat, "int8-qat", x[:8], False, function=tflite.trace(tensorflow(), qat))
+    assert litert.float_compute_ops(tflite.write(data, tmp_path / "m.tflite")) == []
