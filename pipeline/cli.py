@@ -156,7 +156,7 @@ def cli(ctx, debug):
 @click.option("--io", type=click.Choice(["float", "int8"]), help="Input/output type of the int8 artifacts [float].")
 @click.option("--int8-fallback", type=click.Choice(["auto", "off"]),
               help="TFLite int8-ptq and ncnn int8: keep the worst layers in float when int8 loses more than --int8-budget (docs/int8.md) [auto].")
-@click.option("--int8-budget", type=float, help="Points of top-1 int8 may lose to the float model before the fallback acts [0.5].")
+@click.option("--int8-budget", type=float, help="Percent of images on which int8 may disagree with the float model (and points of top-1 it may lose) before the fallback acts [1.0].")
 @click.option("--formats", callback=_split, help="Comma-separated subset of tflite,ncnn,onnx [all].")
 @click.option("--ncnn-precisions", callback=_split, help="Comma-separated subset of fp32,fp16,int8 for ncnn [all].")
 @click.option("--ncnn-calibration", type=click.Choice(["kl", "percentile", "minmax", "mse", "auto"]), help="ncnn int8 activation calibration [mse: least squared error per blob]; kl as ncnn2table; auto: per layer the least measured error.")

@@ -6,7 +6,8 @@ dataset) and measures on held-out training images: an error measured on the imag
 ranges would flatter the ranges. Per layer it compares each quantized op's output with the same op
 run in float on the dequantized inputs (its NumericVerify ops), so a layer's figure is its own error,
 not the error it inherits. The fallback then keeps the worst layers in float through the
-debugger's deny list, one more per round, until the top-1 loss is within the budget.
+debugger's deny list, one more per round, until the model is within the budget of the float model
+on the decision images (quant.int8_decision: agreement on a few hundred images, label top-1 beside).
 """
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.quant.int8_decision import DecisionSet
+
 FALLBACK_CAP = 5  # float layers at most: beyond a handful, the artifact is no longer an int8 model
 # Only a broken layer is worth float: RMS error above one int8 step of its output (rounding alone is
 # ~0.3). On the photo set a lost image came back only with 5 healthy layers (nrmse <= 0.38) in float.
 BROKEN_NRMSE = 1.0
-HELD_OUT_IMAGES = 256  # training images after the calibration ones in the seeded order, at most
+DEBUG_IMAGES = 256  # the per-layer statistics need fewer images than the decision
 QAT_NOTE = ("no per-layer figure: TensorFlow's QuantizationDebugger cannot instrument a QAT model (its fake-quant "
             "ranges make the converter emit already-quantized ops, so the debug model has no NumericVerify op to "
             "compare: 'Please check if the quantized model is in debug mode')")
@@ -85,67 +88,71 @@ def layer_errors(debug) -> tuple[list[dict], str]:
     return rows, dump.getvalue()
 
 
-def top1(model_bytes: bytes, images: np.ndarray, labels: np.ndarray, scratch: Path) -> float:
-    """Top-1 of a .tflite model run in LiteRT (the runtime that ships it)."""
+def predict(model_bytes: bytes, images: np.ndarray, scratch: Path) -> np.ndarray:
+    """Outputs of a .tflite model run in LiteRT (the runtime that ships it)."""
     from pipeline.runtimes import litert
 
     scratch.write_bytes(model_bytes)
     try:
-        return float(np.mean(litert.predict(scratch, images).argmax(1) == labels))
+        return litert.predict(scratch, images)
     finally:
         scratch.unlink(missing_ok=True)
 
 
-def fallback(debug, plain: bytes, layers: list[dict], float_top1: float, images: np.ndarray, labels: np.ndarray,
+def fallback(debug, plain: bytes, layers: list[dict], decision: DecisionSet, images: np.ndarray,
              *, budget_points: float, mode: str, int8_io: bool, scratch: Path) -> tuple[dict, bytes]:
-    """Keep the worst layers in float until the int8 model's top-1 on the held-out images is within
-    `budget_points` of the float model's, or FALLBACK_CAP layers are float. Only broken layers
-    (nrmse >= BROKEN_NRMSE) are candidates: with none, the plain model ships ("no-broken-layer").
+    """Keep the worst layers in float until the int8 model is within `budget_points` of the float
+    model on the decision images (`decision.within`), or FALLBACK_CAP layers are float. Only broken
+    layers (nrmse >= BROKEN_NRMSE) are candidates: with none, the plain model ships ("no-broken-layer").
 
     Returns the fallback record and the model to ship: the plain conversion when it is within budget
-    (or the fallback is off); else the first round within budget; at the cap, the round with the best
-    top-1 (fewest float layers on a tie), or the plain model when no round beat it.
+    (or the fallback is off); else the first round within budget; at the cap, the round nearest the
+    float model (fewest float layers on a tie), or the plain model when no round beat it.
     """
     from pipeline.tf_import import tensorflow
 
     tf = tensorflow()
 
-    plain_top1 = top1(plain, images, labels, scratch)
-    record = {"budget_points": budget_points, "status": "off", "float_layers": [], "top1_int8": plain_top1,
-              "top1_float": float_top1, "top1_after": plain_top1, "n": int(len(labels)),
-              "rounds": [{"float_layers": [], "top1": plain_top1, "size_bytes": len(plain)}]}
+    measured = decision.measure(predict(plain, images, scratch))
+    rounds = [{"float_layers": [], "top1": measured.top1, "agreement": measured.agreement, "size_bytes": len(plain)}]
+
+    def record(status: str, float_layers: list[str], after) -> dict:
+        return {**decision.record(budget_points, measured, after), "status": status, "float_layers": float_layers,
+                "rounds": rounds}
+
     if mode == "off":
-        return record, plain
-    within = lambda t: 100 * (float_top1 - t) <= budget_points + 1e-9  # noqa: E731 (points; float noise)
-    if within(plain_top1):
-        return {**record, "status": "not-needed"}, plain
+        return record("off", [], measured), plain
+    if decision.within(measured, budget_points):
+        return record("not-needed", [], measured), plain
     layers = [row for row in layers if row["nrmse"] >= BROKEN_NRMSE]
     if not layers:  # the loss is spread over healthy layers, or noise: float layers would not buy it back
-        return {**record, "status": "no-broken-layer"}, plain
-    best = (plain_top1, 0, plain)
+        return record("no-broken-layer", [], measured), plain
+    best = (decision.loss_points(measured), 0, plain, measured)
     for count in range(1, min(FALLBACK_CAP, len(layers)) + 1):
         denied = [row["layer"] for row in layers[:count]]
         debug.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denied, fully_quantize=int8_io)
         model = debug.get_nondebug_quantized_model()
-        t = top1(model, images, labels, scratch)
-        record["rounds"].append({"float_layers": denied, "top1": t, "size_bytes": len(model)})
-        if within(t):
-            return {**record, "status": "met", "float_layers": denied, "top1_after": t}, model
-        if t > best[0]:
-            best = (t, count, model)
-    t, count, model = best
-    return {**record, "status": "cap-reached", "float_layers": [row["layer"] for row in layers[:count]], "top1_after": t}, model
+        figures = decision.measure(predict(model, images, scratch))
+        rounds.append({"float_layers": denied, "top1": figures.top1, "agreement": figures.agreement, "size_bytes": len(model)})
+        if decision.within(figures, budget_points):
+            return record("met", denied, figures), model
+        if decision.loss_points(figures) < best[0]:
+            best = (decision.loss_points(figures), count, model, figures)
+    _, count, model, figures = best
+    return record("cap-reached", [row["layer"] for row in layers[:count]], figures), model
 
 
-def analyse(converter, plain: bytes, predict_float: Callable[[np.ndarray], np.ndarray], held_out: np.ndarray,
-            labels: np.ndarray, *, budget_points: float, mode: str, int8_io: bool, scratch: Path) -> dict:
-    """Per-layer errors and the fallback decision for one int8-ptq conversion.
+def analyse(converter, plain: bytes, predict_float: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+            labels: np.ndarray, never_fitted: np.ndarray, *, budget_points: float, mode: str, int8_io: bool,
+            scratch: Path) -> dict:
+    """Per-layer errors (on the first DEBUG_IMAGES of `images`) and the fallback decision (on all of
+    them: quant.int8_decision) for one int8-ptq conversion. `images`: float, preprocessed.
 
     Returns {"layer_errors", "stats_csv", "fallback", "model"}: `model` is the .tflite to ship.
     """
-    debug = debugger(converter, held_out)
+    debug = debugger(converter, images[:DEBUG_IMAGES])
     rows, stats_csv = layer_errors(debug)
-    float_top1 = float(np.mean(np.asarray(predict_float(held_out)).argmax(1) == labels))
-    record, model = fallback(debug, plain, rows, float_top1, held_out, labels, budget_points=budget_points,
+    decision = DecisionSet.of(predict_float(images), labels, never_fitted)
+    record, model = fallback(debug, plain, rows, decision, images, budget_points=budget_points,
                              mode=mode, int8_io=int8_io, scratch=scratch)
     return {"layer_errors": rows, "stats_csv": stats_csv, "fallback": record, "model": model}

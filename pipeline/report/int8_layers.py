@@ -44,11 +44,15 @@ def fallback_lines(report: Report | None, a: Artifact) -> list[str]:
         return lines
     measured = (f"top-1 on {f.n or ''} held-out training images: float {pct(f.top1_float)} %, int8 {pct(f.top1_int8)} %"
                 + (f", shipped {pct(f.top1_after)} %" if f.float_layers else ""))
+    if f.agreement_int8 is not None:  # 1.7: the decision's first signal
+        measured = (f"agreement with the float model on {f.decision_images} training images: int8 {pct(f.agreement_int8)} %"
+                    + (f", shipped {pct(f.agreement_after)} %" if f.float_layers else "") + "; " + measured
+                    + ("" if f.top1_decides else " (too few to decide on)"))
     decision = {
         "off": "Float fallback off (--int8-fallback off)",
         "not-needed": f"Float fallback not needed: int8 is within the {f.budget_points:g}-point budget",
         "no-broken-layer": f"int8 is over the {f.budget_points:g}-point budget but no layer is broken (nrmse < 1): the loss is "
-                           "spread over layers or is noise on the held-out images; float layers would not buy it back "
+                           "spread over layers or is noise on the decision images; float layers would not buy it back "
                            "(try int8-qat or more calibration images)",
         "met": f"Float fallback met the {f.budget_points:g}-point budget with {len(f.float_layers)} layer(s) in float: "
                + ", ".join(short(name) for name in f.float_layers),
@@ -62,8 +66,9 @@ def fallback_lines(report: Report | None, a: Artifact) -> list[str]:
         lines.append(f"Cost: size {plain / 1e6:.3f} -> {a.size_bytes / 1e6:.3f} MB ({100 * (a.size_bytes - plain) / plain:+.1f} %)"
                      + _latency_cost(report, a) + ".")
     if len(f.rounds) > 1:
-        lines.append("Rounds: " + "; ".join(f"{len(r.float_layers)} float: top-1 {pct(r.top1)} %, {r.size_bytes / 1e6:.3f} MB"
-                                            for r in f.rounds) + ".")
+        lines.append("Rounds: " + "; ".join(f"{len(r.float_layers)} float: "
+                                            + ("" if r.agreement is None else f"agreement {pct(r.agreement)} %, ")
+                                            + f"top-1 {pct(r.top1)} %, {r.size_bytes / 1e6:.3f} MB" for r in f.rounds) + ".")
     return lines
 
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.6"  # 1.1 to 1.6 only added fields with defaults or made fields optional: 1.0 reports still load
+SCHEMA_VERSION = "1.7"  # 1.1 to 1.7 only added fields with defaults or made fields optional: 1.0 reports still load
 
 
 class _Strict(BaseModel):
@@ -119,19 +119,31 @@ class LayerError(_Strict):
 
 class FallbackRound(_Strict):
     float_layers: list[str] = Field(description="layers kept in float in this round ([]: the plain int8 conversion)")
-    top1: float = Field(description="top-1 on the held-out training images")
+    top1: float = Field(description="top-1 (share) on the labelled decision images")
+    agreement: float | None = Field(default=None, description="1.7: share of the decision images on which this round's "
+                                                                "top-1 class is the float model's")
     size_bytes: int
 
 
 class Int8Fallback(_Strict):
-    """1.4: the automatic float fallback's decision for one int8 artifact (--int8-fallback, --int8-budget)."""
-    budget_points: float = Field(description="points of top-1 the int8 model may lose to the float model")
+    """1.4: the automatic float fallback's decision for one int8 artifact (--int8-fallback, --int8-budget).
+    1.7: it decides on agreement with the float model over the decision images (a few hundred training
+    images calibration did not use; never the validation split), and on label top-1 over the never-fitted
+    ones among them when there are at least 100 (docs/int8.md, "What the fallback decides on")."""
+    budget_points: float = Field(description="percent of the decision images int8 may disagree on, and points of top-1 "
+                                             "it may lose on the labelled ones")
     status: Literal["not-needed", "met", "cap-reached", "no-broken-layer", "off"]
     float_layers: list[str] = Field(description="layers the shipped artifact keeps in float, worst first")
-    top1_int8: float = Field(description="the plain int8 conversion's top-1 on held-out training images (never the validation split)")
+    decision_images: int | None = Field(default=None, description="1.7: images the agreement was measured on")
+    agreement_int8: float | None = Field(default=None, description="1.7: share of the decision images on which the plain "
+                                                                   "int8 conversion's top-1 class is the float model's")
+    agreement_after: float | None = Field(default=None, description="1.7: the same for the shipped artifact")
+    top1_decides: bool | None = Field(default=None, description="1.7: label top-1 counted in the decision (100+ labelled images)")
+    top1_int8: float = Field(description="the plain int8 conversion's top-1 (share) on the labelled decision images: the "
+                                         "never-fitted ones (early stopping's hold-out), or all of them when none is")
     top1_float: float = Field(description="the float model's top-1 on the same images")
     top1_after: float = Field(description="the shipped artifact's top-1 on the same images")
-    n: int | None = Field(default=None, description="number of held-out images")
+    n: int | None = Field(default=None, description="number of labelled images the top-1 figures are on")
     rounds: list[FallbackRound] = Field(description="the plain conversion first, then one round per float layer added")
 
 
@@ -314,7 +326,7 @@ class Recommendation(_Strict):
 
 
 class Report(_Strict):
-    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7"] = SCHEMA_VERSION
     created: str
     command: str
     tools: dict[str, str]

@@ -7,10 +7,11 @@ from pathlib import Path
 from converters import tflite
 from pipeline.data import Preprocessing
 from pipeline.quant import tflite_layers
+from pipeline.quant.int8_decision import DECISION_IMAGES
 from pipeline.runtimes import litert
 from pipeline.stages.artifact import write_recipe
 from pipeline.stages.base import Stage, StageConfig, StageOutput
-from pipeline.stages.data import calibration_images, held_out_images
+from pipeline.stages.data import calibration_images, decision_images
 from pipeline.stages.model import TF_TOOLS, load_float_model
 from pipeline.stages.qat import load_qat_model
 
@@ -77,14 +78,14 @@ def _int8_layers(config, model, function, calibration, plain: bytes, data: Stage
                  stem: str) -> tuple[bytes, dict]:
     """Per-layer error and float fallback of an int8-ptq conversion: (the model to ship, recipe fields).
     The debugger's own per-layer statistics go beside the artifact as <stem>.layers.csv."""
-    images, labels = held_out_images(data, config.calibration_images, tflite_layers.HELD_OUT_IMAGES, config.seed)
+    images, labels, never_fitted = decision_images(data, config.calibration_images, DECISION_IMAGES, config.seed)
     if len(images) == 0:
         return plain, {"layer_errors_note": "no per-layer figure: calibration took every training image, none is "
                                             "left to measure on (lower --calibration-images)"}
     try:
         found = tflite_layers.analyse(
             tflite.make_converter(model, "int8-ptq", calibration, config.int8_io, function=function), plain,
-            lambda x: model.predict(x, batch_size=64, verbose=0), preprocessing.apply(images), labels,
+            lambda x: model.predict(x, batch_size=64, verbose=0), preprocessing.apply(images), labels, never_fitted,
             budget_points=config.int8_budget, mode=config.int8_fallback, int8_io=config.int8_io,
             scratch=workdir / f"{stem}.round.tflite")
     except Exception as e:  # the debugger is a diagnosis: when it fails, the plain artifact still ships

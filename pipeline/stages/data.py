@@ -153,6 +153,23 @@ def held_out_images(output: StageOutput, calibration_count: int, count: int, see
     return train.read(positions) if len(positions) else (np.empty((0,)), np.empty((0,), np.int64))
 
 
+def decision_images(output: StageOutput, calibration_count: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Up to `count` training images (uint8), their labels, and which of them the model never fitted:
+    the images an int8 fallback decides on (quant.int8_decision). Only images that
+    `calibration_images(output, calibration_count, seed)` did not pick, fitted or not (agreement with
+    the float model needs neither labels nor unseen images); never-fitted means early stopping's
+    hold-out (training.holdout_mask, same seed), or every image when there is none. Empty when
+    calibration took every training image."""
+    train = open_split(output, "train")
+    positions = _calibration_order(len(train), seed)[calibration_count:][:count]
+    if not len(positions):
+        return np.empty((0,), np.uint8), np.empty((0,), np.int64), np.empty((0,), bool)
+    mask = holdout_mask(train.labels, seed)
+    never_fitted = np.ones(len(positions), bool) if mask is None else mask[positions]
+    images, labels = train.read(positions)
+    return images, labels, never_fitted
+
+
 def _calibration_order(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n)
 

@@ -5,7 +5,8 @@ fp32 conversion, calibrates activation scales on training images in ncnn itself,
 ncnn's own int8 format (converters/ncnn.py), so ncnn's loader runs those layers in int8.
 Then, on training images calibration did not use: each layer's isolated int8 error
 (converters/ncnn_layer_error.py) and, with int8_fallback "auto", the float fallback
-(converters/ncnn_fallback.py) that keeps the worst layers float until top-1 is within budget.
+(converters/ncnn_fallback.py) that keeps the worst layers float until it is within budget of fp32
+(pipeline/quant/int8_decision.py).
 """
 from __future__ import annotations
 
@@ -20,13 +21,13 @@ from pipeline import calibration
 from converters import onnx as onnx_converter
 from pipeline.data import Preprocessing
 from pipeline.layout import to_nchw
+from pipeline.quant.int8_decision import DECISION_IMAGES
 from pipeline.stages.artifact import write_recipe
 from pipeline.stages.base import Stage, StageConfig, StageOutput
-from pipeline.stages.data import calibration_images, held_out_images
+from pipeline.stages.data import calibration_images, decision_images
 
 NCNN_PRECISIONS = ("fp32", "fp16", "int8")
-EVALUATION_IMAGES = 512  # held-out training images for the fallback's top-1
-LAYER_ERROR_IMAGES = 32  # of those, for the per-layer errors (one ncnn run per layer and image)
+LAYER_ERROR_IMAGES = 32  # of the decision images, for the per-layer errors (one ncnn run per layer and image)
 
 
 class NcnnConvertConfig(StageConfig):
@@ -39,7 +40,7 @@ class NcnnConvertConfig(StageConfig):
     percentile: float
     float_layers: list[str]
     int8_fallback: str = "off"  # "auto" | "off"
-    int8_budget: float = 0.5  # top-1 points int8 may lose against fp32 before the fallback acts
+    int8_budget: float = 1.0  # quant.int8_decision: how far int8 may be from fp32 before the fallback acts
 
 
 class NcnnConvertStage(Stage):
@@ -98,17 +99,18 @@ class NcnnConvertStage(Stage):
                     float_bin: Path, scales: dict[str, float], param: Path, weights: Path, workdir: Path) -> dict:
         """Per-layer errors and the float fallback, on training images calibration did not use
         (on the calibration images themselves when it used them all; `int8_evaluation` says which)."""
-        images, labels = held_out_images(data, config.calibration_images, EVALUATION_IMAGES, config.seed)
+        images, labels, never_fitted = decision_images(data, config.calibration_images, DECISION_IMAGES, config.seed)
         held_out = len(images) > 0
         if not held_out:
-            images, labels = held_out_images(data, 0, EVALUATION_IMAGES, config.seed)
+            images, labels, never_fitted = decision_images(data, 0, DECISION_IMAGES, config.seed)
         x = to_nchw(preprocessing.apply(images))
         errors = layer_errors(float_param, float_bin, param, weights, x[:LAYER_ERROR_IMAGES], workdir)
         if config.int8_fallback == "off":
             record = None  # nothing measured: the report's fallback field stays empty
         else:
             ranked = [row["layer"] for row in errors if row["op"] in ncnn_converter.QUANTIZABLE]
-            record = ncnn_fallback.fallback(float_param, float_bin, scales, ranked, x, labels, config.int8_budget, param, weights)
+            record = ncnn_fallback.fallback(float_param, float_bin, scales, ranked, x, labels, never_fitted, config.int8_budget,
+                                            param, weights)
         return {"layer_errors": errors, "fallback": record,
                 "int8_evaluation": {"images": int(len(x)), "layer_error_images": int(min(len(x), LAYER_ERROR_IMAGES)),
                                     "held_out": held_out}}

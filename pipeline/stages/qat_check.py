@@ -1,7 +1,8 @@
 """qat_check: is the int8-qat artifact worse than int8-ptq? Never ship a QAT that lost to PTQ.
 
 Both TFLite files run in LiteRT on training images that neither calibration nor training used
-(stages.data.held_out_images: the images the int8-ptq fallback decides on, never the validation
+(stages.data.held_out_images: early stopping's hold-out, which QAT's fine-tuning did not fit either,
+so QAT's distillation toward the float model does not flatter its agreement; never the validation
 split the report scores on), beside the float model QAT started from: top-1 on the labels and
 top-1 agreement with the float model. QAT is worse when its (top-1, agreement) is lower than
 PTQ's; the report then says so (models[].qat.versus_ptq) and the recommendation skips int8-qat.
@@ -13,12 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data import Preprocessing
-from pipeline.quant.tflite_layers import HELD_OUT_IMAGES
 from pipeline.resources import stage_threads
 from pipeline.runtimes import litert
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 from pipeline.stages.data import held_out_images
 from pipeline.stages.model import TF_TOOLS, load_float_model
+
+
+HELD_OUT_IMAGES = 256  # at most
 
 
 class QatCheckConfig(StageConfig):

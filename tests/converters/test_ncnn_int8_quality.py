@@ -115,32 +115,35 @@ def test_fallback_keeps_the_hard_layer_float_and_meets_the_budget(hard, tmp_path
     ncnn_converter.write_int8(param, weights, scales, out_param, out_bin)
     ranked = [r["layer"] for r in layer_errors(param, weights, q_param, q_bin, x[:16], tmp_path)
               if r["op"] in ncnn_converter.QUANTIZABLE]
-    record = ncnn_fallback.fallback(param, weights, scales, ranked, x, labels, 0.5, out_param, out_bin)
-    assert record["top1_float"] == 100.0 and record["top1_int8"] < 95  # the hard layer costs real accuracy
+    record = ncnn_fallback.fallback(param, weights, scales, ranked, x, labels, np.ones(len(labels), bool), 0.5, out_param, out_bin)
+    assert record["top1_float"] == 1.0 and record["top1_int8"] < 0.95  # the hard layer costs real accuracy
+    assert record["agreement_int8"] < 0.95 and record["decision_images"] == len(x)
     assert record["status"] == "met" and record["float_layers"] == ["conv1"]
-    assert record["top1_after"] >= 99.5 and record["top1_after"] == record["rounds"][-1]["top1"]
+    assert record["agreement_after"] >= 0.995 and record["agreement_after"] == record["rounds"][-1]["agreement"]
+    assert record["top1_after"] >= 0.995 and record["top1_after"] == record["rounds"][-1]["top1"]
     assert [r["float_layers"] for r in record["rounds"]] == [["conv1"]]
     # The artifact now holds that model: conv1 float (fp32 weights: larger), the rest int8.
     assert ncnn_converter.int8_layers(out_param) == (["conv0", "conv2", "fc"], ["conv1"])
     assert record["rounds"][0]["size_bytes"] == out_param.stat().st_size + out_bin.stat().st_size
     assert record["rounds"][0]["size_bytes"] > q_param.stat().st_size + q_bin.stat().st_size
-    assert ncnn_fallback.top1(out_param, out_bin, "int8", x, labels) == record["top1_after"]
+    assert np.mean(ncnn_fallback.predict(out_param, out_bin, "int8", x).argmax(1) == labels) == record["top1_after"]
 
 
 def test_fallback_not_needed_and_cap(hard, tmp_path):
     _, param, weights, scales, _, _, x, labels = hard
     out_param, out_bin = tmp_path / "f.ncnn.param", tmp_path / "f.ncnn.bin"
     ncnn_converter.write_int8(param, weights, scales, out_param, out_bin)
-    generous = ncnn_fallback.fallback(param, weights, scales, ["conv1"], x, labels, 100.0, out_param, out_bin)
+    everywhere = np.ones(len(labels), bool)
+    generous = ncnn_fallback.fallback(param, weights, scales, ["conv1"], x, labels, everywhere, 100.0, out_param, out_bin)
     assert generous["status"] == "not-needed" and generous["rounds"] == [] and generous["float_layers"] == []
     # 4 quantizable layers: the cap is one layer; offered only an easy layer, the budget is not met
     # and the all-int8 model (the best round) stays.
     assert ncnn_fallback.cap(4) == 1
-    capped = ncnn_fallback.fallback(param, weights, scales, ["conv2", "conv1"], x, labels, 0.5, out_param, out_bin)
+    capped = ncnn_fallback.fallback(param, weights, scales, ["conv2", "conv1"], x, labels, everywhere, 0.5, out_param, out_bin)
     assert capped["status"] == "cap-reached" and [r["float_layers"] for r in capped["rounds"]] == [["conv2"]]
     kept = capped["float_layers"]
     assert ncnn_converter.int8_layers(out_param)[1] == kept
-    assert capped["top1_after"] == max([capped["top1_int8"], *(r["top1"] for r in capped["rounds"])])
+    assert capped["agreement_after"] == max([capped["agreement_int8"], *(r["agreement"] for r in capped["rounds"])])
 
 
 def test_per_layer_choice_takes_each_layers_least_error_scale(hard, tmp_path):

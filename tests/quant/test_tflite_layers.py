@@ -4,6 +4,7 @@ import pytest
 
 from converters import tflite
 from pipeline.quant import tflite_layers
+from pipeline.quant.int8_decision import DecisionSet
 from pipeline.runtimes import litert
 
 SIZE, CLASSES = 16, 4
@@ -53,7 +54,7 @@ def _analyse(sabotaged, tmp_path, mode="auto", budget=0.5):
     model, calibration, held_out, labels, plain = sabotaged
     converter = tflite.make_converter(model, "int8-ptq", calibration)
     return tflite_layers.analyse(converter, plain, lambda x: model.predict(x, verbose=0), held_out, labels,
-                                 budget_points=budget, mode=mode, int8_io=False, scratch=tmp_path / "round.tflite")
+                                 np.ones(len(labels), bool), budget_points=budget, mode=mode, int8_io=False, scratch=tmp_path / "round.tflite")
 
 
 @pytest.mark.slow
@@ -70,9 +71,11 @@ def test_the_broken_layer_comes_first_and_the_fallback_keeps_it_float(sabotaged,
 
     fallback = found["fallback"]
     assert fallback["top1_float"] - fallback["top1_int8"] > 0.2  # int8 really broke the model
+    assert fallback["agreement_int8"] < 0.8 and fallback["decision_images"] == len(labels) == fallback["n"]
+    assert fallback["top1_decides"]  # 200 never-fitted images: label top-1 counts
     assert fallback["status"] == "met"
     assert fallback["float_layers"] == [rows[0]["layer"]]
-    assert 100 * (fallback["top1_float"] - fallback["top1_after"]) <= 0.5
+    assert 100 * (fallback["top1_float"] - fallback["top1_after"]) <= 0.5 and fallback["agreement_after"] >= 0.995
     assert [r["float_layers"] for r in fallback["rounds"]] == [[], [rows[0]["layer"]]]
     assert fallback["rounds"][1]["size_bytes"] == len(found["model"]) > len(plain)  # float weights cost bytes
 
@@ -109,7 +112,8 @@ def test_fallback_keeps_int8_input_and_output(sabotaged, tmp_path):
     model, calibration, held_out, labels, _ = sabotaged
     plain = tflite.convert(model, "int8-ptq", calibration, int8_io=True)
     found = tflite_layers.analyse(tflite.make_converter(model, "int8-ptq", calibration, int8_io=True), plain,
-                                  lambda x: model.predict(x, verbose=0), held_out, labels, budget_points=0.5, mode="auto",
+                                  lambda x: model.predict(x, verbose=0), held_out, labels, np.ones(len(labels), bool),
+                                  budget_points=0.5, mode="auto",
                                   int8_io=True, scratch=tmp_path / "round.tflite")
     assert found["fallback"]["status"] == "met"
     shipped = tmp_path / "shipped.tflite"
@@ -123,8 +127,8 @@ def test_over_budget_without_a_broken_layer_ships_the_plain_model(sabotaged, tmp
     """Healthy layers (rounding-level nrmse) are never kept float: the loss is not theirs to buy back."""
     model, _, held_out, labels, plain = sabotaged
     healthy = [{"layer": "model/conv3/Relu", "op": "CONV_2D", "nrmse": 0.3, "max_abs": 0.1, "cosine": 0.999}]
-    float_top1 = float(np.mean(model.predict(held_out, verbose=0).argmax(1) == labels))
-    record, shipped = tflite_layers.fallback(None, plain, healthy, float_top1, held_out, labels, budget_points=0.5,
+    decision = DecisionSet.of(model.predict(held_out, verbose=0), labels, np.ones(len(labels), bool))
+    record, shipped = tflite_layers.fallback(None, plain, healthy, decision, held_out, budget_points=0.5,
                                              mode="auto", int8_io=False, scratch=tmp_path / "round.tflite")
-    assert float_top1 - record["top1_int8"] > 0.2  # over budget
+    assert record["top1_float"] - record["top1_int8"] > 0.2  # over budget
     assert record["status"] == "no-broken-layer" and record["float_layers"] == [] and shipped == plain

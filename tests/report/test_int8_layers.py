@@ -18,8 +18,10 @@ LAYERS = [
     {"layer": "model/fc/MatMul;model/fc/BiasAdd", "op": "FULLY_CONNECTED", "nrmse": 0.22, "max_abs": 0.014, "cosine": None},
 ]
 FALLBACK = {"budget_points": 0.5, "status": "met", "float_layers": [HARD], "top1_int8": 0.26, "top1_float": 1.0,
-            "top1_after": 1.0, "n": 200, "rounds": [{"float_layers": [], "top1": 0.26, "size_bytes": 5_832},
-                                                    {"float_layers": [HARD], "top1": 1.0, "size_bytes": 7_456}]}
+            "top1_after": 1.0, "n": 40, "decision_images": 380, "agreement_int8": 0.25, "agreement_after": 0.9974,
+            "top1_decides": False,
+            "rounds": [{"float_layers": [], "top1": 0.26, "agreement": 0.25, "size_bytes": 5_832},
+                       {"float_layers": [HARD], "top1": 1.0, "agreement": 0.9974, "size_bytes": 7_456}]}
 
 
 def _report() -> schema.Report:
@@ -33,7 +35,7 @@ def _report() -> schema.Report:
 
 def test_schema_round_trip_and_a_1_3_report_still_loads():
     report = _report()
-    assert report.schema_version == "1.6"
+    assert report.schema_version == "1.7"
     again = schema.Report.model_validate_json(report.model_dump_json())
     assert again == report
     assert again.artifacts[1].layer_errors[2].cosine is None
@@ -43,6 +45,9 @@ def test_schema_round_trip_and_a_1_3_report_still_loads():
         for key in ("layer_errors", "layer_errors_note", "fallback"):
             del a[key]
     assert schema.Report.model_validate(old).artifacts[1].fallback is None
+    before_1_7 = {k: v for k, v in FALLBACK.items() if k not in ("decision_images", "agreement_int8", "agreement_after", "top1_decides")}
+    before_1_7["rounds"] = [{k: v for k, v in r.items() if k != "agreement"} for r in FALLBACK["rounds"]]
+    assert schema.Int8Fallback(**before_1_7).agreement_int8 is None  # a 1.4-1.6 record still loads
     with pytest.raises(ValueError):  # the status is one of four words
         schema.Int8Fallback(**{**FALLBACK, "status": "maybe"})
 
@@ -54,6 +59,8 @@ def test_markdown_and_html_show_the_worst_layer_first_and_the_cost():
     table_rows = [line for line in section.splitlines() if line.startswith("| model/")]
     assert table_rows[0].startswith("| model/hard/Relu | CONV_2D | 66.3 |") and table_rows[0].endswith("| float |")
     assert "met the 0.5-point budget with 1 layer(s) in float: model/hard/Relu" in section
+    assert ("agreement with the float model on 380 training images: int8 25.00 %, shipped 99.74 %; top-1 on 40 held-out "
+            "training images: float 100.00 %, int8 26.00 %, shipped 100.00 % (too few to decide on)") in section
     assert "size 0.006 -> 0.007 MB (+27.8 %); host p50 0.0500 ms at 1 thread(s) (fp32: 0.0800 ms)" in section
     assert "the debugger cannot instrument a QAT model" in md
     page = html.render(report)
@@ -67,7 +74,7 @@ def test_deploy_explain_prints_every_layer_worst_first(tmp_path):
     rows = [line for line in lines if line.startswith("model/")]
     assert [r.split()[0] for r in rows] == ["model/hard/Relu", "model/conv3/Relu", "model/fc/MatMul"]
     assert rows[0].split()[-1] == "float" and rows[1].split()[-1] == "int8"
-    assert any("Rounds: 0 float: top-1 26.00 %" in line for line in lines)
+    assert any("Rounds: 0 float: agreement 25.00 %, top-1 26.00 %" in line for line in lines)
     assert explain(f"{tmp_path}:m/m_int8-qat")[1].startswith("Per-layer error: no per-layer figure")
 
 
