@@ -185,6 +185,30 @@ def _watched_from(epochs: int) -> int:
     return int(epochs * STOP_WATCH_FROM)
 
 
+def freeze_batchnorm_after(model, epochs: int):
+    """A Keras callback that, after `epochs` epochs, runs every BatchNormalization of `model` on its
+    moving statistics for the rest of the training and stops updating them: the "freeze batch norm"
+    step of QAT (Jacob et al. 2018; Krishnamoorthi 2018), so the statistics the int8 model folds are
+    the ones its weights were last tuned with, not an average of batch statistics that moved under
+    them. (Keras's switch is trainable=False; a BN inside a tfmot QuantizeWrapper still trains its
+    gamma and beta through the wrapper: measured, its moving mean stays, gamma moves.)"""
+    from pipeline.tf_import import keras
+
+    batchnorms = [layer for layer in model.submodules if type(layer).__name__ == "BatchNormalization"]
+
+    class FreezeBatchNorm(keras().callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 != epochs or not batchnorms:
+                return
+            for layer in batchnorms:
+                layer.trainable = False  # Keras then calls it in inference mode, even when training
+            # fit() takes its step function from the model each step: the new one sees the frozen layers.
+            self.model.train_function = self.model.make_train_function(force=True)
+            log.info("  batch normalization frozen after epoch %d (%d layers)", epoch + 1, len(batchnorms))
+
+    return FreezeBatchNorm()
+
+
 def use_fast_batchnorm(model, momentum: float = 0.9) -> None:
     """Let BatchNormalization's moving statistics converge within a short training run.
 

@@ -43,6 +43,7 @@ REWRITE_TOLERANCE = 1e-4
 
 class QatConfig(FitConfig):
     patience: int = 0  # early stopping (pipeline.models.training); 0: every epoch
+    freeze_bn_after: int = 0  # epochs, then batch-norm statistics frozen (training.freeze_batchnorm_after); 0: never
     distill: DistillConfig | None = None  # learn from inputs["teacher"]'s soft targets too (pipeline/compress/distill.py)
     # tfmot scheme (pipeline.compress.common.QAT_SCHEMES): "prune-preserve" / "cluster-preserve"
     # keep a sparse or clustered model's zeros / shared values through QAT.
@@ -117,6 +118,7 @@ class QatStage(Stage):
             batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
             augment=config.augment, what="qat", patience=config.patience, watch_from=0,
             teacher=load_float_model(inputs["teacher"]) if config.distill else None, distill=config.distill,
+            callbacks=[training.freeze_batchnorm_after(qat_model, config.freeze_bn_after)] if config.freeze_bn_after else None,
         )
         diverged = next((row["epoch"] for row in history if not math.isfinite(row["loss"])), None)
         if diverged is not None:  # NaN weights make NaN ranges: no int8 model can come of it

@@ -47,3 +47,25 @@ def test_training_stops_when_held_out_accuracy_stops_improving_and_says_so(tmp_p
     _, off = training.fit(tiny_model(), small, prep, epochs=1, batch_size=8, learning_rate=1e-2, seed=0, augment="none",
                           what="test", patience=3)
     assert off["status"] == "off" and "fewer than 10" in off["reason"]
+
+
+def test_freeze_batchnorm_after_one_epoch_keeps_the_moving_statistics_from_then_on():
+    from pipeline.models.training import freeze_batchnorm_after
+    from pipeline.tf_import import keras, tfmot
+
+    k = keras()
+    k.utils.set_random_seed(0)
+    model = k.Sequential([k.Input((8, 8, 3)), k.layers.Conv2D(4, 3), k.layers.BatchNormalization(), k.layers.ReLU(),
+                          k.layers.GlobalAveragePooling2D(), k.layers.Dense(2)])
+    qat = tfmot().quantization.keras.quantize_model(model)
+    bn = next(layer for layer in qat.submodules if type(layer).__name__ == "BatchNormalization")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(2.0, 1.0, size=(64, 8, 8, 3)).astype(np.float32), np.arange(64) % 2
+    means = []
+    watch = k.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: means.append(bn.moving_mean.numpy().copy()))
+    qat.compile("adam", k.losses.SparseCategoricalCrossentropy(from_logits=True))
+    qat.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[freeze_batchnorm_after(qat, 1), watch])
+    assert np.abs(means[0]).max() > 0.01  # epoch 1 moved the statistics away from their start (0)
+    np.testing.assert_array_equal(means[1], means[0])
+    np.testing.assert_array_equal(means[2], means[0])
+    assert not bn.trainable
