@@ -242,3 +242,22 @@ def test_a_rescaling_inside_a_keras3_model_twins_as_layers_qat_quantizes(tmp_pat
     qat = quantize_with_scheme(twin.model, "default")
     data = tflite.convert(qat, "int8-qat", x[:8], False, function=tflite.trace(tensorflow(), qat))
     assert litert.float_compute_ops(tflite.write(data, tmp_path / "m.tflite")) == []
+
+
+def test_separable_conv2d_quantizes_to_a_fully_int8_model(tmp_path):
+    """tfmot splits a SeparableConv2D into a DepthwiseConv2D and a 1x1 Conv2D itself: nothing of ours."""
+    from converters import tflite
+    from pipeline.compress.common import quantize_with_scheme
+    from pipeline.runtimes import litert
+    from pipeline.tf_import import keras, tensorflow
+
+    k = keras()
+    model = k.Sequential([k.Input((16, 16, 3)), k.layers.SeparableConv2D(8, 3, padding="same"), k.layers.BatchNormalization(),
+                          k.layers.ReLU(), k.layers.SeparableConv2D(8, 3, activation="relu"), k.layers.GlobalAveragePooling2D(),
+                          k.layers.Dense(3, activation="softmax")])
+    x = np.random.default_rng(0).normal(size=(32, 16, 16, 3)).astype(np.float32)
+    qat = quantize_with_scheme(model, "default")
+    assert np.abs(qat.predict(x, verbose=0) - model.predict(x, verbose=0)).max() < 0.1
+    data = tflite.convert(qat, "int8-qat", x[:8], False, function=tflite.trace(tensorflow(), qat))
+    path = tflite.write(data, tmp_path / "sep.tflite")
+    assert litert.float_compute_ops(path) == [] and "DEPTHWISE_CONV_2D" in {op["op_name"] for op in _ops(path)}
