@@ -34,6 +34,18 @@ def test_qat_learns_from_the_float_model_by_default(image_folder, tmp_path):
     assert labels.qat.config.distill is None and "teacher" not in labels.qat.inputs
 
 
+def test_qat_freezes_batchnorm_after_its_first_epoch_and_may_keep_its_first_epoch(image_folder, tmp_path):
+    from pipeline.models.training import _stopping_record
+
+    m = _planned("squeezenet", image_folder, tmp_path)
+    assert m.qat.config.freeze_bn_after == 1
+    assert _planned("squeezenet", image_folder, tmp_path, qat_freeze_bn_after=0).qat.config.freeze_bn_after == 0
+    # QAT watches from epoch 0 (stages/qat.py): a fine-tuning's first epoch can be its best, and is kept.
+    rows = [{"epoch": e, "held_out_accuracy": a} for e, a in ((1, 0.97), (2, 0.90), (3, 0.84))]
+    record = _stopping_record(rows, 3, 2, [0] * 31, watch_from=0)
+    assert record["best_epoch"] == 1 and record["watched_from_epoch"] == 1
+
+
 def test_qat_of_a_user_model_adds_no_augmentation_unless_asked(trained_model_file, image_folder, tmp_path):
     assert _planned(trained_model_file, image_folder, tmp_path).qat.config.augment == "none"
     assert _planned(trained_model_file, image_folder, tmp_path, augment="basic").qat.config.augment == "basic"
