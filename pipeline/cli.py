@@ -175,6 +175,9 @@ def cli(ctx, debug):
 @click.option("--max-size", "max_size_mb", type=float, help="Recommend only artifacts of at most this many MB (10^6 bytes).")
 @click.option("--max-latency", "max_latency_ms", type=float,
               help="Recommend only artifacts whose p50 at the fewest threads measured (1 by default) is at most this many ms, per target.")
+@click.option("--pretrained", help="Built-in models: start from 'imagenet' (MobileNet V1/V2, from Keras's cache: nothing is "
+              "downloaded) or a Keras model FILE of the same family; the head is replaced, then trained alone, then all "
+              "layers fine-tune at a tenth of --learning-rate (docs/training.md).")
 @click.option("--trust-model", is_flag=True, default=None, help="Allow Lambda layers (they run code stored in the model file).")
 @click.option("--force", is_flag=True, default=None, help="Recompute every stage instead of reusing the cache.")
 @_ssh_options

@@ -150,6 +150,9 @@ class BuildConfig(BaseModel):
     max_size_mb: float | None = Field(default=None, gt=0)
     max_latency_ms: float | None = Field(default=None, gt=0)
     trust_model: bool = False
+    # Built-in models: the backbone's weights, "imagenet" (keras.applications' MobileNet V1/V2, from
+    # Keras's cache: nothing is downloaded) or a Keras model file of the same family (models/transfer.py).
+    pretrained: str | None = None
     force: bool = False
 
     # Where stages run (they do not change what is built, so they are in no cache key):

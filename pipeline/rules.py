@@ -179,6 +179,25 @@ class Planner:
         mean, std = (mean[:1], std[:1]) if channels == 1 else (mean * 3 if len(mean) == 1 else mean, std * 3 if len(std) == 1 else std)
         return data.Preprocessing(height, width, c.channel_order, tuple(mean), tuple(std), channels=channels)
 
+    def _pretrained_digest(self, architecture: str, size: int) -> dict:
+        """--pretrained's file as an input of the train stage (a changed file trains again); the
+        one-line errors for an absent file, before anything runs."""
+        from pipeline.models import transfer
+        from pipeline.models.architectures import ARCHITECTURES
+
+        c = self.config
+        if not c.pretrained:
+            return {}
+        if c.pretrained == "imagenet":
+            alpha = c.alpha if c.alpha is not None else ARCHITECTURES[architecture].default_alpha
+            path = transfer.imagenet_file(architecture, size, alpha)
+        else:
+            path = Path(c.pretrained)
+            if not path.exists():
+                raise UserInputError(f"--pretrained {c.pretrained}: file not found (give 'imagenet' or a Keras model file "
+                                     "of the same family)")
+        return {"pretrained": hashing.digest(path)}
+
     def model(self, name: str, source: str) -> ModelPlan:
         c = self.config
         if is_builtin(source):
@@ -187,11 +206,16 @@ class Planner:
             model_node = self.node(
                 TrainStage(),
                 TrainConfig(architecture=source, input_size=size, alpha=c.alpha, epochs=c.epochs, learning_rate=c.learning_rate,
-                            patience=c.early_stopping_patience, **self.fit_settings(prep.to_dict())),
+                            patience=c.early_stopping_patience, pretrained=c.pretrained, trusted=c.trust_model,
+                            **self.fit_settings(prep.to_dict())),
                 {"data": data_node}, label=name, fatal=True, resources={"GPU": 1},
+                external=self._pretrained_digest(source, size),
             )
             info: dict = {}
         else:
+            if c.pretrained:
+                raise UserInputError(f"--pretrained: --model {source} is a trained model already; --pretrained starts a "
+                                     "built-in model (mobilenet_v1, mobilenet_v2, shufflenet_v2, squeezenet) from other weights")
             data_node, model_node, prep, info = self._user_model(name, source)
         reference = self.node(ReferenceStage(), ReferenceConfig(preprocessing=prep.to_dict(), **_sample(c)),
                               {"model": model_node, "data": data_node}, label=name, fatal=True)

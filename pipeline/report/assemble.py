@@ -147,6 +147,7 @@ class _Assembly:
                 preprocessing_probe=m.probe, keras_twin=m.twin, parent=m.parent,
                 compression=self._compression(m) if m.parent else None,
                 pruning_sensitivity=schema.PruningSensitivity(**model["sensitivity"]) if "sensitivity" in model else None,
+                pretrained=schema.Pretrained(**model["pretrained"]) if "pretrained" in model else None,
             ))
         first = outcome(plans[0].data).result
         report = schema.Report(

@@ -258,6 +258,15 @@ class KerasTwin(_Strict):
     folded: list[str] = Field(default_factory=list, description="input preprocessing layers folded into the preprocessing")
 
 
+class Pretrained(_Strict):
+    """1.7: a built-in model started from other weights (--pretrained; docs/training.md)."""
+    weights: str = Field(description="'imagenet' (keras.applications' weights) or the model file given")
+    layers_copied: int = Field(description="layers whose weights were taken: every weighted layer but the head")
+    head_epochs: int = Field(description="epochs training the new head alone, the backbone frozen")
+    fine_tune_epochs: int = Field(description="epochs fine-tuning every layer but batch normalization")
+    fine_tune_learning_rate: float
+
+
 class ModelInfo(_Strict):
     name: str
     source: str = Field(description="built-in architecture name or the model file given")
@@ -279,6 +288,7 @@ class ModelInfo(_Strict):
     compression: Compression | None = Field(default=None, description="a compressed variant: how it was made")
     pruning_sensitivity: PruningSensitivity | None = Field(
         default=None, description="filter pruning: top-1 with each channel group pruned alone, before fine-tuning")
+    pretrained: Pretrained | None = Field(default=None, description="1.7: where a built-in model's starting weights came from")
 
 
 class DataInfo(_Strict):

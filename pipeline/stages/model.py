@@ -22,6 +22,8 @@ class TrainConfig(FitConfig):
     input_size: int
     alpha: float | None
     patience: int = 0  # early stopping (pipeline.models.training); 0: every epoch
+    pretrained: str | None = None  # "imagenet" or a model file (models/transfer.py); its digest is an external input
+    trusted: bool = False  # the pretrained file may hold Lambda layers
 
 
 class ImportConfig(StageConfig):
@@ -57,14 +59,41 @@ class TrainStage(Stage):
         except ValueError as e:
             raise UserInputError(f"--model {config.architecture}: {e}") from e
         training.use_fast_batchnorm(model)
-        history, stopping = training.fit(
-            model, train, Preprocessing.from_dict(config.preprocessing), epochs=config.epochs,
-            batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
-            augment=config.augment, what="train", patience=config.patience,
-        )
+        fit = dict(batch_size=config.batch_size, seed=config.seed, augment=config.augment)
+        prep = Preprocessing.from_dict(config.preprocessing)
+        pretrained = None
+        if config.pretrained:
+            pretrained, history, stopping = self._transfer(config, model, train, prep, fit)
+        else:
+            history, stopping = training.fit(model, train, prep, epochs=config.epochs, learning_rate=config.learning_rate,
+                                             what="train", patience=config.patience, **fit)
         model.save(workdir / "model.keras")
         return {"model_file": "model.keras", "trusted": False, "history": history, "augment": config.augment,
-                "images": len(train), "early_stopping": stopping, **model_facts(model)}
+                "images": len(train), "early_stopping": stopping, **({"pretrained": pretrained} if pretrained else {}),
+                **model_facts(model)}
+
+    @staticmethod
+    def _transfer(config: TrainConfig, model, train, prep, fit: dict) -> tuple[dict, list[dict], dict]:
+        """The backbone from config.pretrained, then the head alone, then everything at a lower rate."""
+        from pipeline.models import architectures, transfer
+
+        alpha = config.alpha if config.alpha is not None else architectures.ARCHITECTURES[config.architecture].default_alpha
+        source = transfer.source_model(config.architecture, config.input_size, alpha, config.pretrained, config.trusted)
+        copied = transfer.copy_backbone(source, model, config.pretrained)
+        head_epochs = min(transfer.HEAD_EPOCHS, config.epochs)
+        transfer.freeze(model, backbone=True)
+        history, stopping = training.fit(model, train, prep, epochs=head_epochs, learning_rate=config.learning_rate,
+                                         what="train head", patience=config.patience, watch_from=0, **fit)
+        if config.epochs > head_epochs:
+            transfer.freeze(model, backbone=False)
+            tuned, stopping = training.fit(model, train, prep, epochs=config.epochs - head_epochs,
+                                           learning_rate=config.learning_rate * transfer.FINE_TUNE_RATE, what="fine-tune",
+                                           patience=config.patience, watch_from=0, **fit)
+            history += [{**row, "epoch": row["epoch"] + head_epochs} for row in tuned]
+        record = {"weights": config.pretrained, "layers_copied": copied, "head_epochs": head_epochs,
+                  "fine_tune_epochs": len(history) - head_epochs,
+                  "fine_tune_learning_rate": config.learning_rate * transfer.FINE_TUNE_RATE}
+        return record, history, stopping
 
 
 class ImportStage(Stage):
