@@ -206,6 +206,12 @@ def freeze_batchnorm_after(model, epochs: int):
             self.model.train_function = self.model.make_train_function(force=True)
             log.info("  batch normalization frozen after epoch %d (%d layers)", epoch + 1, len(batchnorms))
 
+        def on_train_end(self, logs=None):
+            # Trainable again for what follows: a BN inside a tfmot wrapper frozen would list its
+            # gamma twice in the wrapper's weights, and saving the model as .h5 fails on the name.
+            for layer in batchnorms:
+                layer.trainable = True
+
     return FreezeBatchNorm()
 
 
