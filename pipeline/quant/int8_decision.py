@@ -2,10 +2,10 @@
 ncnn's) decide on (docs/int8.md, "What the fallback decides on").
 
 Agreement (int8's top-1 class is the float model's) needs no label and no unseen image, so it is
-measured on every decision image: up to DECISION_IMAGES training images that calibration did not use
-(the images that set the ranges would flatter them), fitted or not. Label top-1 is a second signal,
-on the decision images the model never fitted (early stopping's hold-out), counted only when there
-are at least MIN_LABELLED of them: on 15 such images int8 and float once both scored 100 % for a model
+measured on every decision image: DECISION_IMAGES training images that calibration did not use
+(the images that set the ranges would flatter them), fitted or not, plus every never-fitted one
+(stages.data.decision_images). Label top-1 is a second signal, on the decision images the model
+never fitted (early stopping's hold-out), counted only when there are at least MIN_LABELLED of them: on 15 such images int8 and float once both scored 100 % for a model
 whose int8 lost 2.5 points on its validation images.
 
 Within a budget of B points: int8 disagrees with the float model on at most B % of the decision

@@ -154,20 +154,24 @@ def held_out_images(output: StageOutput, calibration_count: int, count: int, see
 
 
 def decision_images(output: StageOutput, calibration_count: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Up to `count` training images (uint8), their labels, and which of them the model never fitted:
-    the images an int8 fallback decides on (quant.int8_decision). Only images that
-    `calibration_images(output, calibration_count, seed)` did not pick, fitted or not (agreement with
-    the float model needs neither labels nor unseen images); never-fitted means early stopping's
-    hold-out (training.holdout_mask, same seed), or every image when there is none. Empty when
+    """The images an int8 fallback decides on (quant.int8_decision): training images (uint8) that
+    `calibration_images(output, calibration_count, seed)` did not pick, their labels, and which of
+    them the model never fitted (early stopping's hold-out, training.holdout_mask, same seed; none
+    when the classes are too small for one). The first `count` of them in the seeded order, fitted
+    or not (agreement with the float model needs neither labels nor unseen images), and every
+    never-fitted one up to `count` more (label top-1 needs as many as there are). Empty when
     calibration took every training image."""
     train = open_split(output, "train")
-    positions = _calibration_order(len(train), seed)[calibration_count:][:count]
-    if not len(positions):
-        return np.empty((0,), np.uint8), np.empty((0,), np.int64), np.empty((0,), bool)
+    positions = _calibration_order(len(train), seed)[calibration_count:]
     mask = holdout_mask(train.labels, seed)
-    never_fitted = np.ones(len(positions), bool) if mask is None else mask[positions]
-    images, labels = train.read(positions)
-    return images, labels, never_fitted
+    never_fitted = np.zeros(len(positions), bool) if mask is None else mask[positions]
+    chosen = np.zeros(len(positions), bool)
+    chosen[:count] = True
+    chosen[np.flatnonzero(never_fitted)[:count]] = True
+    if not chosen.any():
+        return np.empty((0,), np.uint8), np.empty((0,), np.int64), np.empty((0,), bool)
+    images, labels = train.read(positions[chosen])
+    return images, labels, never_fitted[chosen]
 
 
 def _calibration_order(n: int, seed: int) -> np.ndarray:
