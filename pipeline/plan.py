@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.runner import stage_key
-from pipeline.stages.base import Stage, StageConfig, StageOutput
+from pipeline.stages.base import FitConfig, Stage, StageConfig, StageOutput
 
 # What a node may hold while it runs. "machine": nothing else runs beside it (host benchmarks,
 # emulators); "device:NAME": one at a time on that phone or board, other work may run.
@@ -167,6 +167,8 @@ def describe(plan: Plan, cached: Callable[[Node], StageOutput | None]) -> list[s
             notes.append("runs alone" if node.lease == MACHINE else f"leases {node.lease}")
         if node.cpus > 1:
             notes.append(f"{node.cpus} cores")
+        if isinstance(node.config, FitConfig):
+            notes.append(node.config.recipe())
         note = f"  ({'; '.join(notes)})" if notes else ""
         lines.append(f"  {state:<6}  {node.key[:20]}  {node.stage.name:<{width}}  {node.label}{note}")
     return lines

@@ -38,6 +38,12 @@ class FitConfig(StageConfig):
     augment: str = "none"  # pipeline/augment.py: applied to the training split only
     tf_threads: int = 0  # TensorFlow's intra-op threads the training runs with (runner._run); 0: this process's
 
+    def recipe(self) -> str:
+        """One line for --dry-run: how this stage trains."""
+        early = getattr(self, "patience", 0)
+        return (f"{self.epochs} epochs, learning rate {self.learning_rate:g}, batch {self.batch_size}, augment {self.augment}"
+                + (f", early stopping patience {early}" if early else ""))
+
 
 class Stage:
     name: ClassVar[str]

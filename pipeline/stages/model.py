@@ -25,6 +25,16 @@ class TrainConfig(FitConfig):
     pretrained: str | None = None  # "imagenet" or a model file (models/transfer.py); its digest is an external input
     trusted: bool = False  # the pretrained file may hold Lambda layers
 
+    def recipe(self) -> str:
+        if not self.pretrained:
+            return super().recipe()
+        from pipeline.models import transfer
+
+        head = min(transfer.HEAD_EPOCHS, self.epochs)
+        return (f"from {self.pretrained}: head alone {head} epochs at {self.learning_rate:g}, then all layers "
+                f"{self.epochs - head} epochs at {self.learning_rate * transfer.FINE_TUNE_RATE:g}, batch norm frozen; "
+                + super().recipe())
+
 
 class ImportConfig(StageConfig):
     path: str

@@ -49,6 +49,12 @@ class QatConfig(FitConfig):
     # keep a sparse or clustered model's zeros / shared values through QAT.
     scheme: Literal["default", "prune-preserve", "cluster-preserve", "prune-cluster-preserve"] = "default"
 
+    def recipe(self) -> str:
+        teacher = (f"distilled (T {self.distill.temperature:g}, soft-target weight {self.distill.alpha:g})" if self.distill
+                   else "on the labels")
+        freeze = f", batch norm frozen after epoch {self.freeze_bn_after}" if self.freeze_bn_after else ""
+        return f"{teacher}{freeze}; " + super().recipe()
+
 
 def unsupported_layers(model) -> list[tuple[str, str]]:
     """(name, class) of each layer neither the default 8-bit scheme nor qat_annotations has a recipe for."""

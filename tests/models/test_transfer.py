@@ -97,3 +97,19 @@ def test_a_build_from_a_pretrained_file_records_it(tmp_path, image_folder):
     with pytest.raises(UserInputError, match="--pretrained: --model .* is a trained model already"):
         build(load_config(overrides={"models": [str(tmp_path / "backbone.keras")], "data": str(image_folder),
                                      "out": tmp_path / "out2", "pretrained": "imagenet"}))
+
+
+def test_dry_run_shows_the_training_recipe(tmp_path, image_folder):
+    from pipeline.build import dry_run
+    from pipeline.config import load_config
+
+    _model("squeezenet", 3, 0).save(tmp_path / "backbone.keras")
+    lines = dry_run(load_config(overrides={
+        "models": ["squeezenet"], "data": str(image_folder), "out": tmp_path / "out", "alpha": 0.5, "input_size": 32,
+        "pretrained": str(tmp_path / "backbone.keras"), "epochs": 5, "learning_rate": 0.01, "formats": ["tflite"],
+        "precisions": ["fp32", "int8-qat"]}))
+    train = next(line for line in lines if " train " in line)
+    assert (f"from {tmp_path / 'backbone.keras'}: head alone 2 epochs at 0.01, then all layers 3 epochs at 0.001, batch norm "
+            "frozen; 5 epochs, learning rate 0.01, batch 64, augment basic") in train
+    qat = next(line for line in lines if " qat " in line)
+    assert "distilled (T 4, soft-target weight 0.7), batch norm frozen after epoch 1; 3 epochs, learning rate 0.0001" in qat
