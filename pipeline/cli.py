@@ -135,7 +135,7 @@ def cli(ctx, debug):
 @click.option("--qat-teacher", type=click.Choice(["float", "labels"]),
               help="What QAT fine-tunes toward: the float model's outputs with the labels weighted in (float), or the labels alone [float].")
 @click.option("--qat-learning-rate", type=float, help="QAT learning rate [0.0001].")
-@click.option("--qat-freeze-bn-after", type=int, help="QAT epochs after which batch-norm statistics are frozen; 0: never [1].")
+@click.option("--qat-freeze-bn-after", type=int, help="QAT epochs after which batch-norm statistics are frozen; 0: never [0].")
 @click.option("--early-stopping-patience", type=click.IntRange(min=0),
               help="Training and QAT stop once accuracy on 10 %% of the training images held out has not improved for this many epochs; 0 runs every epoch [5].")
 @click.option("--augment", type=click.Choice(["none", "basic"]),
