@@ -12,9 +12,8 @@ def test_dry_run_shows_the_prune_stage_and_the_variants_stages(tmp_path):
     config = load_config(overrides={**FLAGS, "out": tmp_path, "prune": "l1-filter", "prune_keep_macs": 0.4, "distill": True})
     lines = dry_run(config)
     stages = [line.split()[2:] for line in lines if line.startswith("  run")]
-    assert ["prune", "squeezenet", "l1-filter"] in stages
-    for stage in (["reference", "squeezenet-p40"], ["qat", "squeezenet-p40"], ["convert", "squeezenet-p40", "int8-qat"],
-                  ["qat", "squeezenet"]):
+    for stage in (["prune", "squeezenet", "l1-filter"], ["reference", "squeezenet-p40"], ["qat", "squeezenet-p40"],
+                  ["convert", "squeezenet-p40", "int8-qat"], ["qat", "squeezenet"]):  # a stage line may end with its recipe
         assert any(s[: len(stage)] == stage for s in stages), stage
     assert not any("squeezenet-p40-p40" in line for line in lines)  # a variant is not pruned again
 
