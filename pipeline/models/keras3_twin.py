@@ -66,11 +66,10 @@ def needs_twin(model) -> bool:
 
 def build_twin(model) -> Twin:
     """Raises NoTwin naming the first layer that has no tf_keras twin."""
+    from pipeline.models.loading import is_keras3_model
     from pipeline.tf_import import keras
 
     tf_keras = keras()
-    from pipeline.models.loading import is_keras3_model
-
     channels = int(model.inputs[0].shape[-1])
     builder = _Builder(tf_keras, channels, is_keras3_model(model))
     inputs = tf_keras.Input(tuple(model.inputs[0].shape[1:]), name="input")
