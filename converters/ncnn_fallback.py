@@ -19,15 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from converters import ncnn as ncnn_converter
-from pipeline.quant.int8_decision import DecisionSet
+from pipeline.quant.int8_decision import DecisionSet, Figures, round_record
 from pipeline.runtimes import ncnn as ncnn_runtime
 
 FALLBACK_CAP_SHARE = 0.25
 FALLBACK_MODES = ("auto", "off")
-
-
-def predict(param: Path, weights: Path, precision: str, x_nchw: np.ndarray) -> np.ndarray:
-    return ncnn_runtime.predict(param, weights, x_nchw, precision)
 
 
 def cap(quantizable_layers: int) -> int:
@@ -41,13 +37,12 @@ def fallback(float_param: Path, float_bin: Path, scales: dict[str, float], ranke
     `budget_points` of the fp32 model on the decision images (`x_nchw`: quant.int8_decision), the
     layers of `ranked_layers` that are int8 go float one per round, and the files end up holding the
     chosen round's model. Returns the `fallback` record (schema.Int8Fallback)."""
-    decision = DecisionSet.of(predict(float_param, float_bin, "fp32", x_nchw), labels, never_fitted)
-    measured = decision.measure(predict(out_param, out_bin, "int8", x_nchw))
+    decision = DecisionSet.of(ncnn_runtime.predict(float_param, float_bin, x_nchw, "fp32"), labels, never_fitted)
+    measured = decision.measure(ncnn_runtime.predict(out_param, out_bin, x_nchw, "int8"))
     rounds: list[dict] = []
 
-    def record(status: str, float_layers: list[str], after) -> dict:
-        return {**decision.record(budget_points, measured, after), "status": status, "float_layers": float_layers,
-                "rounds": rounds}
+    def record(status: str, float_layers: list[str], after: Figures) -> dict:
+        return decision.record(budget_points, status, float_layers, measured, after, rounds)
 
     if decision.within(measured, budget_points):
         return record("not-needed", [], measured)
@@ -59,9 +54,8 @@ def fallback(float_param: Path, float_bin: Path, scales: dict[str, float], ranke
         float_layers.append(name)
         kept = {layer: s for layer, s in scales.items() if layer not in float_layers}
         ncnn_converter.write_int8(float_param, float_bin, kept, out_param, out_bin)
-        figures = decision.measure(predict(out_param, out_bin, "int8", x_nchw))
-        rounds.append({"float_layers": list(float_layers), "top1": figures.top1, "agreement": figures.agreement,
-                       "size_bytes": out_param.stat().st_size + out_bin.stat().st_size})
+        figures = decision.measure(ncnn_runtime.predict(out_param, out_bin, x_nchw, "int8"))
+        rounds.append(round_record(list(float_layers), figures, out_param.stat().st_size + out_bin.stat().st_size))
         if decision.within(figures, budget_points):
             return record("met", list(float_layers), figures)
         if decision.loss_points(figures) < best[0]:

@@ -70,8 +70,16 @@ class DecisionSet:
     def within(self, figures: Figures, budget_points: float) -> bool:
         return self.loss_points(figures) <= budget_points + 1e-9  # float noise on shares
 
-    def record(self, budget_points: float, plain: Figures, after: Figures) -> dict:
-        """The fields of report.json's `fallback` this set measured (schema.Int8Fallback)."""
-        return {"budget_points": budget_points, "decision_images": self.images, "top1_decides": self.top1_decides,
+    def record(self, budget_points: float, status: str, float_layers: list[str], plain: Figures, after: Figures,
+               rounds: list[dict]) -> dict:
+        """A fallback's decision as report.json's `fallback` (schema.Int8Fallback)."""
+        return {"budget_points": budget_points, "status": status, "float_layers": float_layers,
+                "decision_images": self.images, "top1_decides": self.top1_decides,
                 "agreement_int8": plain.agreement, "agreement_after": after.agreement,
-                "top1_float": self.float_top1, "top1_int8": plain.top1, "top1_after": after.top1, "n": self.labelled_images}
+                "top1_float": self.float_top1, "top1_int8": plain.top1, "top1_after": after.top1, "n": self.labelled_images,
+                "rounds": rounds}
+
+
+def round_record(float_layers: list[str], figures: Figures, size_bytes: int) -> dict:
+    """One fallback round (schema.FallbackRound)."""
+    return {"float_layers": float_layers, "top1": figures.top1, "agreement": figures.agreement, "size_bytes": size_bytes}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.quant.int8_decision import DecisionSet
+from pipeline.quant.int8_decision import DecisionSet, Figures, round_record
 
 FALLBACK_CAP = 5  # float layers at most: beyond a handful, the artifact is no longer an int8 model
 # Only a broken layer is worth float: RMS error above one int8 step of its output (rounding alone is
@@ -114,11 +114,10 @@ def fallback(debug, plain: bytes, layers: list[dict], decision: DecisionSet, ima
     tf = tensorflow()
 
     measured = decision.measure(predict(plain, images, scratch))
-    rounds = [{"float_layers": [], "top1": measured.top1, "agreement": measured.agreement, "size_bytes": len(plain)}]
+    rounds = [round_record([], measured, len(plain))]
 
-    def record(status: str, float_layers: list[str], after) -> dict:
-        return {**decision.record(budget_points, measured, after), "status": status, "float_layers": float_layers,
-                "rounds": rounds}
+    def record(status: str, float_layers: list[str], after: Figures) -> dict:
+        return decision.record(budget_points, status, float_layers, measured, after, rounds)
 
     if mode == "off":
         return record("off", [], measured), plain
@@ -133,7 +132,7 @@ def fallback(debug, plain: bytes, layers: list[dict], decision: DecisionSet, ima
         debug.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denied, fully_quantize=int8_io)
         model = debug.get_nondebug_quantized_model()
         figures = decision.measure(predict(model, images, scratch))
-        rounds.append({"float_layers": denied, "top1": figures.top1, "agreement": figures.agreement, "size_bytes": len(model)})
+        rounds.append(round_record(denied, figures, len(model)))
         if decision.within(figures, budget_points):
             return record("met", denied, figures), model
         if decision.loss_points(figures) < best[0]:

@@ -126,7 +126,7 @@ def test_fallback_keeps_the_hard_layer_float_and_meets_the_budget(hard, tmp_path
     assert ncnn_converter.int8_layers(out_param) == (["conv0", "conv2", "fc"], ["conv1"])
     assert record["rounds"][0]["size_bytes"] == out_param.stat().st_size + out_bin.stat().st_size
     assert record["rounds"][0]["size_bytes"] > q_param.stat().st_size + q_bin.stat().st_size
-    assert np.mean(ncnn_fallback.predict(out_param, out_bin, "int8", x).argmax(1) == labels) == record["top1_after"]
+    assert np.mean(ncnn_runtime.predict(out_param, out_bin, x, "int8").argmax(1) == labels) == record["top1_after"]
 
 
 def test_fallback_not_needed_and_cap(hard, tmp_path):
