@@ -32,14 +32,32 @@ def _trained(model, x, y):
     return model
 
 
+def _int8_qat_artifact(qat, x, path):
+    """The int8-qat .tflite of a QAT model (ranges from `x`), written to `path`."""
+    from converters import tflite
+    from pipeline.tf_import import tensorflow
+
+    return tflite.write(tflite.convert(qat, "int8-qat", x, False, function=tflite.trace(tensorflow(), qat)), path)
+
+
+def _assert_reloads(qat, x, path):
+    """The QAT model saved as .h5 loads back (in the project's quantize_scope) and computes the same."""
+    from pipeline.compress.common import quantize_scope
+    from pipeline.tf_import import keras
+
+    with quantize_scope():
+        qat.save(path)
+        reloaded = keras().models.load_model(path, compile=False)
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
+
+
 def test_only_the_batchnorms_tfmot_cannot_fold_are_rewritten():
     assert batchnorms_to_rewrite(conv_relu_bn()) == ["bn_after_relu", "bn_after_pool"]
 
 
-def test_the_rewrite_is_exact_in_float_and_quantizes_to_a_fully_int8_model():
-    from converters import tflite
+def test_the_rewrite_is_exact_in_float_and_quantizes_to_a_fully_int8_model(tmp_path):
     from pipeline.runtimes import litert
-    from pipeline.tf_import import tensorflow, tfmot
+    from pipeline.tf_import import tfmot
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 16, 16, 3)).astype(np.float32), rng.integers(0, 3, 64)
@@ -51,9 +69,7 @@ def test_the_rewrite_is_exact_in_float_and_quantizes_to_a_fully_int8_model():
     assert [type(rewritten.get_layer(n)).__name__ for n in names] == ["DepthwiseConv2D"] * 2
     assert np.abs(model.predict(x, verbose=0) - rewritten.predict(x, verbose=0)).max() < 1e-5
     qat = tfmot().quantization.keras.quantize_model(rewritten)
-    data = tflite.convert(qat, "int8-qat", x[:16], False, function=tflite.trace(tensorflow(), qat))
-    path = tflite.write(data, __import__("pathlib").Path(__import__("tempfile").mkdtemp()) / "m.tflite")
-    assert litert.float_compute_ops(path) == []
+    assert litert.float_compute_ops(_int8_qat_artifact(qat, x[:16], tmp_path / "m.tflite")) == []
     assert rewrite_for_qat(rewritten)[1] == []  # nothing left to rewrite: the model itself comes back
 
 
@@ -109,10 +125,8 @@ def squeeze_excite(size: int = 16, classes: int = 3):
 
 
 def test_a_squeeze_excite_multiply_quantizes_to_int8_and_the_qat_model_reloads(tmp_path):
-    from converters import tflite
-    from pipeline.compress.common import quantize_scope, quantize_with_scheme
+    from pipeline.compress.common import quantize_with_scheme
     from pipeline.runtimes import litert
-    from pipeline.tf_import import keras, tensorflow
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 16, 16, 3)).astype(np.float32), rng.integers(0, 3, 32)
@@ -120,12 +134,8 @@ def test_a_squeeze_excite_multiply_quantizes_to_int8_and_the_qat_model_reloads(t
     qat = quantize_with_scheme(model, "default")
     assert type(qat.get_layer("quant_se_excite").quantize_config).__name__ == "Default8BitOutputQuantizeConfig"
     assert np.abs(qat.predict(x, verbose=0) - model.predict(x, verbose=0)).max() < 0.2  # fake-quant, not another model
-    with quantize_scope():
-        qat.save(tmp_path / "qat.h5")
-        reloaded = keras().models.load_model(tmp_path / "qat.h5", compile=False)
-    np.testing.assert_allclose(reloaded.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
-    data = tflite.convert(qat, "int8-qat", x[:8], False, function=tflite.trace(tensorflow(), qat))
-    path = tflite.write(data, tmp_path / "se.tflite")
+    _assert_reloads(qat, x, tmp_path / "qat.h5")
+    path = _int8_qat_artifact(qat, x[:8], tmp_path / "se.tflite")
     assert litert.float_compute_ops(path) == [] and "MUL" in {op["op_name"] for op in _ops(path)}
 
 
@@ -160,11 +170,9 @@ def keras3_hard_swish_block(size: int = 16, classes: int = 3):
 def test_keras3_hard_silu_and_constant_operations_twin_exactly_and_quantize_to_int8(tmp_path):
     import keras
 
-    from converters import tflite
-    from pipeline.compress.common import quantize_scope, quantize_with_scheme
+    from pipeline.compress.common import quantize_with_scheme
     from pipeline.models import keras3_twin
     from pipeline.runtimes import litert
-    from pipeline.tf_import import keras as tf_keras, tensorflow
 
     rng = np.random.default_rng(0)
     x, y = rng.uniform(0, 255, size=(32, 16, 16, 3)).astype(np.float32), rng.integers(0, 3, 32)
@@ -178,22 +186,17 @@ def test_keras3_hard_silu_and_constant_operations_twin_exactly_and_quantize_to_i
     assert keras3_twin.max_abs_diff(model, twin, x) < 1e-5
     qat = quantize_with_scheme(twin.model, "default")
     prepared = keras3_twin.twin_input(twin, x)
-    with quantize_scope():
-        qat.save(tmp_path / "qat.h5")
-        reloaded = tf_keras().models.load_model(tmp_path / "qat.h5", compile=False)
-    np.testing.assert_allclose(reloaded.predict(prepared, verbose=0), qat.predict(prepared, verbose=0), atol=1e-6)
-    data = tflite.convert(qat, "int8-qat", prepared[:8], False, function=tflite.trace(tensorflow(), qat))
-    path = tflite.write(data, tmp_path / "hs.tflite")
+    _assert_reloads(qat, prepared, tmp_path / "qat.h5")
+    path = _int8_qat_artifact(qat, prepared[:8], tmp_path / "hs.tflite")
     assert litert.float_compute_ops(path) == []
     assert "HARD_SWISH" in {op["op_name"] for op in _ops(path)}  # the converter fused x * relu6(x + 3) / 6
 
 
 def test_a_batchnorm_on_features_folds_into_a_dense_and_quantizes_to_int8(tmp_path):
     """Dense(use_bias=False) -> BN -> ReLU folds backward; Dense(relu) -> BN -> Dropout -> Dense forward."""
-    from converters import tflite
     from pipeline.quant.qat_rewrites import dense_folds
     from pipeline.runtimes import litert
-    from pipeline.tf_import import keras, tensorflow, tfmot
+    from pipeline.tf_import import keras, tfmot
 
     k = keras()
     inputs = k.Input((8, 8, 3))
@@ -214,19 +217,16 @@ def test_a_batchnorm_on_features_folds_into_a_dense_and_quantizes_to_int8(tmp_pa
     assert names == ["bn_before_relu", "bn_after_relu"]
     assert np.abs(model.predict(x, verbose=0) - rewritten.predict(x, verbose=0)).max() < 1e-5
     qat = tfmot().quantization.keras.quantize_model(rewritten)
-    data = tflite.convert(qat, "int8-qat", x[:16], False, function=tflite.trace(tensorflow(), qat))
-    assert litert.float_compute_ops(tflite.write(data, tmp_path / "m.tflite")) == []
+    assert litert.float_compute_ops(_int8_qat_artifact(qat, x[:16], tmp_path / "m.tflite")) == []
 
 
 def test_a_rescaling_inside_a_keras3_model_twins_as_layers_qat_quantizes(tmp_path):
     """A Rescaling that is not at the input (after a Conv2D) and a Normalization after it."""
     import keras
 
-    from converters import tflite
     from pipeline.compress.common import quantize_with_scheme
     from pipeline.models import keras3_twin
     from pipeline.runtimes import litert
-    from pipeline.tf_import import tensorflow
 
     inputs = keras.Input((8, 8, 3))
     h = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
@@ -240,16 +240,14 @@ def test_a_rescaling_inside_a_keras3_model_twins_as_layers_qat_quantizes(tmp_pat
     assert [type(twin.model.get_layer(n)).__name__ for n in ("inner_rescaling_scale", "inner_norm_offset")] == ["Affine"] * 2
     assert keras3_twin.max_abs_diff(model, twin, x) < 1e-5
     qat = quantize_with_scheme(twin.model, "default")
-    data = tflite.convert(qat, "int8-qat", x[:8], False, function=tflite.trace(tensorflow(), qat))
-    assert litert.float_compute_ops(tflite.write(data, tmp_path / "m.tflite")) == []
+    assert litert.float_compute_ops(_int8_qat_artifact(qat, x[:8], tmp_path / "m.tflite")) == []
 
 
 def test_separable_conv2d_quantizes_to_a_fully_int8_model(tmp_path):
     """tfmot splits a SeparableConv2D into a DepthwiseConv2D and a 1x1 Conv2D itself: nothing of ours."""
-    from converters import tflite
     from pipeline.compress.common import quantize_with_scheme
     from pipeline.runtimes import litert
-    from pipeline.tf_import import keras, tensorflow
+    from pipeline.tf_import import keras
 
     k = keras()
     model = k.Sequential([k.Input((16, 16, 3)), k.layers.SeparableConv2D(8, 3, padding="same"), k.layers.BatchNormalization(),
@@ -258,6 +256,5 @@ def test_separable_conv2d_quantizes_to_a_fully_int8_model(tmp_path):
     x = np.random.default_rng(0).normal(size=(32, 16, 16, 3)).astype(np.float32)
     qat = quantize_with_scheme(model, "default")
     assert np.abs(qat.predict(x, verbose=0) - model.predict(x, verbose=0)).max() < 0.1
-    data = tflite.convert(qat, "int8-qat", x[:8], False, function=tflite.trace(tensorflow(), qat))
-    path = tflite.write(data, tmp_path / "sep.tflite")
+    path = _int8_qat_artifact(qat, x[:8], tmp_path / "sep.tflite")
     assert litert.float_compute_ops(path) == [] and "DEPTHWISE_CONV_2D" in {op["op_name"] for op in _ops(path)}
