@@ -183,14 +183,13 @@ class Planner:
         """--pretrained's file as an input of the train stage (a changed file trains again); the
         one-line errors for an absent file, before anything runs."""
         from pipeline.models import transfer
-        from pipeline.models.architectures import ARCHITECTURES
+        from pipeline.models.architectures import resolved_alpha
 
         c = self.config
         if not c.pretrained:
             return {}
         if c.pretrained == "imagenet":
-            alpha = c.alpha if c.alpha is not None else ARCHITECTURES[architecture].default_alpha
-            path = transfer.imagenet_file(architecture, size, alpha)
+            path = transfer.imagenet_file(architecture, size, resolved_alpha(architecture, c.alpha))
         else:
             path = Path(c.pretrained)
             if not path.exists():

@@ -75,9 +75,12 @@ _SQUEEZENET_LAYOUT = (
 def build(name: str, input_size: int, num_classes: int, alpha: float | None = None) -> "tf_keras.Model":
     """Builds an untrained classifier; raises ValueError on a bad name, alpha or size."""
     arch = _check(name, input_size, num_classes, alpha)
-    alpha = arch.default_alpha if alpha is None else float(alpha)
-    builder = _BUILDERS[arch.name]
-    return builder((input_size, input_size, 3), num_classes, alpha)
+    return _BUILDERS[arch.name]((input_size, input_size, 3), num_classes, resolved_alpha(name, alpha))
+
+
+def resolved_alpha(name: str, alpha: float | None) -> float:
+    """The width multiplier a built-in model is built with: `alpha`, or the architecture's default."""
+    return ARCHITECTURES[name].default_alpha if alpha is None else float(alpha)
 
 
 def _check(name, input_size, num_classes, alpha) -> Architecture:

@@ -87,7 +87,7 @@ class TrainStage(Stage):
         """The backbone from config.pretrained, then the head alone, then everything at a lower rate."""
         from pipeline.models import architectures, transfer
 
-        alpha = config.alpha if config.alpha is not None else architectures.ARCHITECTURES[config.architecture].default_alpha
+        alpha = architectures.resolved_alpha(config.architecture, config.alpha)
         source = transfer.source_model(config.architecture, config.input_size, alpha, config.pretrained, config.trusted)
         copied = transfer.copy_backbone(source, model, config.pretrained)
         head_epochs = min(transfer.HEAD_EPOCHS, config.epochs)
