@@ -24,7 +24,7 @@ import numpy as np
 
 # Keras 3 activation name -> the layer class here computing it
 ACTIVATIONS = {"hard_silu": "HardSwish", "hard_swish": "HardSwish", "hard_sigmoid": "HardSigmoid"}
-NAMES = ("HardSwish", "HardSigmoid", "Affine")
+NAMES = ("HardSwish", "HardSigmoid", "Affine")  # every class here; quant.qat_annotations quantizes their outputs
 
 
 @functools.cache

@@ -12,7 +12,9 @@ compress.common.quantize_scope so a saved QAT model loads):
 """
 from __future__ import annotations
 
-OUTPUT_QUANTIZED = ("Multiply", "HardSwish", "HardSigmoid", "Affine")
+from pipeline.models import twin_layers
+
+OUTPUT_QUANTIZED = ("Multiply", *twin_layers.NAMES)
 
 
 def output_config_class():
