@@ -55,10 +55,12 @@ def distiller(student, teacher, config: DistillConfig):
             # Our own "loss" tracker: Keras reports the trackers in `metrics` at each epoch's end,
             # and the compiled loss's (cross-entropy) is never updated by this train step.
             self.loss_tracker = tf_keras.metrics.Mean(name="loss")
+            # Top-1 agreement with the teacher: what early stopping can watch (training.fit(monitor="agreement")).
+            self.agreement = tf_keras.metrics.Mean(name="agreement")
 
         @property
         def metrics(self):
-            return [self.loss_tracker, *self.compiled_metrics.metrics]
+            return [self.loss_tracker, self.agreement, *self.compiled_metrics.metrics]
 
         def call(self, x, training=False):
             return self.student(x, training=training)
@@ -71,16 +73,17 @@ def distiller(student, teacher, config: DistillConfig):
                 loss = distillation_loss(y, probs, soft, config.temperature, config.alpha)
             variables = self.student.trainable_variables
             self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            return self._track(loss, y, probs)
+            return self._track(loss, y, probs, soft)
 
         def test_step(self, data):
-            """Held-out images (early stopping): the student alone, its loss on the labels."""
+            """Held-out images (early stopping): the student's loss on the labels, its agreement with the teacher."""
             x, y = data
             probs = self.student(x, training=False)
-            return self._track(distillation_loss(y, probs, probs, config.temperature, 0.0), y, probs)
+            return self._track(distillation_loss(y, probs, probs, config.temperature, 0.0), y, probs, self.teacher(x, training=False))
 
-        def _track(self, loss, y, probs):
+        def _track(self, loss, y, probs, soft):
             self.loss_tracker.update_state(loss)
+            self.agreement.update_state(tf.cast(tf.equal(tf.argmax(probs, -1), tf.argmax(soft, -1)), tf.float32))
             self.compiled_metrics.update_state(y, probs)
             return {m.name: m.result() for m in self.metrics}
 

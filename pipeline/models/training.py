@@ -99,7 +99,8 @@ def preprocess_tf(tf, prep: Preprocessing, images_uint8):
 
 def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: int, learning_rate: float, seed: int,
         augment: str, what: str, patience: int = 0, teacher=None, distill=None,
-        callbacks: list | None = None, watch_from: int | None = None) -> tuple[list[dict], dict]:
+        callbacks: list | None = None, watch_from: int | None = None, monitor: str = "accuracy",
+        start_is_candidate: bool = False) -> tuple[list[dict], dict]:
     """Adam with cosine decay on sparse labels, streaming the split; logs progress and one line per
     epoch; returns the history (with training images/s per epoch) and what early stopping did
     (patience 0: off, every epoch runs). With a `teacher` (and `distill`, a DistillConfig), the
@@ -107,7 +108,10 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
     trained in place either way. `callbacks`: extra Keras callbacks (e.g. tfmot's
     UpdatePruningStep, which pruning needs). `watch_from`: the first epoch (0-based) early stopping
     watches and may keep (default: half the epochs, for training from scratch; a fine-tuning of a
-    trained model watches from 0, its first epoch may be its best)."""
+    trained model watches from 0, its first epoch may be its best). `monitor`: what early stopping
+    watches on the held-out images, "accuracy" on the labels or, with a teacher, "agreement" with its
+    top-1. `start_is_candidate`: the model before fine-tuning is measured on the held-out images too
+    and kept unless an epoch beats it (a fine-tuning that must not make the model worse: QAT)."""
     from pipeline.tf_import import keras, tensorflow
 
     tf_keras = keras()
@@ -152,32 +156,57 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
                 seconds, rates[-1],
             )
 
+    if monitor not in ("accuracy", "agreement") or (monitor == "agreement" and teacher is None):
+        raise ValueError(f"early stopping cannot watch {monitor!r} here (accuracy, or agreement with a teacher)")
     callbacks = [EpochLog(), *(callbacks or [])]
-    validation = None
+    validation, start = None, None
     if stop is not None:
         validation = training_dataset(stop, prep, batch_size=batch_size, seed=seed, augment="none")
-        callbacks.append(tf_keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience, restore_best_weights=True,
-                                                          start_from_epoch=watch_from))
+        stopping = tf_keras.callbacks.EarlyStopping(monitor=f"val_{monitor}", mode="max", patience=patience,
+                                                    restore_best_weights=True, start_from_epoch=watch_from)
+        if start_is_candidate:
+            start = {f"held_out_{name}": float(value) for name, value in model.evaluate(validation, verbose=0, return_dict=True).items()
+                     if name != "loss"}
+            log.info("  %s before fine-tuning: held-out %s %.3f", what, monitor, start[f"held_out_{monitor}"])
+            stopping = _from_start(stopping, start[f"held_out_{monitor}"])
+        callbacks.append(stopping)
     history = model.fit(dataset, epochs=epochs, verbose=0, callbacks=callbacks, validation_data=validation).history
     rows = [
         {"epoch": i + 1, "loss": float(history["loss"][i]), "accuracy": float(history["accuracy"][i]),
          "images_per_s": round(rates[i], 2),
-         **({"held_out_accuracy": float(history["val_accuracy"][i])} if stop is not None else {})}
+         **{f"held_out_{name}": float(history[f"val_{name}"][i]) for name in ("accuracy", "agreement") if f"val_{name}" in history}}
         for i in range(len(history["loss"]))
     ]
-    return rows, _stopping_record(rows, epochs, patience, stop, watch_from)
+    return rows, _stopping_record(rows, epochs, patience, stop, watch_from, monitor, start)
 
 
-def _stopping_record(rows: list[dict], epochs: int, patience: int, stop: Split | None, watch_from: int) -> dict:
+def _from_start(stopping, value: float):
+    """`stopping` (a Keras EarlyStopping restoring its best weights) with the model as it is now as
+    its best so far (epoch 0, `value` held out): an epoch must beat it to be kept."""
+    begin = stopping.on_train_begin
+
+    def on_train_begin(logs=None):
+        begin(logs)
+        stopping.best, stopping.best_weights, stopping.best_epoch = value, stopping.model.get_weights(), -1
+
+    stopping.on_train_begin = on_train_begin
+    return stopping
+
+
+def _stopping_record(rows: list[dict], epochs: int, patience: int, stop: Split | None, watch_from: int,
+                     monitor: str = "accuracy", start: dict | None = None) -> dict:
     if patience == 0:
         return {"status": "off"}
     if stop is None:
         return {"status": "off", "reason": f"a class has fewer than {int(1 / STOP_HOLDOUT)} training images to hold out"}
+    key = f"held_out_{monitor}"
     watched = rows[watch_from:] or rows
-    best = max(watched, key=lambda r: r["held_out_accuracy"])  # the first watched epoch reaching the best accuracy
+    candidates = ([{"epoch": 0, **start}] if start else []) + watched
+    best = max(candidates, key=lambda r: r[key])  # the first candidate reaching the best figure
     return {"status": "stopped" if len(rows) < epochs else "ran every epoch", "patience": patience,
-            "held_out_images": len(stop), "epochs_run": len(rows), "watched_from_epoch": watched[0]["epoch"],
-            "best_epoch": best["epoch"], "best_held_out_accuracy": best["held_out_accuracy"]}
+            "held_out_images": len(stop), "epochs_run": len(rows), "watched_from_epoch": candidates[0]["epoch"],
+            "monitor": monitor, "best_epoch": best["epoch"], f"best_{key}": best[key],
+            **({"start": start} if start else {})}
 
 
 def _watched_from(epochs: int) -> int:

@@ -123,11 +123,17 @@ class QatStage(Stage):
             qat_model, train, prep, epochs=config.epochs,
             batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
             augment=config.augment, what="qat", patience=config.patience, watch_from=0,
+            # QAT keeps the float model's behaviour: watched on agreement with it when it is the teacher,
+            # and no fine-tuning at all is a candidate (the quantized model as the ranges left it).
+            monitor="agreement" if config.distill else "accuracy", start_is_candidate=True,
             teacher=load_float_model(inputs["teacher"]) if config.distill else None, distill=config.distill,
             callbacks=[training.freeze_batchnorm_after(qat_model, config.freeze_bn_after)] if config.freeze_bn_after else None,
         )
+        if stopping.get("best_epoch") == 0:
+            log.info("qat: no fine-tuning epoch beat the quantized model before it on %d held-out images; it is kept",
+                     stopping["held_out_images"])
         diverged = next((row["epoch"] for row in history if not math.isfinite(row["loss"])), None)
-        if diverged is not None:  # NaN weights make NaN ranges: no int8 model can come of it
+        if diverged is not None and stopping.get("best_epoch", diverged) >= diverged:  # NaN weights make NaN ranges: no int8 model can come of it
             return _unsupported(original, f"QAT fine-tuning diverged (loss NaN in epoch {diverged}); lower --qat-learning-rate",
                                 history=history)
         with quantize_scope():  # tfmot's, plus the preserving schemes' quantizers

@@ -43,6 +43,12 @@ def test_qat_batchnorm_freeze_is_opt_in_and_qat_may_keep_its_first_epoch(image_f
     rows = [{"epoch": e, "held_out_accuracy": a} for e, a in ((1, 0.97), (2, 0.90), (3, 0.84))]
     record = _stopping_record(rows, 3, 2, [0] * 31, watch_from=0)
     assert record["best_epoch"] == 1 and record["watched_from_epoch"] == 1
+    # ... and the model before any fine-tuning (epoch 0) too: an epoch must beat it, a tie keeps the start.
+    rows = [{"epoch": e, "held_out_agreement": a} for e, a in ((1, 0.99), (2, 0.98))]
+    record = _stopping_record(rows, 2, 2, [0] * 31, 0, "agreement", start={"held_out_agreement": 0.99})
+    assert (record["best_epoch"], record["best_held_out_agreement"], record["watched_from_epoch"]) == (0, 0.99, 0)
+    rows[1]["held_out_agreement"] = 1.0
+    assert _stopping_record(rows, 2, 2, [0] * 31, 0, "agreement", start={"held_out_agreement": 0.99})["best_epoch"] == 2
 
 
 def test_qat_of_a_user_model_adds_no_augmentation_unless_asked(trained_model_file, image_folder, tmp_path):
@@ -101,7 +107,7 @@ def test_a_diverged_qat_is_refused_not_converted(trained_model_file, image_folde
 
     def diverging(*args, **kwargs):
         history, stopping = fit(*args, **kwargs)
-        return [{**history[0], "loss": float("nan")}, *history[1:]], stopping
+        return [{**history[0], "loss": float("nan")}, *history[1:]], {**stopping, "best_epoch": 1}  # and epoch 1 kept
 
     monkeypatch.setattr(training, "fit", diverging)
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")  # the QAT stage runs in this process (jobs 1), patched
