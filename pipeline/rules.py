@@ -474,7 +474,8 @@ def qat(p: Planner, m: ModelPlan) -> None:
     teacher = {"teacher": (m.teacher if c.distill else None) or m.model} if distill else {}
     settings = {**p.fit_settings(m.prep), "augment": qat_augment(c, m.source)}
     m.qat = p.node(QatStage(), QatConfig(epochs=c.qat_epochs, learning_rate=c.qat_learning_rate, patience=c.early_stopping_patience,
-                                         freeze_bn_after=c.qat_freeze_bn_after, distill=distill, scheme=QAT_SCHEMES.get(_method(m), "default"), **settings),
+                                         freeze_bn_after=c.qat_freeze_bn_after, distill=distill, scheme=QAT_SCHEMES.get(_method(m), "default"),
+                                         calibration_images=c.calibration_images, **settings),
                    {"model": m.model, "data": m.data, **teacher}, label=m.name, fatal=True, resources={"GPU": 1})
 
     def fallback_or_stop(out: StageOutput) -> None:

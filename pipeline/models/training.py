@@ -52,7 +52,7 @@ def training_dataset(split: Split, prep: Preprocessing, *, batch_size: int, seed
     """tf.data over the training split: a new seeded order each epoch, uint8 batches read from the
     store in a Python generator, preprocessed (`preprocess_tf`) and augmented in TensorFlow in one
     thread, prefetched."""
-    from pipeline.augment import AUGMENTS, random_resized_crop_flip
+    from pipeline.augment import AUGMENTS, random_affine, random_resized_crop_flip
     from pipeline.tf_import import tensorflow
 
     if augment not in AUGMENTS:
@@ -75,9 +75,9 @@ def training_dataset(split: Split, prep: Preprocessing, *, batch_size: int, seed
         tf.TensorSpec((), tf.int64),
     )
     dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
-    if augment == "basic":
-        dataset = dataset.map(lambda x, y, step: (random_resized_crop_flip(preprocess_tf(tf, prep, x),
-                                                                             tf.stack([tf.constant(seed, tf.int64), step])), y))
+    if augment != "none":
+        transform = random_resized_crop_flip if augment == "basic" else random_affine
+        dataset = dataset.map(lambda x, y, step: (transform(preprocess_tf(tf, prep, x), tf.stack([tf.constant(seed, tf.int64), step])), y))
     else:
         dataset = dataset.map(lambda x, y, step: (preprocess_tf(tf, prep, x), y))
     # One input thread, its ops single-threaded: training's ops already use every core the stage may
@@ -100,10 +100,11 @@ def preprocess_tf(tf, prep: Preprocessing, images_uint8):
 def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: int, learning_rate: float, seed: int,
         augment: str, what: str, patience: int = 0, teacher=None, distill=None,
         callbacks: list | None = None, watch_from: int | None = None, monitor: str = "accuracy",
-        start_is_candidate: bool = False) -> tuple[list[dict], dict]:
+        start_is_candidate: bool = False, warmup_epochs: int = 0, weight_decay: float = 0.0) -> tuple[list[dict], dict]:
     """Adam with cosine decay on sparse labels, streaming the split; logs progress and one line per
     epoch; returns the history (with training images/s per epoch) and what early stopping did
-    (patience 0: off, every epoch runs). With a `teacher` (and `distill`, a DistillConfig), the
+    (patience 0: off, every epoch runs). `warmup_epochs`: the rate rises linearly from 0 over these
+    first epochs, then the cosine decay; `weight_decay`: AdamW's decoupled decay instead of Adam. With a `teacher` (and `distill`, a DistillConfig), the
     model learns from the teacher's soft targets too (pipeline/compress/distill.py); `model` is
     trained in place either way. `callbacks`: extra Keras callbacks (e.g. tfmot's
     UpdatePruningStep, which pruning needs). `watch_from`: the first epoch (0-based) early stopping
@@ -125,13 +126,16 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
         split, stop = parts
     dataset = training_dataset(split, prep, batch_size=batch_size, seed=seed, augment=augment)
     steps = epochs * int(np.ceil(len(split) / batch_size))
-    schedule = tf_keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1))
+    warmup = min(warmup_epochs * int(np.ceil(len(split) / batch_size)), steps - 1)
+    schedule = tf_keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1)) if warmup <= 0 else \
+        tf_keras.optimizers.schedules.CosineDecay(0.0, decay_steps=steps - warmup, warmup_target=learning_rate, warmup_steps=warmup)
+    optimizer = tf_keras.optimizers.AdamW(schedule, weight_decay=weight_decay) if weight_decay else tf_keras.optimizers.Adam(schedule)
     if teacher is not None:
         from pipeline.compress.distill import DistillConfig, distiller
 
         model = distiller(model, teacher, distill or DistillConfig())
     model.compile(
-        optimizer=tf_keras.optimizers.Adam(schedule),
+        optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -149,7 +153,7 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
             logs = logs or {}
             seconds = time.perf_counter() - self.t0
             rates.append(len(split) / seconds)
-            held_out = f", held-out accuracy {logs['val_accuracy']:.3f}" if "val_accuracy" in logs else ""
+            held_out = "".join(f", held-out {name} {logs[f'val_{name}']:.3f}" for name in ("accuracy", "agreement") if f"val_{name}" in logs)
             log.info(
                 "  %s epoch %d/%d: loss %.4f, train accuracy %.3f%s (%.1f s, %.1f images/s)",
                 what, epoch + 1, epochs, logs.get("loss", float("nan")), logs.get("accuracy", float("nan")), held_out,

@@ -24,9 +24,11 @@ import numpy as np
 CALIBRATION_IMAGES = 512  # training images, in batches of the QAT batch size
 
 
-def observe_ranges(qat_model, batches: Iterable[np.ndarray]) -> int:
+def observe_ranges(qat_model, batches: Iterable[np.ndarray], overall: bool = False) -> int:
     """Set the quantizer ranges of `qat_model` (tfmot's quantize_model output) from these
-    preprocessed batches; returns how many images it saw. The model's weights are not changed."""
+    preprocessed batches; returns how many images it saw. The model's weights are not changed.
+    `overall`: each activation range is the min and max over all the images (as the TFLite
+    converter's calibration measures int8-ptq's), not the mean of the batches' ranges."""
     from pipeline.tf_import import tfmot
 
     tfmot()
@@ -39,6 +41,11 @@ def observe_ranges(qat_model, batches: Iterable[np.ndarray]) -> int:
     def training_branch(original, moving_average: bool):
         def quantize(*args, **kwargs):
             kwargs["is_training"] = True  # update the range from this tensor, whatever Keras' training flag says
+            if moving_average and overall and decay["value"] > 0:
+                # after the first batch (which replaced tfmot's [-6, 6]): widen to this batch's range
+                kwargs.pop("ema_decay", None)
+                kwargs.pop("per_channel", None)  # activations: per-tensor in the 8-bit scheme
+                return originals["AllValuesQuantize"](*args, **kwargs)
             if moving_average:
                 kwargs["ema_decay"] = decay["value"]
             return original(*args, **kwargs)

@@ -48,6 +48,9 @@ class QatConfig(FitConfig):
     # tfmot scheme (pipeline.compress.common.QAT_SCHEMES): "prune-preserve" / "cluster-preserve"
     # keep a sparse or clustered model's zeros / shared values through QAT.
     scheme: Literal["default", "prune-preserve", "cluster-preserve", "prune-cluster-preserve"] = "default"
+    # The activation ranges QAT starts from: int8-ptq's calibration images (--calibration-images), the
+    # min and max over them, as the converter measures int8-ptq's (pipeline/quant/qat_ranges.py).
+    calibration_images: int = CALIBRATION_IMAGES
 
     def recipe(self) -> str:
         teacher = (f"distilled (T {self.distill.temperature:g}, soft-target weight {self.distill.alpha:g})" if self.distill
@@ -101,7 +104,7 @@ class QatStage(Stage):
         prep = Preprocessing.from_dict(config.preprocessing)
         original = load_float_model(inputs["model"])
         # Read once: the activation ranges are measured on these; a rewrite is checked on the first of them.
-        images = prep.apply(calibration_images(inputs["data"], CALIBRATION_IMAGES, config.seed))
+        images = prep.apply(calibration_images(inputs["data"], config.calibration_images, config.seed))
         model, rewritten = rewrite_for_qat(original)
         rewrites = {}
         if rewritten:
@@ -117,7 +120,8 @@ class QatStage(Stage):
             return _unsupported(original, str(e))
         if config.scheme in REBUILT_SCHEMES:
             model.save(workdir / QAT_SOURCE_FILE)
-        observed = observe_ranges(qat_model, (images[i : i + config.batch_size] for i in range(0, len(images), config.batch_size)))
+        observed = observe_ranges(qat_model, (images[i : i + config.batch_size] for i in range(0, len(images), config.batch_size)),
+                                  overall=True)
         train = open_split(inputs["data"], "train")
         history, stopping = training.fit(
             qat_model, train, prep, epochs=config.epochs,
