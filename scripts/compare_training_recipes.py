@@ -30,6 +30,7 @@ RECIPES = {
     "none": {"augment": "none"},
     "basic": {"augment": "basic"},
     "affine": {"augment": "affine"},
+    "affine+no-early-stop": {"augment": "affine", "patience": 0},
     "affine+warmup": {"augment": "affine", "warmup_epochs": 2},
     "affine+warmup+wd": {"augment": "affine", "warmup_epochs": 2, "weight_decay": 0.004},
     "warmup": {"augment": None, "warmup_epochs": 2},

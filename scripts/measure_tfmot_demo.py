@@ -73,7 +73,7 @@ def main() -> None:
     calibration = prep.apply(calibration_images(data, 100, 0))
     rows = {}
     for name, source, scheme in (("dense", train, "default"), ("sparse", sparse, "prune-preserve"), ("clustered", clustered, "cluster-preserve")):
-        qat = runner.run(QatStage(), QatConfig(preprocessing=p, epochs=args.qat_epochs, batch_size=64, learning_rate=1e-4, seed=0,
+        qat = runner.run(QatStage(), QatConfig(calibration_images=200, preprocessing=p, epochs=args.qat_epochs, batch_size=64, learning_rate=1e-4, seed=0,
                                                scheme=scheme), {"model": source, "data": data}, label=name)
         float_model = load_float_model(source)
         int8 = tflite.convert(load_qat_model(qat), "int8-qat", calibration)

@@ -10,18 +10,18 @@ points that int8-ptq, calibrated on the same images, did not.
 So, like the observers other QAT tools run before fine-tuning, the QAT stage first runs the
 quantized model over some training images in inference mode (BatchNorm on its moving statistics,
 as in the artifact) with every quantizer in its training branch: weight ranges from the weights,
-input ranges accumulated, activation ranges the running mean of each batch's min and max (what
-tfmot's moving average settles to). Fine-tuning then starts from the data's ranges and tfmot's
-average follows them. Hand-written because tfmot has no API to set the ranges: the quantizers' ops
-in its quant_ops module are swapped for the length of this call only.
+input ranges accumulated, activation ranges either the running mean of each batch's min and max
+(what tfmot's moving average settles to) or, as the QAT stage asks, the min and max over all the
+images: int8-ptq's calibration, so QAT starts where int8-ptq is (measured better on photographs,
+docs/int8.md). Fine-tuning then starts from the data's ranges and tfmot's average follows them.
+Hand-written because tfmot has no API to set the ranges: the quantizers' ops in its quant_ops
+module are swapped for the length of this call only.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 import numpy as np
-
-CALIBRATION_IMAGES = 512  # training images, in batches of the QAT batch size
 
 
 def observe_ranges(qat_model, batches: Iterable[np.ndarray], overall: bool = False) -> int:

@@ -20,7 +20,7 @@ from pipeline.compress.distill import DistillConfig
 from pipeline.compress.common import quantize_scope
 from pipeline.data import Preprocessing
 from pipeline.models import training
-from pipeline.quant.qat_ranges import CALIBRATION_IMAGES, observe_ranges
+from pipeline.quant.qat_ranges import observe_ranges
 from pipeline.quant.qat_rewrites import rewrite_for_qat
 from pipeline.stages.base import FitConfig, Stage, StageOutput
 from pipeline.stages.data import calibration_images, open_split
@@ -50,7 +50,7 @@ class QatConfig(FitConfig):
     scheme: Literal["default", "prune-preserve", "cluster-preserve", "prune-cluster-preserve"] = "default"
     # The activation ranges QAT starts from: int8-ptq's calibration images (--calibration-images), the
     # min and max over them, as the converter measures int8-ptq's (pipeline/quant/qat_ranges.py).
-    calibration_images: int = CALIBRATION_IMAGES
+    calibration_images: int
 
     def recipe(self) -> str:
         teacher = (f"distilled (T {self.distill.temperature:g}, soft-target weight {self.distill.alpha:g})" if self.distill

@@ -56,7 +56,7 @@ def test_sparsity_stage_writes_a_sparse_plain_model_that_prune_preserving_qat_ta
     assert model.count_params() == result["params"]
     qat_dir = tmp_path / "qat"
     qat_dir.mkdir()
-    qat = QatStage().run(QatConfig(preprocessing=_prep(), epochs=1, batch_size=8, learning_rate=1e-4, seed=0, scheme="prune-preserve"),
+    qat = QatStage().run(QatConfig(calibration_images=200, preprocessing=_prep(), epochs=1, batch_size=8, learning_rate=1e-4, seed=0, scheme="prune-preserve"),
                          {"model": sparse, "data": inputs["data"]}, qat_dir)
     assert qat["status"] == "ok" and qat["scheme"] == "prune-preserve"
     loaded = load_qat_model(StageOutput("qat", "q", qat_dir, qat, False, 0.0))

@@ -43,6 +43,18 @@ def test_ranges_become_the_running_mean_of_each_batch_range():
     assert high == pytest.approx(expected, rel=0.02)  # the input's own 8-bit rounding moves it a little
 
 
+def test_overall_ranges_are_the_min_and_max_over_every_batch_as_ptq_calibration_measures():
+    model = _float_model()
+    qat = quantize(model)
+    batches = _batches()
+    relu = keras().Model(model.input, model.get_layer("relu").output)
+    expected = max(relu(b, training=False).numpy().max() for b in batches)
+    assert observe_ranges(qat, iter(batches), overall=True) == 64
+    low, high = _range(qat, "quant_relu")
+    assert low == 0.0 and high == pytest.approx(expected, rel=0.02)
+    assert high > np.mean([relu(b, training=False).numpy().max() for b in batches])  # wider than the running mean
+
+
 def test_observing_changes_no_trained_weight_and_brings_the_quantized_model_to_the_float_one():
     model = _float_model()
     qat = quantize(model)
