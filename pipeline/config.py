@@ -63,9 +63,9 @@ class BuildConfig(BaseModel):
     # under int8 arithmetic; "labels": the labels alone (docs/int8.md).
     qat_teacher: Literal["float", "labels"] = "float"
     # Training-time augmentation of the training split (pipeline/augment.py), float training and QAT.
-    # None: "basic" on an image folder, "none" on the demo digits (a flipped or cropped digit is
-    # another digit, or none).
-    augment: Literal["none", "basic"] | None = None
+    # None: "basic" on an image folder, "affine" on the demo digits (a flipped or cropped digit is
+    # another digit, or none; a shifted, slightly turned or scaled one is the same digit).
+    augment: Literal["none", "basic", "affine"] | None = None
     # Validation images every accuracy figure uses: a seeded sample of at most this many (0: all).
     val_max_images: int = Field(default=2000, ge=0)
     require_qat: bool = False
@@ -281,10 +281,10 @@ def load_config(config_path: Path | None = None, overrides: dict[str, Any] | Non
 
 
 def resolved_augment(config: BuildConfig) -> str:
-    """The training augmentation: as given, else basic on photographs and none on the digits."""
+    """The training augmentation: as given, else basic on photographs and affine on the digits."""
     if config.augment is not None:
         return config.augment
-    return "none" if config.data == "demo" else "basic"
+    return "affine" if config.data == "demo" else "basic"
 
 
 def qat_augment(config: BuildConfig, source: str) -> str:

@@ -31,6 +31,8 @@ RECIPES = {
     "basic": {"augment": "basic"},
     "affine": {"augment": "affine"},
     "affine+no-early-stop": {"augment": "affine", "patience": 0},
+    "lr1e-2+no-early-stop": {"augment": None, "patience": 0, "learning_rate": 1e-2},
+    "none+no-early-stop": {"augment": "none", "patience": 0},
     "affine+warmup": {"augment": "affine", "warmup_epochs": 2},
     "affine+warmup+wd": {"augment": "affine", "warmup_epochs": 2, "weight_decay": 0.004},
     "warmup": {"augment": None, "warmup_epochs": 2},
@@ -84,7 +86,8 @@ def main() -> None:
                     model = architectures.build(name, args.size, classes, args.alpha)
                     training.use_fast_batchnorm(model)
                     t0 = time.perf_counter()
-                    _, stopping = training.fit(model, train, prep, epochs=args.epochs, batch_size=64, learning_rate=args.learning_rate,
+                    learning_rate = settings.pop("learning_rate", args.learning_rate)
+                    _, stopping = training.fit(model, train, prep, epochs=args.epochs, batch_size=64, learning_rate=learning_rate,
                                                seed=seed, augment=augment, what=f"{name} {recipe}",
                                                **{"patience": 5, **settings})
                     seconds = time.perf_counter() - t0

@@ -21,6 +21,11 @@ is not independent of training. It is a real-photograph check (natural image sta
 texture, JPEG/PNG content) that the 8x8 digits cannot give, not an ImageNet-style benchmark.
 Small crops make it harder (a crop of sky, wall or hair can look alike across photos).
 
+A second kind (`--kind faces-textures`, issue 28): `face` and `nonface` are 100 distinct
+photographs each (scikit-image's subset of Labeled Faces in the Wild, 25x25 grey, upscaled; so
+their images are independent, unlike crops), beside the grey textures `brick`, `grass`, `gravel`
+(crops); `--per-class 100` gives 500 images.
+
 The default set (8 colour classes x 60 = 480 images, 96x96 PNG) is for accuracy checks; for a
 data-scale benchmark ask for many, e.g. `--per-class 4000 --size 256 --format jpg` (32,000 JPEGs).
 The source photos are small (short side 300-512 px), so 256x256 images from small crops are
@@ -60,6 +65,15 @@ SOURCES: dict[str, list[tuple[str, str]]] = {
     "cameraman": [("skimage", "data/camera.png")],
 }
 DEFAULT_CLASSES = ["astronaut", "cat", "coffee", "rocket", "motorcycle", "temple", "flower", "portrait"]
+# class -> (package, .npy inside it, first, end): classes of distinct photographs, one image each, not
+# crops of one photo: scikit-image's subset of Labeled Faces in the Wild (25x25 grey, values 0-1;
+# 100 faces, then 100 patches of the same photographs without a face).
+DISTINCT: dict[str, tuple[str, str, int, int]] = {
+    "face": ("skimage", "data/lfw_subset.npy", 0, 100),
+    "nonface": ("skimage", "data/lfw_subset.npy", 100, 200),
+}
+# The second kind of set (issue 28): textures cut from three photos and faces / non-faces of many.
+KINDS = {"crops": DEFAULT_CLASSES, "faces-textures": ["face", "nonface", "brick", "grass", "gravel"]}
 
 
 def package_dir(package: str) -> Path:
@@ -74,7 +88,7 @@ def package_dir(package: str) -> Path:
 def source_files(classes: list[str]) -> dict[str, list[Path]]:
     out = {}
     for name in classes:
-        paths = [package_dir(pkg) / rel for pkg, rel in SOURCES[name]]
+        paths = [package_dir(pkg) / rel for pkg, rel in ([DISTINCT[name][:2]] if name in DISTINCT else SOURCES[name])]
         for p in paths:
             if not p.is_file():
                 raise SystemExit(f"make_photo_set: {p} is missing from its installed package")
@@ -108,12 +122,9 @@ def write_set(out: Path, classes: list[str], per_class: int, size: int, fmt: str
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         for name in classes:
-            photos = [Image.open(p).convert("RGB") for p in files[name]]
-            # Per-class stream keyed by the class name: adding classes does not change the others.
-            rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
             (tmp / name).mkdir()
-            for i in range(per_class):
-                img = _crop(photos[i % len(photos)], rng, size, min_scale, max_scale)
+            for i, img in enumerate(_distinct(files[name][0], name, per_class, size) if name in DISTINCT else
+                                    _crops(files[name], name, per_class, size, seed, min_scale, max_scale)):
                 target = tmp / name / f"{name}_{i:05d}.{fmt}"
                 if fmt == "jpg":
                     img.save(target, quality=90)
@@ -123,14 +134,32 @@ def write_set(out: Path, classes: list[str], per_class: int, size: int, fmt: str
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {name: per_class for name in classes}
+    return {name: len(list((out / name).iterdir())) for name in classes}
+
+
+def _crops(files: list[Path], name: str, count: int, size: int, seed: int, min_scale: float, max_scale: float):
+    photos = [Image.open(p).convert("RGB") for p in files]
+    # Per-class stream keyed by the class name: adding classes does not change the others.
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    for i in range(count):
+        yield _crop(photos[i % len(photos)], rng, size, min_scale, max_scale)
+
+
+def _distinct(file: Path, name: str, count: int, size: int):
+    """The class's own photographs, at most `count` (there are no more), resized."""
+    first, end = DISTINCT[name][2:]
+    for image in np.load(file)[first : min(end, first + count)]:
+        yield Image.fromarray(np.round(image * 255).astype(np.uint8)).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path)
-    ap.add_argument("--classes", default=",".join(DEFAULT_CLASSES),
-                    help=f"comma-separated, from: {', '.join(SOURCES)}")
+    ap.add_argument("--classes", default=None,
+                    help=f"comma-separated, from: {', '.join([*SOURCES, *DISTINCT])} [those of --kind]")
+    ap.add_argument("--kind", choices=list(KINDS), default="crops",
+                    help="crops: 8 colour classes, crops of one or two photos each; faces-textures: faces and "
+                         "non-faces (100 distinct photographs each, 25x25 grey upscaled) and three grey textures (crops)")
     ap.add_argument("--per-class", type=int, default=60)
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--format", choices=["png", "jpg"], default="png")
@@ -138,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-scale", type=float, default=0.15, help="smallest crop, fraction of short side")
     ap.add_argument("--max-scale", type=float, default=0.6, help="largest crop, fraction of short side")
     args = ap.parse_args(argv)
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-    unknown = [c for c in classes if c not in SOURCES]
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else KINDS[args.kind]
+    unknown = [c for c in classes if c not in SOURCES and c not in DISTINCT]
     if unknown or len(set(classes)) < 2:
-        ap.error(f"--classes: need at least 2 distinct classes from {', '.join(SOURCES)}; got {unknown or classes}")
+        ap.error(f"--classes: need at least 2 distinct classes from {', '.join([*SOURCES, *DISTINCT])}; got {unknown or classes}")
     if args.per_class < 1 or args.size < 8 or not 0 < args.min_scale <= args.max_scale <= 1:
         ap.error("need --per-class >= 1, --size >= 8 and 0 < --min-scale <= --max-scale <= 1")
     counts = write_set(args.out, classes, args.per_class, args.size, args.format, args.seed,

@@ -70,3 +70,13 @@ def test_rejects_unknown_class_and_existing_out(mps, tmp_path, capsys):
     (tmp_path / "y").mkdir()
     with pytest.raises(SystemExit, match="already exists"):
         mps.write_set(tmp_path / "y", ["cat", "coffee"], 1, 16, "png", seed=0)
+
+
+def test_faces_textures_kind_has_distinct_face_photographs(mps, tmp_path):
+    out = tmp_path / "ft"
+    assert mps.main([str(out), "--kind", "faces-textures", "--per-class", "120", "--size", "32"]) == 0
+    counts = {p.name: len(list(p.iterdir())) for p in out.iterdir()}
+    assert counts == {"face": 100, "nonface": 100, "brick": 120, "grass": 120, "gravel": 120}  # 100 photographs each, no more
+    faces = _pixels(out / "face")
+    assert len({a.tobytes() for a in faces.values()}) == 100  # each its own photograph
+    assert Image.open(next((out / "nonface").iterdir())).size == (32, 32)

@@ -56,20 +56,42 @@ def test_training_batches_come_from_the_training_split_only(data_out, monkeypatc
 
 
 @pytest.mark.slow
-def test_basic_augmentation_is_seeded_and_none_is_the_plain_preprocessing(data_out):
+@pytest.mark.parametrize("augment", ["basic", "affine"])
+def test_augmentation_is_seeded_and_none_is_the_plain_preprocessing(data_out, augment):
     from pipeline.models import training
 
     train = data_stage.open_split(data_out, "train")
     make = lambda augment, seed: training.training_dataset(train, PREP, batch_size=8, seed=seed, augment=augment)  # noqa: E731
-    plain, basic, again, other = _epoch(make("none", 0)), _epoch(make("basic", 0)), _epoch(make("basic", 0)), _epoch(make("basic", 1))
-    for (x, y), (xb, yb), (xa, _), (xo, _) in zip(plain, basic, again, other):
+    plain, changed, again, other = _epoch(make("none", 0)), _epoch(make(augment, 0)), _epoch(make(augment, 0)), _epoch(make(augment, 1))
+    for (x, y), (xb, yb), (xa, _), (xo, _) in zip(plain, changed, again, other):
         assert np.array_equal(y, yb) and xb.shape == x.shape
         assert np.array_equal(xb, xa) and not np.allclose(xb, x)
     # "none" is exactly Preprocessing.apply of the stored images, in the epoch's seeded order.
     order = np.sort(np.random.default_rng([0, 0]).permutation(len(train))[:8])
     assert np.array_equal(plain[0][0], PREP.apply(train.read(order)[0]))
-    assert not all(np.allclose(a[0], b[0]) for a, b in zip(basic, _epoch(make("basic", 1))))
-    assert len(other) == len(basic)
+    assert not all(np.allclose(a[0], b[0]) for a, b in zip(changed, other))
+    assert len(other) == len(changed)
+
+
+def test_affine_moves_rotates_and_scales_about_the_centre_and_identity_changes_nothing():
+    from pipeline.augment import affine
+    from pipeline.tf_import import tensorflow
+
+    tf = tensorflow()
+    image = np.zeros((1, 9, 9, 1), np.float32)
+    image[0, 4, 6, 0] = 1.0  # x 6, y 4: two pixels right of the centre
+
+    def moved(angle, scale, shift):
+        out = affine(tf.constant(image), tf.constant([angle], tf.float32), tf.constant([scale], tf.float32),
+                     tf.constant([shift], tf.float32)).numpy()[0, ..., 0]
+        return tuple(int(i) for i in np.unravel_index(out.argmax(), out.shape)), out
+
+    position, out = moved(0.0, 1.0, [0.0, 0.0])
+    assert position == (4, 6) and np.array_equal(out, image[0, ..., 0])
+    assert moved(0.0, 1.0, [2.0, 0.0])[0] == (4, 8)  # shifted 2 pixels right
+    assert moved(0.0, 1.0, [0.0, -3.0])[0] == (1, 6)  # 3 up
+    assert moved(np.pi / 2, 1.0, [0.0, 0.0])[0] == (6, 4)  # a quarter turn about (4, 4)
+    assert moved(0.0, 2.0, [0.0, 0.0])[0] == (4, 8)  # twice as far from the centre
 
 
 @pytest.mark.slow

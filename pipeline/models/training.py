@@ -22,6 +22,11 @@ STOP_HOLDOUT = 0.1
 # can score chance on held-out images for their first epochs (measured on the photo set: MobileNet
 # V2 and ShuffleNet V2 stopped at epoch 6 of 15, keeping epoch 1's chance-level weights).
 STOP_WATCH_FROM = 0.5
+# Training on the labels stops early only when its hold-out has this many images: on fewer, one image
+# is half a point or more, and the epoch it picks is noise (the demo digits' 139 stopped MobileNet
+# V1 at epoch 16 of 20, best epoch 11, 2.5 points below running every epoch; docs/training.md).
+# Below it, every epoch runs on every training image (the cosine decay's end is the model kept).
+MIN_STOP_HELD_OUT = 200
 
 
 def holdout_mask(labels: np.ndarray, seed: int) -> np.ndarray | None:
@@ -100,11 +105,13 @@ def preprocess_tf(tf, prep: Preprocessing, images_uint8):
 def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: int, learning_rate: float, seed: int,
         augment: str, what: str, patience: int = 0, teacher=None, distill=None,
         callbacks: list | None = None, watch_from: int | None = None, monitor: str = "accuracy",
-        start_is_candidate: bool = False, warmup_epochs: int = 0, weight_decay: float = 0.0) -> tuple[list[dict], dict]:
+        start_is_candidate: bool = False, warmup_epochs: int = 0, weight_decay: float = 0.0,
+        min_held_out: int = 0) -> tuple[list[dict], dict]:
     """Adam with cosine decay on sparse labels, streaming the split; logs progress and one line per
     epoch; returns the history (with training images/s per epoch) and what early stopping did
     (patience 0: off, every epoch runs). `warmup_epochs`: the rate rises linearly from 0 over these
-    first epochs, then the cosine decay; `weight_decay`: AdamW's decoupled decay instead of Adam. With a `teacher` (and `distill`, a DistillConfig), the
+    first epochs, then the cosine decay; `weight_decay`: AdamW's decoupled decay instead of Adam.
+    `min_held_out`: early stopping only when its hold-out has at least this many images. With a `teacher` (and `distill`, a DistillConfig), the
     model learns from the teacher's soft targets too (pipeline/compress/distill.py); `model` is
     trained in place either way. `callbacks`: extra Keras callbacks (e.g. tfmot's
     UpdatePruningStep, which pruning needs). `watch_from`: the first epoch (0-based) early stopping
@@ -121,8 +128,10 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
     tensorflow().config.experimental.enable_op_determinism()
     watch_from = _watched_from(epochs) if watch_from is None else watch_from
     parts = holdout(split, seed) if patience > 0 else None
-    stop = None
-    if parts is not None:
+    stop, too_few = None, None
+    if parts is not None and len(parts[1]) < min_held_out:
+        too_few = len(parts[1])
+    elif parts is not None:
         split, stop = parts
     dataset = training_dataset(split, prep, batch_size=batch_size, seed=seed, augment=augment)
     steps = epochs * int(np.ceil(len(split) / batch_size))
@@ -181,6 +190,9 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
          **{f"held_out_{name}": float(history[f"val_{name}"][i]) for name in ("accuracy", "agreement") if f"val_{name}" in history}}
         for i in range(len(history["loss"]))
     ]
+    if too_few is not None:
+        return rows, {"status": "off", "reason": f"its hold-out would have {too_few} images, fewer than {min_held_out}: "
+                                                  "every epoch ran on every training image"}
     return rows, _stopping_record(rows, epochs, patience, stop, watch_from, monitor, start)
 
 

@@ -148,6 +148,8 @@ class _Assembly:
                 compression=self._compression(m) if m.parent else None,
                 pruning_sensitivity=schema.PruningSensitivity(**model["sensitivity"]) if "sensitivity" in model else None,
                 pretrained=schema.Pretrained(**model["pretrained"]) if "pretrained" in model else None,
+                training=schema.Training.from_result(model, m.model.config.learning_rate, m.model.config.epochs)
+                if m.model.stage.name == "train" else None,
             ))
         first = outcome(plans[0].data).result
         report = schema.Report(

@@ -44,6 +44,8 @@ def render(report: Report) -> str:
     lines += ["", *table_lines(tables.recommendations_table(report)), "## Models", "", *table_lines(tables.model_facts_table(report))]
     for model in report.models:
         lines += [f"## {model.name}", ""]
+        if model.training:
+            lines += [f"Trained here: {model.training.sentence()}.", ""]
         for target in metrics.targets(report):
             table = tables.artifacts_table(report, model.name, target)
             if table is not None:

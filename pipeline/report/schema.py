@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.7"  # 1.1 to 1.7 only added fields with defaults or made fields optional: 1.0 reports still load
+SCHEMA_VERSION = "1.8"  # 1.1 to 1.8 only added fields with defaults or made fields optional: 1.0 reports still load
 
 
 class _Strict(BaseModel):
@@ -267,6 +267,31 @@ class Pretrained(_Strict):
     fine_tune_learning_rate: float
 
 
+class Training(_Strict):
+    """1.8: how a built-in model was trained here (docs/training.md)."""
+    epochs: int
+    epochs_run: int
+    learning_rate: float
+    augment: str
+    early_stopping: str = Field(description="'stopped' or 'ran every epoch' (the best held-out epoch kept), or 'off'")
+    early_stopping_note: str | None = Field(default=None, description="why it was off (a hold-out too small to decide on)")
+    held_out_images: int | None = Field(default=None, description="training images early stopping held out and decided on")
+    best_epoch: int | None = None
+
+    @classmethod
+    def from_result(cls, result: dict, learning_rate: float, epochs: int) -> "Training":
+        """From the train stage's result and config."""
+        stopping = result["early_stopping"]
+        return cls(epochs=epochs, epochs_run=len(result["history"]), learning_rate=learning_rate, augment=result["augment"],
+                   early_stopping=stopping["status"], early_stopping_note=stopping.get("reason"),
+                   held_out_images=stopping.get("held_out_images"), best_epoch=stopping.get("best_epoch"))
+
+    def sentence(self) -> str:
+        early = (f"early stopping on {self.held_out_images} held-out images kept epoch {self.best_epoch} of {self.epochs_run}"
+                 if self.early_stopping != "off" else f"no early stopping ({self.early_stopping_note or 'off'})")
+        return f"{self.epochs} epochs, learning rate {self.learning_rate:g}, augment {self.augment}; {early}"
+
+
 class ModelInfo(_Strict):
     name: str
     source: str = Field(description="built-in architecture name or the model file given")
@@ -289,6 +314,7 @@ class ModelInfo(_Strict):
     pruning_sensitivity: PruningSensitivity | None = Field(
         default=None, description="filter pruning: top-1 with each channel group pruned alone, before fine-tuning")
     pretrained: Pretrained | None = Field(default=None, description="1.7: where a built-in model's starting weights came from")
+    training: Training | None = Field(default=None, description="1.8: a built-in model trained here: its recipe and early stopping")
 
 
 class DataInfo(_Strict):
@@ -298,7 +324,7 @@ class DataInfo(_Strict):
     skipped: dict[str, int]
     val_used: int | None = Field(default=None, description="validation images every accuracy figure used: all `val`, or a "
                                                             "seeded sample of --val-max-images")
-    augment: str | None = Field(default=None, description="training augmentation of built-in training and QAT: none or basic")
+    augment: str | None = Field(default=None, description="training augmentation of built-in training and QAT: none, basic or affine")
 
 
 class GateFailure(_Strict):
@@ -336,7 +362,7 @@ class Recommendation(_Strict):
 
 
 class Report(_Strict):
-    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8"] = SCHEMA_VERSION
     created: str
     command: str
     tools: dict[str, str]

@@ -69,7 +69,7 @@ class TrainStage(Stage):
         except ValueError as e:
             raise UserInputError(f"--model {config.architecture}: {e}") from e
         training.use_fast_batchnorm(model)
-        fit = dict(batch_size=config.batch_size, seed=config.seed, augment=config.augment)
+        fit = dict(batch_size=config.batch_size, seed=config.seed, augment=config.augment, min_held_out=training.MIN_STOP_HELD_OUT)
         prep = Preprocessing.from_dict(config.preprocessing)
         pretrained = None
         if config.pretrained:

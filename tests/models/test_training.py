@@ -48,6 +48,13 @@ def test_training_stops_when_held_out_accuracy_stops_improving_and_says_so(tmp_p
                           what="test", patience=3)
     assert off["status"] == "off" and "fewer than 10" in off["reason"]
 
+    # A hold-out too small to decide on (9 images here, 139 on the demo digits): no early stopping,
+    # every epoch on every training image.
+    rows, off = training.fit(tiny_model(), split, prep, epochs=2, batch_size=8, learning_rate=1e-2, seed=0, augment="none",
+                             what="test", patience=3, min_held_out=10)
+    assert off["status"] == "off" and "9 images, fewer than 10" in off["reason"]
+    assert len(rows) == 2 and all("held_out_accuracy" not in row for row in rows)
+
 
 def test_freeze_batchnorm_after_one_epoch_keeps_the_moving_statistics_from_then_on():
     from pipeline.models.training import freeze_batchnorm_after
