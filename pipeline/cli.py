@@ -130,7 +130,7 @@ def cli(ctx, debug):
 @click.option("--seed", type=int, help="Seed for the split, training and calibration sampling [0].")
 @click.option("--epochs", type=int, help="Float training epochs for built-in models [30].")
 @click.option("--batch-size", type=int, help="Training batch size [64].")
-@click.option("--learning-rate", type=float, help="Float training learning rate [0.002].")
+@click.option("--learning-rate", type=float, help="Float training learning rate [0.01].")
 @click.option("--qat-epochs", type=int, help="Quantization-aware fine-tuning epochs [3].")
 @click.option("--qat-teacher", type=click.Choice(["float", "labels"]),
               help="What QAT fine-tunes toward: the float model's outputs with the labels weighted in (float), or the labels alone [float].")
@@ -150,6 +150,7 @@ def cli(ctx, debug):
                    "magnitude = tfmot magnitude sparsity to --sparsity (docs/compression-tfmot.md) [none].")
 @click.option("--prune-keep-macs", type=float, help="Share of the MACs the pruned variant keeps at most, e.g. 0.5 [0.5].")
 @click.option("--prune-epochs", type=int, help="Fine-tuning epochs of the pruned variant [10].")
+@click.option("--prune-learning-rate", type=float, help="Fine-tuning learning rate of the pruned and sparse variants [0.002].")
 @click.option("--distill", is_flag=True, default=None, help="Pruned fine-tuning and QAT learn from the float model's soft targets too (knowledge distillation).")
 @click.option("--distill-temperature", type=float, help="Distillation temperature T [4].")
 @click.option("--distill-alpha", type=float, help="Weight of the soft targets in the distillation loss; 1 - alpha on the labels [0.7].")

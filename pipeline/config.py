@@ -52,7 +52,7 @@ class BuildConfig(BaseModel):
     # Float training (built-in architectures only) and quantization-aware fine-tuning.
     epochs: int = Field(default=30, ge=1)
     batch_size: int = Field(default=64, ge=1)
-    learning_rate: float = Field(default=2e-3, gt=0)
+    learning_rate: float = Field(default=1e-2, gt=0)  # measured: docs/training.md#the-recipe
     qat_epochs: int = Field(default=3, ge=1)
     qat_learning_rate: float = Field(default=1e-4, gt=0)
     # QAT epochs after which batch-norm statistics are frozen (training.freeze_batchnorm_after); 0: never,
@@ -83,6 +83,9 @@ class BuildConfig(BaseModel):
     prune: Literal["none", "l1-filter", "magnitude"] = "none"
     prune_keep_macs: float = Field(default=0.5, gt=0, lt=1)
     prune_epochs: int = Field(default=10, ge=1)
+    # The pruned (and sparse) variants' fine-tuning rate: the old training rate, at which they were
+    # measured (docs/compression.md, compression-tfmot.md); training from scratch now uses 1e-2.
+    prune_learning_rate: float = Field(default=2e-3, gt=0)
     distill: bool = False
     distill_temperature: float = Field(default=4.0, gt=0)
     distill_alpha: float = Field(default=0.7, ge=0, le=1)
@@ -95,7 +98,7 @@ class BuildConfig(BaseModel):
     sparsity_scope: Literal["pointwise", "all"] = "pointwise"
     # Fine-tuning while sparsity rises: at least sparsity_epochs and at least
     # compress.sparsity.MIN_STEPS optimizer steps (small data sets get more epochs); learning rate
-    # None: the training learning rate (docs/compression-tfmot.md: what 5e-4 for 5 epochs lost).
+    # None: prune_learning_rate (docs/compression-tfmot.md: what 5e-4 for 5 epochs lost).
     sparsity_epochs: int = Field(default=5, ge=1)
     sparsity_learning_rate: float | None = Field(default=None, gt=0)
     cluster: int = Field(default=0, ge=0)

@@ -393,7 +393,7 @@ def prune(p: Planner, m: ModelPlan) -> None:
     c = p.config
     if c.prune != "l1-filter" or not _compressible(m, "--prune l1-filter"):
         return
-    config = PruneConfig(method=c.prune, keep_macs=c.prune_keep_macs, epochs=c.prune_epochs, learning_rate=c.learning_rate,
+    config = PruneConfig(method=c.prune, keep_macs=c.prune_keep_macs, epochs=c.prune_epochs, learning_rate=c.prune_learning_rate,
                          patience=c.early_stopping_patience, distill=distill_config(c), **p.fit_settings(m.prep))
     _compressed_variant(p, m, PruneStage(), config, c.prune, f"p{round(100 * c.prune_keep_macs)}", prune_recipe(config))
 
@@ -404,7 +404,7 @@ def sparsity(p: Planner, m: ModelPlan) -> None:
     c = p.config
     if c.prune != "magnitude" or not _compressible(m, "--prune magnitude"):
         return
-    config = SparsityConfig(sparsity=c.sparsity, epochs=c.sparsity_epochs, learning_rate=c.sparsity_learning_rate or c.learning_rate,
+    config = SparsityConfig(sparsity=c.sparsity, epochs=c.sparsity_epochs, learning_rate=c.sparsity_learning_rate or c.prune_learning_rate,
                             scope=c.sparsity_scope, **p.fit_settings(m.prep))
     _compressed_variant(p, m, SparsityStage(), config, "sparsity", f"s{round(100 * c.sparsity)}",
                         {"method": "magnitude", "sparsity": c.sparsity})

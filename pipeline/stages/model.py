@@ -26,14 +26,14 @@ class TrainConfig(FitConfig):
     trusted: bool = False  # the pretrained file may hold Lambda layers
 
     def recipe(self) -> str:
+        recipe = super().recipe() + (f" if {training.MIN_STOP_HELD_OUT}+ images are held out" if self.patience else "")
         if not self.pretrained:
-            return super().recipe()
+            return recipe
         from pipeline.models import transfer
 
         head = min(transfer.HEAD_EPOCHS, self.epochs)
         return (f"from {self.pretrained}: head alone {head} epochs at {self.learning_rate:g}, then all layers "
-                f"{self.epochs - head} epochs at {self.learning_rate * transfer.FINE_TUNE_RATE:g}, batch norm frozen; "
-                + super().recipe())
+                f"{self.epochs - head} epochs at {self.learning_rate * transfer.FINE_TUNE_RATE:g}, batch norm frozen; " + recipe)
 
 
 class ImportConfig(StageConfig):
