@@ -140,7 +140,7 @@ def cli(ctx, debug):
               help="Training and QAT stop once accuracy on 10 %% of the training images held out has not improved for this many epochs; 0 runs every epoch [5].")
 @click.option("--augment", type=click.Choice(["none", "basic", "affine"]),
               help="Training augmentation for built-in training and QAT: basic = random resized crop + horizontal flip; "
-                   "affine = small shifts, turns and scaling, no flip [basic; affine on the demo digits].")
+                   "affine = small shifts, turns and scaling, no flip [affine].")
 @click.option("--val-max-images", type=int, help="Validation images each accuracy figure uses, a seeded sample (0: all) [2000].")
 @click.option("--sparsity", type=float, help="Share of the pruned weights set to zero by --prune magnitude [0.8].")
 @click.option("--cluster", type=click.IntRange(min=0), help="Also build a variant with this many shared values per kernel (tfmot weight clustering); 0: off [0].")

@@ -63,8 +63,8 @@ class BuildConfig(BaseModel):
     # under int8 arithmetic; "labels": the labels alone (docs/int8.md).
     qat_teacher: Literal["float", "labels"] = "float"
     # Training-time augmentation of the training split (pipeline/augment.py), float training and QAT.
-    # None: "basic" on an image folder, "affine" on the demo digits (a flipped or cropped digit is
-    # another digit, or none; a shifted, slightly turned or scaled one is the same digit).
+    # None: "affine" (small shifts, turns, scaling): measured on the digits and two kinds of photo
+    # sets, where "basic"'s crops and flips won only on the set cut as crops (docs/training.md).
     augment: Literal["none", "basic", "affine"] | None = None
     # Validation images every accuracy figure uses: a seeded sample of at most this many (0: all).
     val_max_images: int = Field(default=2000, ge=0)
@@ -284,10 +284,8 @@ def load_config(config_path: Path | None = None, overrides: dict[str, Any] | Non
 
 
 def resolved_augment(config: BuildConfig) -> str:
-    """The training augmentation: as given, else basic on photographs and affine on the digits."""
-    if config.augment is not None:
-        return config.augment
-    return "affine" if config.data == "demo" else "basic"
+    """The training augmentation: as given, else affine."""
+    return config.augment if config.augment is not None else "affine"
 
 
 def qat_augment(config: BuildConfig, source: str) -> str:

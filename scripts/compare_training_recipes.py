@@ -32,6 +32,8 @@ RECIPES = {
     "affine": {"augment": "affine"},
     "affine+no-early-stop": {"augment": "affine", "patience": 0},
     "lr1e-2+no-early-stop": {"augment": None, "patience": 0, "learning_rate": 1e-2},
+    "affine+lr2e-2+no-early-stop": {"augment": "affine", "patience": 0, "learning_rate": 2e-2},
+    "affine+lr5e-3+no-early-stop": {"augment": "affine", "patience": 0, "learning_rate": 5e-3},
     "none+no-early-stop": {"augment": "none", "patience": 0},
     "affine+warmup": {"augment": "affine", "warmup_epochs": 2},
     "affine+warmup+wd": {"augment": "affine", "warmup_epochs": 2, "weight_decay": 0.004},

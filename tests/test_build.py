@@ -138,7 +138,7 @@ def test_builtin_architecture_is_trained_on_the_data(image_folder, tmp_path):
     assert [h["epoch"] for h in history] == [1, 2]
     # The report says how: a few dozen images give early stopping no hold-out to decide on.
     training = model.training
-    assert (training.epochs, training.epochs_run, training.augment, training.early_stopping) == (2, 2, "basic", "off")
+    assert (training.epochs, training.epochs_run, training.augment, training.early_stopping) == (2, 2, "affine", "off")
     assert "fewer than" in training.early_stopping_note
     assert f"Trained here: {training.sentence()}." in (tmp_path / "report.md").read_text()
 

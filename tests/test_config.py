@@ -65,9 +65,9 @@ def test_missing_config_file(tmp_path: Path):
         load_config(tmp_path / "nope.yaml")
 
 
-def test_augmentation_defaults_to_affine_on_the_digits_and_basic_on_photographs():
+def test_augmentation_defaults_to_affine_on_the_digits_and_on_photographs():
     from pipeline.config import resolved_augment
 
     assert resolved_augment(load_config(overrides={"data": "demo"})) == "affine"
-    assert resolved_augment(load_config(overrides={"data": "photos"})) == "basic"
+    assert resolved_augment(load_config(overrides={"data": "photos"})) == "affine"
     assert resolved_augment(load_config(overrides={"data": "demo", "augment": "basic"})) == "basic"

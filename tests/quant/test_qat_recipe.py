@@ -29,7 +29,7 @@ def _planned(source, image_folder, out, **settings):
 def test_qat_learns_from_the_float_model_by_default(image_folder, tmp_path):
     m = _planned("squeezenet", image_folder, tmp_path)
     assert m.qat.config.distill is not None and m.qat.inputs["teacher"] is m.model
-    assert m.qat.config.augment == "basic"  # a built-in model: what its float training used
+    assert m.qat.config.augment == "affine"  # a built-in model: what its float training used
     labels = _planned("squeezenet", image_folder, tmp_path, qat_teacher="labels")
     assert labels.qat.config.distill is None and "teacher" not in labels.qat.inputs
 
