@@ -5,7 +5,7 @@ setup:
 	./scripts/setup.sh
 
 demo: setup
-	.venv/bin/deploy build --model all --data demo --alpha 0.5 --epochs 20 --out build/demo
+	.venv/bin/deploy build --model all --data demo --alpha 0.5 --out build/demo
 
 test:
 	./scripts/setup.sh test

@@ -1,7 +1,8 @@
 """qat: tensorflow-model-optimization's quantize_model (after the rewrites of
-pipeline/quant/qat_rewrites.py, checked equal in float), its activation ranges measured on training
-images (pipeline/quant/qat_ranges.py), then fine-tuned on the training split toward the float model
-(distilled from it by default, rules.qat).
+pipeline/quant/qat_rewrites.py, checked equal in float), its activation ranges measured on
+int8-ptq's calibration images (pipeline/quant/qat_ranges.py), then fine-tuned on the training split
+toward the float model (distilled from it by default, rules.qat). The best epoch on the held-out
+images is kept, the quantized model before fine-tuning among the candidates (docs/int8.md).
 
 A model tfmot cannot quantize is not an error here: the result says which layer (name
 and class) stopped it, and the build decides between falling back to PTQ and failing.
