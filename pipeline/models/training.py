@@ -111,7 +111,7 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
     epoch; returns the history (with training images/s per epoch) and what early stopping did
     (patience 0: off, every epoch runs). `warmup_epochs`: the rate rises linearly from 0 over these
     first epochs, then the cosine decay; `weight_decay`: AdamW's decoupled decay instead of Adam
-    (both measured by scripts/compare_training_recipes.py, neither a default: docs/training.md).
+    (for scripts/compare_training_recipes.py's comparisons, neither a default: docs/training.md).
     `min_held_out`: early stopping only when its hold-out has at least this many images. With a
     `teacher` (and `distill`, a DistillConfig), the model learns from the teacher's soft targets too
     (pipeline/compress/distill.py); `model` is trained in place either way. `callbacks`: extra Keras callbacks (e.g. tfmot's

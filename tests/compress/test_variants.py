@@ -58,7 +58,7 @@ def test_sparsity_and_clustering_make_variants_whose_qat_keeps_what_they_made(tm
     assert (sparse.name, sparse.compression) == ("squeezenet-s70", {"method": "magnitude", "sparsity": 0.7})
     assert (clustered.name, clustered.compression) == ("squeezenet-c8", {"method": "clustering", "clusters": 8})
     assert sparse.model.stage.name == "sparsity" and sparse.model.config.sparsity == 0.7
-    assert sparse.model.config.learning_rate == config.learning_rate  # sparsity_learning_rate None: training's
+    assert sparse.model.config.learning_rate == config.prune_learning_rate  # sparsity_learning_rate None: the pruning rate
     assert clustered.model.stage.name == "clustering" and clustered.model.config.clusters == 8
     assert (parent.qat.config.scheme, sparse.qat.config.scheme, clustered.qat.config.scheme) == (
         "default", "prune-preserve", "cluster-preserve")

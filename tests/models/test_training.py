@@ -78,3 +78,29 @@ def test_freeze_batchnorm_after_one_epoch_keeps_the_moving_statistics_from_then_
     assert bn.trainable  # again after training: a frozen BN in a tfmot wrapper broke saving the QAT model as .h5
     names = [w.name for w in qat.weights]
     assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("warmup_epochs, weight_decay", [(0, 0.0), (1, 0.004)])
+def test_the_schedule_is_cosine_decay_after_an_optional_linear_warm_up(tmp_path, warmup_epochs, weight_decay):
+    """The rate the optimizer used: from learning_rate (or 0, rising over the warm-up) down to 0 at the
+    last step; AdamW with its decay when weight_decay is given."""
+    from tests.conftest import tiny_model
+
+    labels = np.repeat([0, 1], 16)
+    images = np.random.default_rng(0).integers(0, 255, (len(labels), 16, 16, 3), np.uint8)
+    prep = Preprocessing(16, 16, "RGB", (127.5,) * 3, (127.5,) * 3)
+    model = tiny_model()
+    training.fit(model, _split(tmp_path, images, labels), prep, epochs=3, batch_size=8, learning_rate=1e-2, seed=0,
+                 augment="affine", what="test", warmup_epochs=warmup_epochs, weight_decay=weight_decay)
+    from pipeline.tf_import import keras
+
+    schedule, steps = keras().optimizers.schedules.deserialize(model.optimizer.get_config()["learning_rate"]), 3 * 4
+    rate = [float(schedule(step)) for step in range(steps + 1)]
+    assert int(model.optimizer.iterations) == steps and rate[-1] == pytest.approx(0.0, abs=1e-9)
+    if warmup_epochs:
+        assert rate[0] == 0.0 and rate[4] == pytest.approx(1e-2) and rate[2] == pytest.approx(5e-3)
+        assert type(model.optimizer).__name__ == "AdamW" and model.optimizer.weight_decay == pytest.approx(0.004)
+    else:
+        assert rate[0] == pytest.approx(1e-2) and rate[6] == pytest.approx(5e-3)  # half-way down the cosine
+        assert type(model.optimizer).__name__ == "Adam"
+    assert all(a >= b for a, b in zip(rate[4:], rate[5:]))  # only down after the warm-up

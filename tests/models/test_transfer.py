@@ -110,6 +110,6 @@ def test_dry_run_shows_the_training_recipe(tmp_path, image_folder):
         "precisions": ["fp32", "int8-qat"]}))
     train = next(line for line in lines if " train " in line)
     assert (f"from {tmp_path / 'backbone.keras'}: head alone 2 epochs at 0.01, then all layers 3 epochs at 0.001, batch norm "
-            "frozen; 5 epochs, learning rate 0.01, batch 64, augment basic") in train
+            "frozen; 5 epochs, learning rate 0.01, batch 64, augment affine") in train
     qat = next(line for line in lines if " qat " in line)
     assert "distilled (T 4, soft-target weight 0.7); 3 epochs, learning rate 0.0001" in qat
