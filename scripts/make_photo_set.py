@@ -121,8 +121,10 @@ def write_set(out: Path, classes: list[str], per_class: int, size: int, fmt: str
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        counts = {}
         for name in classes:
             (tmp / name).mkdir()
+            counts[name] = 0
             for i, img in enumerate(_distinct(files[name][0], name, per_class, size) if name in DISTINCT else
                                     _crops(files[name], name, per_class, size, seed, min_scale, max_scale)):
                 target = tmp / name / f"{name}_{i:05d}.{fmt}"
@@ -130,11 +132,12 @@ def write_set(out: Path, classes: list[str], per_class: int, size: int, fmt: str
                     img.save(target, quality=90)
                 else:
                     img.save(target)
+                counts[name] += 1
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {name: len(list((out / name).iterdir())) for name in classes}
+    return counts
 
 
 def _crops(files: list[Path], name: str, count: int, size: int, seed: int, min_scale: float, max_scale: float):

@@ -27,6 +27,9 @@ STOP_WATCH_FROM = 0.5
 # V1 at epoch 16 of 20, best epoch 11, 2.5 points below running every epoch; docs/training.md).
 # Below it, every epoch runs on every training image (the cosine decay's end is the model kept).
 MIN_STOP_HELD_OUT = 200
+# What early stopping can watch on the held-out images: top-1 on the labels, or top-1 agreement with
+# a teacher (pipeline/compress/distill.py tracks it).
+MONITORS = ("accuracy", "agreement")
 
 
 def holdout_mask(labels: np.ndarray, seed: int) -> np.ndarray | None:
@@ -114,8 +117,8 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
     (for scripts/compare_training_recipes.py's comparisons, neither a default: docs/training.md).
     `min_held_out`: early stopping only when its hold-out has at least this many images. With a
     `teacher` (and `distill`, a DistillConfig), the model learns from the teacher's soft targets too
-    (pipeline/compress/distill.py); `model` is trained in place either way. `callbacks`: extra Keras callbacks (e.g. tfmot's
-    UpdatePruningStep, which pruning needs). `watch_from`: the first epoch (0-based) early stopping
+    (pipeline/compress/distill.py); `model` is trained in place either way. `callbacks`: extra Keras
+    callbacks (e.g. tfmot's UpdatePruningStep, which pruning needs). `watch_from`: the first epoch (0-based) early stopping
     watches and may keep (default: half the epochs, for training from scratch; a fine-tuning of a
     trained model watches from 0, its first epoch may be its best). `monitor`: what early stopping
     watches on the held-out images, "accuracy" on the labels or, with a teacher, "agreement" with its
@@ -135,10 +138,11 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
     elif parts is not None:
         split, stop = parts
     dataset = training_dataset(split, prep, batch_size=batch_size, seed=seed, augment=augment)
-    steps = epochs * int(np.ceil(len(split) / batch_size))
-    warmup = min(warmup_epochs * int(np.ceil(len(split) / batch_size)), steps - 1)
-    schedule = tf_keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(steps, 1)) if warmup <= 0 else \
-        tf_keras.optimizers.schedules.CosineDecay(0.0, decay_steps=steps - warmup, warmup_target=learning_rate, warmup_steps=warmup)
+    steps_per_epoch = int(np.ceil(len(split) / batch_size))
+    steps = epochs * steps_per_epoch
+    warmup = max(0, min(warmup_epochs * steps_per_epoch, steps - 1))
+    schedule = tf_keras.optimizers.schedules.CosineDecay(0.0 if warmup else learning_rate, decay_steps=max(steps - warmup, 1),
+                                                         warmup_target=learning_rate if warmup else None, warmup_steps=warmup)
     optimizer = tf_keras.optimizers.AdamW(schedule, weight_decay=weight_decay) if weight_decay else tf_keras.optimizers.Adam(schedule)
     if teacher is not None:
         from pipeline.compress.distill import DistillConfig, distiller
@@ -163,14 +167,14 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
             logs = logs or {}
             seconds = time.perf_counter() - self.t0
             rates.append(len(split) / seconds)
-            held_out = "".join(f", held-out {name} {logs[f'val_{name}']:.3f}" for name in ("accuracy", "agreement") if f"val_{name}" in logs)
+            held_out = "".join(f", held-out {name} {logs[f'val_{name}']:.3f}" for name in MONITORS if f"val_{name}" in logs)
             log.info(
                 "  %s epoch %d/%d: loss %.4f, train accuracy %.3f%s (%.1f s, %.1f images/s)",
                 what, epoch + 1, epochs, logs.get("loss", float("nan")), logs.get("accuracy", float("nan")), held_out,
                 seconds, rates[-1],
             )
 
-    if monitor not in ("accuracy", "agreement") or (monitor == "agreement" and teacher is None):
+    if monitor not in MONITORS or (monitor == "agreement" and teacher is None):
         raise ValueError(f"early stopping cannot watch {monitor!r} here (accuracy, or agreement with a teacher)")
     callbacks = [EpochLog(), *(callbacks or [])]
     validation, start = None, None
@@ -188,7 +192,7 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
     rows = [
         {"epoch": i + 1, "loss": float(history["loss"][i]), "accuracy": float(history["accuracy"][i]),
          "images_per_s": round(rates[i], 2),
-         **{f"held_out_{name}": float(history[f"val_{name}"][i]) for name in ("accuracy", "agreement") if f"val_{name}" in history}}
+         **{f"held_out_{name}": float(history[f"val_{name}"][i]) for name in MONITORS if f"val_{name}" in history}}
         for i in range(len(history["loss"]))
     ]
     if too_few is not None:
