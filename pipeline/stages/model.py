@@ -32,8 +32,8 @@ class TrainConfig(FitConfig):
         from pipeline.models import transfer
 
         head = min(transfer.HEAD_EPOCHS, self.epochs)
-        return (f"from {self.pretrained}: head alone {head} epochs at {self.learning_rate:g}, then all layers "
-                f"{self.epochs - head} epochs at {self.learning_rate * transfer.FINE_TUNE_RATE:g}, batch norm frozen; " + recipe)
+        return (f"from {self.pretrained}: head alone {head} epoch{'s' if head != 1 else ''} at {self.learning_rate:g}, then all layers "
+                f"{self.epochs - head} epochs at {self.learning_rate * transfer.FINE_TUNE_RATE:g}; " + recipe)
 
 
 class ImportConfig(StageConfig):
