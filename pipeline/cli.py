@@ -160,11 +160,13 @@ def cli(ctx, debug):
 @click.option("--int8-fallback", type=click.Choice(["auto", "off"]),
               help="TFLite int8-ptq and ncnn int8: keep the worst layers in float when int8 loses more than --int8-budget (docs/int8.md) [auto].")
 @click.option("--int8-budget", type=float, help="Percent of images on which int8 may disagree with the float model (and points of top-1 it may lose) before the fallback acts [1.0].")
-@click.option("--formats", callback=_split, help="Comma-separated subset of tflite,ncnn,onnx [all].")
+@click.option("--formats", callback=_split, help="Comma-separated subset of tflite,ncnn,onnx,mnn [tflite,ncnn,onnx; mnn is opt-in].")
 @click.option("--ncnn-precisions", callback=_split, help="Comma-separated subset of fp32,fp16,int8 for ncnn [all].")
 @click.option("--ncnn-calibration", type=click.Choice(["kl", "percentile", "minmax", "mse", "auto"]), help="ncnn int8 activation calibration [mse: least squared error per blob]; kl as ncnn2table; auto: per layer the least measured error.")
 @click.option("--ncnn-percentile", type=float, help="Percentile of |activation| kept by --ncnn-calibration percentile [99.99].")
 @click.option("--ncnn-float-layers", callback=_split, help="ncnn layers kept in float in int8 artifacts: first, last or layer names [none].")
+@click.option("--mnn-precisions", callback=_split, help="Comma-separated subset of fp32,fp16,int8 for MNN [all].")
+@click.option("--mnn-calibration", type=click.Choice(["ema", "kl"]), help="MNN int8 activation ranges (mnnquant's EMA or KL) [ema].")
 @click.option("--input-shape", callback=_ints, help="ONNX input: N,C,H,W to fix dynamic dimensions to, e.g. 1,3,224,224.")
 @click.option("--coreml", is_flag=True, default=None, help="Also convert each float model to Core ML (.mlpackage) for the iOS app.")
 @click.option("--targets", callback=_split, help="Where to benchmark: host, arm64-emu, armv7-emu, adb[:SERIAL], ssh:USER@HOST[:PORT] "

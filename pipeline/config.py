@@ -16,6 +16,7 @@ INT8_PRECISIONS = ("int8-ptq", "int8-qat")
 BUILTIN_MODELS = ("mobilenet_v1", "mobilenet_v2", "shufflenet_v2", "squeezenet")
 FORMATS = ("tflite", "ncnn", "onnx")
 NCNN_PRECISIONS = ("fp32", "fp16", "int8")
+MNN_PRECISIONS = ("fp32", "fp16", "int8")
 
 # The demo digits are 8x8 pixels: 32x32 is the smallest size every built-in
 # architecture accepts, and anything larger only adds compute.
@@ -110,7 +111,8 @@ class BuildConfig(BaseModel):
     precisions: list[Precision] = Field(default_factory=lambda: list(PRECISIONS), min_length=1)
     calibration_images: int = Field(default=200, ge=1)
     io: Literal["float", "int8"] = "float"
-    formats: list[Literal["tflite", "ncnn", "onnx"]] = Field(default_factory=lambda: list(FORMATS), min_length=1)
+    # "mnn" is opt-in (docs/mnn.md): not in FORMATS, the default.
+    formats: list[Literal["tflite", "ncnn", "onnx", "mnn"]] = Field(default_factory=lambda: list(FORMATS), min_length=1)
     ncnn_precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: list(NCNN_PRECISIONS), min_length=1)
     # ncnn int8: activation calibration (mse, measured best in docs/int8-ncnn.md; kl as ncnn2table; percentile; minmax;
     # auto = per layer the least measured error among kl, percentile, mse) and
@@ -118,6 +120,9 @@ class BuildConfig(BaseModel):
     ncnn_calibration: Literal["kl", "percentile", "minmax", "mse", "auto"] = "mse"
     ncnn_percentile: float = Field(default=99.99, gt=0, le=100)
     ncnn_float_layers: list[str] = Field(default_factory=list)
+    mnn_precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: list(MNN_PRECISIONS), min_length=1)
+    # MNN int8: mnnquant's activation ranges (converters/mnn.py: ema measured far better than kl).
+    mnn_calibration: Literal["ema", "kl"] = "ema"
     # int8 float fallback, TFLite int8-ptq and ncnn int8 (docs/int8.md): "auto" keeps the worst layers
     # float while int8 disagrees with the float model on more than int8_budget % of a few hundred
     # training images, or (with 100+ never-fitted ones) loses more than int8_budget points of top-1

@@ -34,6 +34,7 @@ TOOLS = (
     Tool("onnxoptimizer", "fuses Keras' ZeroPadding2D into convolutions before pnnx", True, "pip install -e ."),
     Tool("ncnn", "ncnn runtime: verify, bench, int8 calibration", True, "pip install -e ."),
     Tool("pnnx", "ONNX -> ncnn (its standalone executable)", True, "scripts/setup.sh (pip install --no-deps pnnx)"),
+    Tool("mnn", "MNN: ONNX -> MNN, int8 quantization, runtime (--formats mnn)", True, "pip install -e ."),
     Tool("onnx2tf", "ONNX -> TFLite for ONNX input", True, "scripts/setup.sh (pip install --no-deps onnx2tf)"),
     Tool("onnxsim", "run by onnx2tf", True, "pip install -e ."),
 )

@@ -29,6 +29,7 @@ from pipeline.stages.convert import ConvertConfig, ConvertStage
 from pipeline.stages.coreml import CoreMLConfig, CoreMLStage
 from pipeline.stages.data import DataConfig, DataStage
 from pipeline.stages.model import ImportConfig, ImportStage, TrainConfig, TrainStage
+from pipeline.stages.mnn import MnnConvertConfig, MnnConvertStage
 from pipeline.stages.ncnn import NcnnConvertConfig, NcnnConvertStage
 from pipeline.stages.onnx import OnnxExportConfig, OnnxExportStage, OnnxImportConfig, OnnxImportStage
 from pipeline.stages.onnx_tflite import ONNX_TFLITE_PRECISIONS, Onnx2TfConfig, Onnx2TfStage, OnnxTfliteConfig, OnnxTfliteStage
@@ -108,6 +109,8 @@ class ModelPlan:
 
 
 Rule = Callable[["Planner", ModelPlan], None]
+# Formats whose runtime the emulators' root filesystems and phones lack (host and ssh boards only).
+HOST_AND_BOARD_FORMATS = ("onnx", "mnn")
 RULES: list[Rule] = []
 
 # Training inputs this large (pixels) get every core by default (Planner.train_threads). A trade,
@@ -341,7 +344,8 @@ class Planner:
     def artifact(self, m: ModelPlan, fmt: str, precision: str, converted: Node) -> ArtifactPlan:
         label = f"{m.name} {fmt} {precision}"
         is_int8 = precision in (*INT8_PRECISIONS, "int8")
-        verify = self.node(VerifyStage(), VerifyConfig(preprocessing=m.prep, check_int8=is_int8, **_sample(self.config)),
+        # MNN's Python API lists no op's precision: its int8 artifacts go unchecked (docs/mnn.md).
+        verify = self.node(VerifyStage(), VerifyConfig(preprocessing=m.prep, check_int8=is_int8 and fmt != "mnn", **_sample(self.config)),
                            {"artifact": converted, "data": m.data, "reference": m.reference}, label=label)
         benches = [(target, self.bench(converted, m.data, fmt, precision, label, target, threads))
                    for target in self.targets_for(fmt, label) for threads in self.threads]
@@ -350,8 +354,8 @@ class Planner:
         return planned
 
     def targets_for(self, fmt: str, label: str) -> list[Target]:
-        """The targets that can run this format: emulators and phones have no onnxruntime."""
-        usable = [t for t in self.targets if fmt != "onnx" or not isinstance(t, EmulatedTarget | AdbTarget)]
+        """The targets that can run this format: emulators and phones have no onnxruntime and no MNN."""
+        usable = [t for t in self.targets if fmt not in HOST_AND_BOARD_FORMATS or not isinstance(t, EmulatedTarget | AdbTarget)]
         for target in self.targets:
             if target not in usable:
                 log.warning("%s: not benchmarked on %s (no %s runtime there)", label, target.name, fmt)
@@ -373,7 +377,7 @@ class Planner:
         return self.node(
             BenchStage(),
             BenchConfig(target=target.name, target_identity=identity, threads=threads, warmup=c.warmup, runs=c.runs, ssh=ssh, adb=adb,
-                        fp16=fmt == "ncnn" and precision == "fp16", check_seed=c.seed),
+                        fp16=fmt in ("ncnn", "mnn") and precision == "fp16", check_seed=c.seed),
             {"artifact": converted, **check_data}, label=f"{label} {target.name} {threads} thread(s)",
             lease=MACHINE if on_this_machine else device_lease(target.name),
             resources={} if on_this_machine else {device_lease(target.name): 1},
@@ -592,6 +596,25 @@ def ncnn(p: Planner, m: ModelPlan) -> None:
 
 
 @rule
+def mnn(p: Planner, m: ModelPlan) -> None:
+    """ONNX -> MNN with MNN's converter, per MNN precision (int8 calibrated by mnnquant)."""
+    c = p.config
+    if "mnn" not in c.formats:
+        return
+    onnx_node = onnx_source(p, m)
+    for precision in c.mnn_precisions:
+        int8 = precision == "int8"
+        converted = p.node(
+            MnnConvertStage(),
+            MnnConvertConfig(model_name=m.name, precision=precision, preprocessing=m.prep,
+                             calibration_images=c.calibration_images if int8 else 0, seed=c.seed,
+                             calibration_method=c.mnn_calibration if int8 else "none"),
+            {"onnx": onnx_node, "data": m.data}, label=f"{m.name} mnn {precision}",
+        )
+        p.artifact(m, "mnn", precision, converted)
+
+
+@rule
 def on_arm_kernels(p: Planner, m: ModelPlan) -> None:
     """Every artifact's accuracy computed by each emulated target's own kernels (verify_target.py).
     Untimed, so no lease: it runs beside other work. --arm-val-images 0 turns it off."""
@@ -600,7 +623,7 @@ def on_arm_kernels(p: Planner, m: ModelPlan) -> None:
         return
     for a in m.artifacts:
         for target in p.targets:
-            if not isinstance(target, EmulatedTarget) or a.format == "onnx":  # no onnxruntime in the root filesystems
+            if not isinstance(target, EmulatedTarget) or a.format in HOST_AND_BOARD_FORMATS:  # not in the root filesystems
                 continue
             node = p.node(
                 VerifyTargetStage(),

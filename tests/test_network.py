@@ -39,12 +39,26 @@ def inet_calls(trace: str) -> list[tuple[str, str, int]]:
     return calls
 
 
+# execve("/path/to/program", ["argv0", "argv1", ...
+EXECVE = re.compile(r'^\d+\s+execve\("(?P<program>[^"]+)", \[(?P<argv>[^\]]*)')
+
+
+def executed(trace: str) -> list[str]:
+    """Every program an `strace -f` log saw started, with its arguments, as one line each."""
+    return [f"{m['program']} {m['argv']}" for m in map(EXECVE.match, trace.splitlines()) if m]
+
+
 def traced_deploy(tmp_path: Path, *args, env: dict | None = None) -> tuple[subprocess.CompletedProcess, list]:
+    result, trace = traced_deploy_log(tmp_path, *args, env=env)
+    return result, inet_calls(trace)
+
+
+def traced_deploy_log(tmp_path: Path, *args, env: dict | None = None) -> tuple[subprocess.CompletedProcess, str]:
     log = tmp_path / "strace.log"
-    command = [STRACE, "-f", "-qq", "-e", "trace=connect,bind,sendto,sendmsg", "-o", str(log),
+    command = [STRACE, "-f", "-qq", "-e", "trace=connect,bind,sendto,sendmsg,execve", "-o", str(log),
                sys.executable, "-m", "pipeline.cli", *map(str, args)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=1200, env={**os.environ, **(env or {})})
-    return result, inet_calls(log.read_text())
+    return result, log.read_text()
 
 
 def test_the_parser_sees_what_leaves_the_machine():
@@ -57,13 +71,21 @@ def test_the_parser_sees_what_leaves_the_machine():
     calls = inet_calls(trace)
     assert calls == [("connect", "10.255.255.53", 53), ("bind", "::", 0), ("connect", "::ffff:127.0.0.1", 41)]
     assert [c for c in calls if not _loopback(c[1])] == calls[:2]
+    started = executed('12 execve("/usr/bin/sh", ["sh", "-c", "pip install -U aliyun-log-python"...], 0x7ff /* 30 vars */) = 0\n'
+                       '13 +++ exited with 0 +++')
+    assert started == ['/usr/bin/sh "sh", "-c", "pip install -U aliyun-log-python"...']
 
 
-def test_a_local_build_makes_no_network_call(trained_model_file, image_folder, tmp_path):
-    result, calls = traced_deploy(tmp_path, "build", "--model", trained_model_file, "--data", image_folder,
-                                  "--out", tmp_path / "out", "--formats", "tflite,onnx,ncnn", *SMALL_BUILD)
+def test_a_local_build_makes_no_network_call_and_installs_nothing(trained_model_file, image_folder, tmp_path):
+    """MNN's console scripts would `pip install` a logging SDK and send usage records (converters/mnn.py)."""
+    result, trace = traced_deploy_log(tmp_path, "build", "--model", trained_model_file, "--data", image_folder,
+                                      "--out", tmp_path / "out", "--formats", "tflite,onnx,ncnn,mnn", *SMALL_BUILD)
     assert result.returncode == 0, result.stderr[-2000:]
+    calls = inet_calls(trace)
     assert [c for c in calls if not _loopback(c[1])] == []  # onnxruntime's telemetry asked DNS before no_telemetry
+    programs = executed(trace)
+    assert any("_tools" in p and "mnnquant" in p for p in programs)  # MNN's tools did run, in their child
+    assert [p for p in programs if "pip" in p.split()[0].rsplit("/", 1)[-1] or "pip install" in p] == []
 
 
 def test_a_local_ray_build_starts_fresh_and_stays_on_loopback(trained_model_file, image_folder, tmp_path):

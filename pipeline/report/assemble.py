@@ -31,7 +31,7 @@ log = logging.getLogger("deploy")
 
 REPORTED_TOOLS = (
     "mobile-deploy", "tensorflow", "tf-keras", "tensorflow-model-optimization",
-    "ai-edge-litert", "numpy", "scikit-learn", "tf2onnx", "onnx", "onnxruntime", "pnnx", "ncnn", "onnx2tf",
+    "ai-edge-litert", "numpy", "scikit-learn", "tf2onnx", "onnx", "onnxruntime", "pnnx", "ncnn", "onnx2tf", "mnn",
 )
 
 

@@ -197,7 +197,7 @@ class PruningSensitivity(_Strict):
 class Artifact(_Strict):
     id: str
     model: str
-    format: Literal["tflite", "ncnn", "onnx"]
+    format: Literal["tflite", "ncnn", "onnx", "mnn"]
     precision: Literal["fp32", "fp16", "dynamic-int8", "int8-ptq", "int8-qat", "int8"]
     path: str = Field(description="relative to the run folder")
     metadata_path: str = Field(description="labels, preprocessing and recipe, beside the artifact")

@@ -209,6 +209,8 @@ def delegate(b) -> str:
     """LiteRT's delegate, or the ncnn options that change speed (fp16 storage/arithmetic, packing);
     for fp16 artifacts, the arithmetic the target really used (x86 has no fp16 arithmetic)."""
     arithmetic = f", {b.arithmetic} arithmetic" if b.arithmetic else ""
+    if b.runtime == "mnn":
+        return f"precision {b.options.get('precision_mode', 'normal')}{arithmetic}"
     if b.runtime != "ncnn":
         return b.delegate + arithmetic
     fp16 = "fp16 on" if b.options.get("use_fp16_arithmetic") else "fp16 off"

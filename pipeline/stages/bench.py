@@ -26,7 +26,7 @@ class BenchConfig(StageConfig):
     runs: int
     ssh: SshOptions | None = None  # ssh targets only: how to reach the board and its Python
     adb: AdbOptions | None = None  # adb targets only: the benchmark binaries and the cool-down
-    fp16: bool = False  # ncnn: fp16 storage, packing and arithmetic
+    fp16: bool = False  # ncnn: fp16 storage, packing and arithmetic; MNN: precision mode low
     check_images: int = 64  # emulators and boards: validation images compared with the host (check_inputs.py)
     check_seed: int = 0
 
@@ -47,7 +47,7 @@ def host_identity() -> str:
 
 class BenchStage(Stage):
     name = "bench"
-    tools = ("ai-edge-litert", "ncnn", "onnxruntime", "numpy")
+    tools = ("ai-edge-litert", "ncnn", "onnxruntime", "mnn", "numpy")
     scripts = ("pipeline.targets.device_runner",)
     Config = BenchConfig
 

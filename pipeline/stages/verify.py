@@ -1,6 +1,7 @@
 """verify: run an artifact in its own runtime on the validation split; for int8, prove what computes in int8.
 
-TFLite runs in LiteRT (NHWC), ncnn in ncnn's Python runtime and ONNX in onnxruntime (both NCHW).
+TFLite runs in LiteRT (NHWC), ncnn in ncnn's Python runtime, ONNX in onnxruntime and MNN in MNN's
+Python runtime (NCHW).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class VerifyConfig(ValidationSampleConfig):
 
 class VerifyStage(Stage):
     name = "verify"
-    tools = ("ai-edge-litert", "ncnn", "onnxruntime", "numpy")
+    tools = ("ai-edge-litert", "ncnn", "onnxruntime", "mnn", "numpy")
     Config = VerifyConfig
 
     def run(self, config: VerifyConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
@@ -68,6 +69,11 @@ def predictor(artifact: StageOutput, threads: int | None = None):
 
         session = ort_runtime.predictor(path, threads)
         return lambda x_nhwc: session(to_nchw(x_nhwc))
+    if fmt == "mnn":
+        from pipeline.runtimes import mnn as mnn_runtime
+
+        mnn_session = mnn_runtime.predictor(path, artifact.result["precision"], threads or 1)
+        return lambda x_nhwc: mnn_session(to_nchw(x_nhwc))
     raise ValueError(f"unknown artifact format {fmt!r}")
 
 

@@ -35,8 +35,8 @@ def check_artifact_file(path: Path) -> None:
         from converters import onnx as onnx_converter
 
         onnx_converter.load(path)
-    else:
-        raise UserInputError(f"{path}: unknown artifact type '{suffix}'; deploy bench runs .tflite, .ncnn.param (with its .bin) and .onnx")
+    elif suffix != ".mnn":  # MNN's file has no identifier: the runner's load below checks it
+        raise UserInputError(f"{path}: unknown artifact type '{suffix}'; deploy bench runs .tflite, .ncnn.param (with its .bin), .onnx and .mnn")
     _check_loads(path)
 
 

@@ -1,6 +1,6 @@
 """Benchmark one model in this process and print one JSON object on stdout.
 
-    python device_runner.py MODEL.tflite|MODEL.ncnn.param|MODEL.onnx --threads N --warmup W --runs R
+    python device_runner.py MODEL.tflite|MODEL.ncnn.param|MODEL.onnx|MODEL.mnn --threads N --warmup W --runs R
                             [--seed S] [--fp16] [--no-xnnpack] [--inputs IN.npz] [--outputs OUT.npz]
                             [--probe COPY.tflite|COPY.onnx] [--logits NAME]
 
@@ -15,7 +15,8 @@ intermediate tensor otherwise; LiteRT's preserve-all-tensors mode would turn XNN
 
 The runtime follows the artifact: .tflite runs in a TFLite runtime (ai-edge-litert, else
 tflite-runtime), .param in ncnn (with the .bin beside it; --fp16 turns on ncnn's fp16
-storage, packing and arithmetic where the CPU has them), .onnx in onnxruntime's CPU provider.
+storage, packing and arithmetic where the CPU has them), .onnx in onnxruntime's CPU provider,
+.mnn in MNN's session API (--fp16: its low precision mode).
 Standalone on purpose: it is copied to ARM boards and emulated root filesystems, so it
 imports only the standard library, numpy and the one runtime it needs. Run it in a fresh
 process per measurement; the caller parses stdout. Every runtime gives the same JSON fields.
@@ -35,7 +36,7 @@ import time
 
 import numpy as np
 
-RUNNER_VERSION = 3
+RUNNER_VERSION = 4  # 4: .mnn models
 EXIT_BAD_MODEL = 2
 EXIT_RUNTIME_FAILED = 3
 XNNPACK_LOG_LINE = "Created TensorFlow Lite XNNPACK delegate"
@@ -375,8 +376,10 @@ def benchmark(args):
         return benchmark_ncnn(args)
     if args.model.endswith(".onnx"):
         return benchmark_onnx(args)
+    if args.model.endswith(".mnn"):
+        return benchmark_mnn(args)
     if not args.model.endswith(".tflite"):
-        raise RunnerError(f"unknown artifact type {args.model} (expected .tflite, .param or .onnx)", EXIT_BAD_MODEL)
+        raise RunnerError(f"unknown artifact type {args.model} (expected .tflite, .param, .onnx or .mnn)", EXIT_BAD_MODEL)
     return benchmark_tflite(args)
 
 
@@ -547,6 +550,65 @@ def benchmark_onnx(args):
     input_info = {"shape": shape, "dtype": "float32"}
     return common_fields("onnxruntime", package_version("onnxruntime", onnxruntime), "none", args,
                          latencies_ms, init_ms, input_info, options)
+
+
+def benchmark_mnn(args):
+    """MNN's session API (what MNN's own benchmark tool times); --fp16: precision mode "low", which
+    computes in fp16 where the CPU has fp16 arithmetic (ARMv8.2), in fp32 elsewhere."""
+    try:
+        import MNN  # prints the CPU features it found: on stderr, since stdout is the result's
+    except ImportError as error:
+        raise RunnerError(f"no MNN runtime: {error}", EXIT_RUNTIME_FAILED) from None
+    precision = "low" if args.fp16 else "normal"
+    start = time.perf_counter_ns()
+    try:
+        interpreter = MNN.Interpreter(args.model)
+        session = interpreter.createSession({"numThread": args.threads, "precision": precision})
+    except Exception as error:  # MNN raises a bare Exception for a file it cannot parse
+        raise RunnerError(f"invalid model {args.model}: {error}", EXIT_BAD_MODEL) from None
+    init_ms = (time.perf_counter_ns() - start) / 1e6
+    tensor = interpreter.getSessionInput(session)
+    shape = [int(d) for d in tensor.getShape()]
+    images = input_batch({"name": "input", "shape": shape, "dtype": np.float32}, np.random.default_rng(args.seed),
+                         load_inputs(args.inputs), "input_0")
+
+    def run(image):
+        tensor.copyFrom(MNN.Tensor(tuple(shape), MNN.Halide_Type_Float, np.ascontiguousarray(image, np.float32),
+                                   MNN.Tensor_DimensionType_Caffe))
+        interpreter.runSession(session)
+
+    def output():
+        out = interpreter.getSessionOutput(session)
+        host = MNN.Tensor(out, MNN.Tensor_DimensionType_Caffe)
+        out.copyToHostTensor(host)
+        return np.array(host.getNumpyData(), dtype=np.float32)
+
+    try:
+        run(images[0])
+        latencies_ms = time_calls(lambda: interpreter.runSession(session), args.warmup, args.runs)
+        if args.outputs:
+            rows = []
+            for image in images:
+                run(image)
+                rows.append([(output(), (0.0, 0))])
+            save_outputs(args.outputs, {"input_0": images}, output_names(1, None), rows)
+    except Exception as error:  # MNN's own exception types
+        raise RunnerError(f"run failed: {error}", EXIT_RUNTIME_FAILED) from None
+    options = {"precision_mode": precision, "num_thread": args.threads, "backend": "CPU"}
+    record = common_fields("mnn", package_version("mnn", MNN), "none", args, latencies_ms, init_ms,
+                           {"shape": shape, "dtype": "float32"}, options)
+    cpu = record["cpu"]["machine"] or ""
+    record["arithmetic"] = ("fp16" if _has_fp16_arithmetic() and cpu in ("aarch64", "arm64") else "fp32") if args.fp16 else None
+    return record
+
+
+def _has_fp16_arithmetic():
+    """ARMv8.2 FP16 arithmetic (asimdhp in /proc/cpuinfo's Features), which MNN's low precision uses."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            return any(line.startswith("Features") and "asimdhp" in line.split() for line in cpuinfo)
+    except OSError:
+        return False
 
 
 def benchmark_tflite(args):

@@ -60,9 +60,12 @@ def artifact_files(model_path: Path) -> list[Path]:
 
 
 def recorded_fp16(artifact: Path) -> bool:
-    """Whether an ncnn artifact's recipe (beside it) says to run it with fp16 on (the fp16 artifacts)."""
+    """Whether an ncnn or MNN artifact's recipe (beside it) says to run it with fp16 on (the fp16 artifacts)."""
+    artifact = Path(artifact)
+    # The recipe is named after the artifact id: x.ncnn.param -> x.ncnn.json, x.mnn -> x.mnn.json.
+    recipe_path = artifact.with_name(artifact.name + ".json") if artifact.suffix == ".mnn" else artifact.with_suffix(".json")
     try:
-        recipe = json.loads(Path(artifact).with_suffix(".json").read_text())
+        recipe = json.loads(recipe_path.read_text())
     except (OSError, ValueError):
         return False
     return bool(recipe.get("runtime_options", {}).get("fp16", False)) if isinstance(recipe, dict) else False

@@ -138,12 +138,12 @@ def test_runner_stdout_is_exactly_one_json_object(models):
     proc = _run_runner(models["int8"], warmup=1, runs=2)
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.strip().splitlines()) == 1
-    assert json.loads(proc.stdout)["runner_version"] == 3  # 3: --inputs batches, --probe, --logits
+    assert json.loads(proc.stdout)["runner_version"] == 4  # 3: --inputs batches, --probe, --logits; 4: .mnn
 
 
 def test_runner_imports_only_stdlib_numpy_and_a_runtime():
     # The script is copied alone to ARM boards: a pipeline or TensorFlow import would break there.
-    allowed = set(sys.stdlib_module_names) | {"numpy", "ai_edge_litert", "tflite_runtime", "ncnn", "onnxruntime"}
+    allowed = set(sys.stdlib_module_names) | {"numpy", "ai_edge_litert", "tflite_runtime", "ncnn", "onnxruntime", "MNN"}
     tree = ast.parse(RUNNER.read_text())
     imported = set()
     for node in ast.walk(tree):
