@@ -46,7 +46,7 @@ from pipeline.stages.verify_target import VerifyTargetConfig, VerifyTargetStage
 from pipeline import hashing
 from pipeline.targets import emulated
 from pipeline.targets.adb import AdbOptions
-from pipeline.targets.spec import AdbTarget, EmulatedTarget, HostTarget, SshTarget, Target
+from pipeline.targets.spec import AdbTarget, EmulatedTarget, HostTarget, SshTarget, Target, runs_format
 from pipeline.targets.ssh import SshOptions
 
 log = logging.getLogger("deploy")
@@ -109,8 +109,6 @@ class ModelPlan:
 
 
 Rule = Callable[["Planner", ModelPlan], None]
-# Formats whose runtime the emulators' root filesystems and phones lack (host and ssh boards only).
-HOST_AND_BOARD_FORMATS = ("onnx", "mnn")
 RULES: list[Rule] = []
 
 # Training inputs this large (pixels) get every core by default (Planner.train_threads). A trade,
@@ -354,8 +352,8 @@ class Planner:
         return planned
 
     def targets_for(self, fmt: str, label: str) -> list[Target]:
-        """The targets that can run this format: emulators and phones have no onnxruntime and no MNN."""
-        usable = [t for t in self.targets if fmt not in HOST_AND_BOARD_FORMATS or not isinstance(t, EmulatedTarget | AdbTarget)]
+        """The targets that have a runtime for this format (spec.runs_format)."""
+        usable = [t for t in self.targets if runs_format(t, fmt)]
         for target in self.targets:
             if target not in usable:
                 log.warning("%s: not benchmarked on %s (no %s runtime there)", label, target.name, fmt)
@@ -623,12 +621,12 @@ def on_arm_kernels(p: Planner, m: ModelPlan) -> None:
         return
     for a in m.artifacts:
         for target in p.targets:
-            if not isinstance(target, EmulatedTarget) or a.format in HOST_AND_BOARD_FORMATS:  # not in the root filesystems
+            if not isinstance(target, EmulatedTarget) or not runs_format(target, a.format):
                 continue
             node = p.node(
                 VerifyTargetStage(),
                 VerifyTargetConfig(target=target.name, target_identity=target.name + "|" + emulated.installed(target.arch),
-                                   images=c.arm_val_images, fp16=a.format == "ncnn" and a.precision == "fp16", **_sample(c)),
+                                   images=c.arm_val_images, fp16=a.format in ("ncnn", "mnn") and a.precision == "fp16", **_sample(c)),
                 {"artifact": a.converted, "data": m.data, "reference": m.reference},
                 label=f"{a.model} {a.format} {a.precision} {target.name}",
             )

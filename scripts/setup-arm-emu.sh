@@ -7,9 +7,9 @@
 # wheels/ (downloaded here with pip for the ARM platform; pip inside the emulator fails on TLS)
 # installed offline into the rootfs, an ARM cpuinfo for QEMU (pipeline/targets/emulated.py), READY
 # last, holding the installed wheel versions.
-#   arm64: numpy, ai-edge-litert and ncnn, the host .venv's versions; QEMU CPU cortex-a76.
+#   arm64: numpy, ai-edge-litert, ncnn and mnn, the host .venv's versions; QEMU CPU cortex-a76.
 #   armv7: Debian's python3-numpy, tflite-runtime 2.14 (the last release with armv7 wheels; LiteRT
-#          has none) and the host's ncnn version; QEMU CPU cortex-a7.
+#          has none) and the host's ncnn version (MNN has no armv7 wheel); QEMU CPU cortex-a7.
 # A finished setup is reused: a rerun does nothing unless the wheel versions changed, and then
 # only the wheels are reinstalled. Needs root (debootstrap) and binfmt_misc for debootstrap's second
 # stage (it runs the rootfs's dpkg); running benchmarks later needs neither.
@@ -31,7 +31,7 @@ setup_arch() {
         arm64)
             debarch=arm64 qemu=qemu-aarch64-static binfmt=qemu-aarch64 debs=python3
             machine=aarch64
-            pins="numpy==$(host_version numpy) ai-edge-litert==$(host_version ai-edge-litert) ncnn==$(host_version ncnn)"
+            pins="numpy==$(host_version numpy) ai-edge-litert==$(host_version ai-edge-litert) ncnn==$(host_version ncnn) mnn==$(host_version mnn)"
             # Cortex-A76: CPU part 0xd0b, ARMv8.2 with dot product and fp16 arithmetic.
             cpu_line='Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x4\nCPU part\t: 0xd0b\nCPU revision\t: 1\n' ;;
         armv7)

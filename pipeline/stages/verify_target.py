@@ -32,12 +32,12 @@ class VerifyTargetConfig(ValidationSampleConfig):
     target: str  # an emulated target's name (arm64-emu, armv7-emu)
     target_identity: str  # its runtimes' versions: a result from other wheels is never reused
     images: int = ARM_VAL_IMAGES
-    fp16: bool = False  # ncnn fp16 artifacts: fp16 storage, packing and arithmetic, as benchmarked
+    fp16: bool = False  # ncnn fp16 artifacts: fp16 storage, packing and arithmetic; MNN: low precision; as benchmarked
 
 
 class VerifyTargetStage(Stage):
     name = "verify_target"
-    tools = ("ai-edge-litert", "ncnn", "numpy")
+    tools = ("ai-edge-litert", "ncnn", "mnn", "numpy")
     scripts = ("pipeline.targets.device_runner",)
     Config = VerifyTargetConfig
 

@@ -47,6 +47,8 @@ def make_probe(model_path: Path, folder: Path) -> Probe:
         return Probe(model_path, ncnn_softmax_input(model_path))
     if model_path.suffix == ".onnx":
         return _onnx(model_path, folder)
+    if model_path.suffix == ".mnn":  # no logits probe yet: the softmax outputs are compared (docs/mnn.md)
+        return Probe(model_path, None)
     raise ToolError(f"{model_path}: no logits probe for this artifact type")
 
 

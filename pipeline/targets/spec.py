@@ -60,6 +60,21 @@ class SshTarget:
 
 Target = HostTarget | EmulatedTarget | AdbTarget | SshTarget
 
+# The artifact formats a kind of target has a runtime for: the emulators' root filesystems hold what
+# scripts/setup-arm-emu.sh installs (no onnxruntime; MNN has no armv7 wheel), phones run LiteRT's
+# benchmark_model and benchncnn; the host and ssh boards run every format (a board lacking a
+# runtime fails that artifact alone).
+EMULATED_FORMATS = {"arm64": ("tflite", "ncnn", "mnn"), "armv7": ("tflite", "ncnn")}
+ADB_FORMATS = ("tflite", "ncnn")
+
+
+def runs_format(target: Target, fmt: str) -> bool:
+    if isinstance(target, EmulatedTarget):
+        return fmt in EMULATED_FORMATS[target.arch]
+    if isinstance(target, AdbTarget):
+        return fmt in ADB_FORMATS
+    return True
+
 
 def parse_target(text: str) -> Target:
     """One `--targets` value -> its target; UserInputError naming the value otherwise."""

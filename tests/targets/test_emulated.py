@@ -211,6 +211,40 @@ def test_build_verifies_tflite_and_ncnn_artifacts_on_both_emulators(four_class_m
 
 
 @needs_rootfs("arm64")
+@pytest.mark.slow
+def test_mnn_artifacts_run_on_arm64_kernels_and_armv7_is_skipped(four_class_model, tmp_path):
+    """MNN's aarch64 wheel in the arm64 root filesystem: each MNN artifact benchmarked there, compared
+    with the host on validation images, and scored by MNN's ARM kernels; armv7 has no MNN wheel."""
+    from pipeline import report as report_files
+    from pipeline.build import build
+    from pipeline.config import load_config
+
+    model_file, images = four_class_model
+    build(load_config(overrides={
+        "models": [str(model_file)], "data": str(images), "out": tmp_path, "formats": ["mnn"], "precisions": ["fp32"],
+        "calibration_images": 24, "warmup": 0, "runs": 2, "threads": [1], "val_fraction": 0.25,
+        "targets": ["host", "arm64-emu", "armv7-emu"], "arm_val_images": 16,
+    }))
+    report = report_files.load(tmp_path)
+    assert not report.failures and {a.precision for a in report.artifacts} == {"fp32", "fp16", "int8"}
+    for artifact in report.artifacts:
+        by_target = {b.target: b for b in artifact.benchmarks}
+        assert set(by_target) == {"host", "arm64-emu"}, artifact.id  # no MNN wheel for armv7
+        emu = by_target["arm64-emu"]
+        assert emu.runtime == "mnn" and emu.emulated and "0xd0b" in emu.cpu  # the A76 QEMU emulates
+        diff = emu.output_diff
+        assert diff.inputs == "validation" and diff.compared == "outputs"  # no logits probe for MNN yet
+        [on_arm] = artifact.target_accuracy
+        assert on_arm.target == "arm64-emu" and on_arm.n == min(16, report.data.val)
+        if artifact.precision == "fp32":
+            assert diff.max_abs < 1e-5 and on_arm.host_agreement == 1.0
+        elif artifact.precision == "fp16":  # low precision: the A76 computes in fp16, the x86 host in fp32
+            assert emu.arithmetic == "fp16" and diff.max_abs < 2e-2 and diff.top1_agreement >= 0.9
+        else:
+            assert diff.top1_agreement >= 0.9 and on_arm.host_agreement >= 0.9, (artifact.id, diff)
+
+
+@needs_rootfs("arm64")
 def test_deploy_bench_marks_emulated_results(models):  # noqa: F811
     from tests.test_cli import deploy
 
