@@ -25,8 +25,8 @@ import numpy as np
 from pipeline.errors import ToolError
 
 # What mnnquant measures activation ranges with: "ema" (moving average of min/max over the
-# calibration batches) or "kl" (KL divergence, TensorRT's method). Measured on MobileNet V2 64x64
-# photographs (docs/mnn.md): ema 99.5 % top-1, kl 71.0 %, float 98.5 %.
+# calibration batches) or "kl" (KL divergence, TensorRT's method). Neither suits every model
+# (docs/mnn.md); the stage's "auto" tries both.
 CALIBRATION_METHODS = {"ema": "EMA", "kl": "KL"}
 TOOL_TIMEOUT_S = 1800  # quantizing runs the model on every calibration image
 # The child: the one import is the extension (not `MNN`, whose import prints the CPU's features).

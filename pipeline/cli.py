@@ -166,7 +166,7 @@ def cli(ctx, debug):
 @click.option("--ncnn-percentile", type=float, help="Percentile of |activation| kept by --ncnn-calibration percentile [99.99].")
 @click.option("--ncnn-float-layers", callback=_split, help="ncnn layers kept in float in int8 artifacts: first, last or layer names [none].")
 @click.option("--mnn-precisions", callback=_split, help="Comma-separated subset of fp32,fp16,int8 for MNN [all].")
-@click.option("--mnn-calibration", type=click.Choice(["ema", "kl"]), help="MNN int8 activation ranges (mnnquant's EMA or KL) [ema].")
+@click.option("--mnn-calibration", type=click.Choice(["auto", "ema", "kl"]), help="MNN int8 activation ranges: mnnquant's EMA or KL, or auto: both, keeping the one agreeing most with float on held-out training images [auto].")
 @click.option("--input-shape", callback=_ints, help="ONNX input: N,C,H,W to fix dynamic dimensions to, e.g. 1,3,224,224.")
 @click.option("--coreml", is_flag=True, default=None, help="Also convert each float model to Core ML (.mlpackage) for the iOS app.")
 @click.option("--targets", callback=_split, help="Where to benchmark: host, arm64-emu, armv7-emu, adb[:SERIAL], ssh:USER@HOST[:PORT] "

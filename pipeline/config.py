@@ -121,8 +121,8 @@ class BuildConfig(BaseModel):
     ncnn_percentile: float = Field(default=99.99, gt=0, le=100)
     ncnn_float_layers: list[str] = Field(default_factory=list)
     mnn_precisions: list[Literal["fp32", "fp16", "int8"]] = Field(default_factory=lambda: list(MNN_PRECISIONS), min_length=1)
-    # MNN int8: mnnquant's activation ranges (converters/mnn.py: ema measured far better than kl).
-    mnn_calibration: Literal["ema", "kl"] = "ema"
+    # MNN int8: mnnquant's activation ranges, or auto: each, keeping the one agreeing most with float (stages/mnn.py).
+    mnn_calibration: Literal["auto", "ema", "kl"] = "auto"
     # int8 float fallback, TFLite int8-ptq and ncnn int8 (docs/int8.md): "auto" keeps the worst layers
     # float while int8 disagrees with the float model on more than int8_budget % of a few hundred
     # training images, or (with 100+ never-fitted ones) loses more than int8_budget points of top-1

@@ -116,5 +116,7 @@ def test_a_build_verifies_and_benchmarks_every_mnn_precision(trained_model_file,
         assert bench.runtime == "mnn" and bench.options["precision_mode"] == ("low" if precision == "fp16" else "normal")
         assert (tmp_path / "out" / artifact.path).is_file()
     meta = json.loads((tmp_path / "out" / by_precision["int8"].metadata_path).read_text())
-    assert meta["calibration_method"] == "ema" and meta["preprocessing"]["layout"] == "NCHW"
+    assert meta["calibration_method"] in ("ema", "kl") and set(meta["calibration_methods"]) == {"ema", "kl"}  # auto: both tried
+    assert meta["calibration_methods"][meta["calibration_method"]] == max(meta["calibration_methods"].values())
+    assert meta["int8_evaluation"]["held_out"] and meta["preprocessing"]["layout"] == "NCHW"
     assert meta["labels"] == sorted(COLORS)
