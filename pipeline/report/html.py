@@ -22,7 +22,8 @@ def render(report: Report) -> str:
     targets = metrics.targets(report)
     sections = []
     for model in report.models:
-        artifact_tables = [t for t in (tables.artifacts_table(report, model.name, target) for target in targets) if t]
+        artifact_tables = [t for target in targets for t in (tables.artifacts_table(report, model.name, target),
+                                                             tables.runtimes_table(report, model.name, target)) if t]
         artifact_tables += [t for t in [tables.target_accuracy_table(report, model.name)] if t]
         int8 = [{"section": s, "plot": int8_layers.plot(next(a for a in report.artifacts if a.id == s.artifact))}
                 for s in int8_layers.sections(report, model.name)]

@@ -47,9 +47,9 @@ def render(report: Report) -> str:
         if model.training:
             lines += [f"Trained here: {model.training.sentence()}.", ""]
         for target in metrics.targets(report):
-            table = tables.artifacts_table(report, model.name, target)
-            if table is not None:
-                lines += [f"### {table.title}", "", *table_lines(table)]
+            for table in (tables.artifacts_table(report, model.name, target), tables.runtimes_table(report, model.name, target)):
+                if table is not None:
+                    lines += [f"### {table.title}", "", *table_lines(table)]
         on_arm = tables.target_accuracy_table(report, model.name)
         lines += [f"### {on_arm.title}", "", *table_lines(on_arm)] if on_arm else []
         for section in int8_layers.sections(report, model.name):

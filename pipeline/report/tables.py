@@ -184,6 +184,32 @@ def artifacts_table(report: Report, model: str, target: str) -> Table | None:
     return Table(f"artifacts-{model}-{target}", title, headers, rows, numeric, highlight)
 
 
+# The precision an artifact is compared at across runtimes (TFLite's dynamic-range int8 has no counterpart).
+PRECISION_CLASS = {"fp32": "fp32", "fp16": "fp16", "int8-ptq": "int8", "int8-qat": "int8", "int8": "int8"}
+RUNTIME_FORMATS = {"tflite": "TFLite (LiteRT)", "ncnn": "ncnn", "mnn": "MNN", "onnx": "ONNX (onnxruntime)"}
+
+
+def runtimes_table(report: Report, model: str, target: str) -> Table | None:
+    """One row per precision, one column per runtime: p50, size and top-1 of each artifact there,
+    so the runtimes compare at equal precision. None with fewer than two runtimes."""
+    artifacts = [a for a in report.artifacts if a.model == model and a.precision in PRECISION_CLASS
+                 and metrics.reference_benchmark(a, target)]
+    formats = [f for f in RUNTIME_FORMATS if any(a.format == f for a in artifacts)]
+    if len(formats) < 2:
+        return None
+    rows = []
+    for precision in dict.fromkeys(PRECISION_CLASS.values()):
+        cells = [" / ".join(f"{a.precision}: {ms(metrics.reference_benchmark(a, target).latency_ms.p50)} ms, {mb(a)} MB, "
+                            f"{pct(a.accuracy.top1)} %" for a in artifacts if a.format == fmt and PRECISION_CLASS[a.precision] == precision)
+                 for fmt in formats]
+        if any(cells):
+            rows.append([precision, *cells])
+    threads = sorted({metrics.reference_benchmark(a, target).threads for a in artifacts})
+    return Table(f"runtimes-{model}-{target}", f"{model} on {target}: the runtimes side by side (p50 at "
+                 f"{', '.join(map(str, threads))} thread(s), size, top-1)", ["precision", *(RUNTIME_FORMATS[f] for f in formats)],
+                 rows, [False] * (1 + len(formats)))
+
+
 def target_accuracy_table(report: Report, model: str) -> Table | None:
     """Top-1 computed by each emulated target's own kernels beside the host's on the same images."""
     rows = [[a.id, t.target, t.runtime + ("" if a.format == "ncnn" else f", {t.delegate}")

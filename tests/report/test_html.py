@@ -197,3 +197,22 @@ def test_a_float_model_at_chance_level_gets_a_warning():
     assert warnings["learned"] is None
     assert warnings["guess"].startswith("the float model itself is at chance level (34.00 % top-1 for 3 classes)")
     assert warnings["guess"] in html.render(r) and warnings["guess"] in markdown.render(r)
+
+
+def test_the_runtimes_table_compares_each_precision_across_runtimes():
+    from pipeline.report import tables
+
+    def as_format(a, fmt: str):
+        return a.model_copy(update={"format": fmt, "id": f"{a.id}.{fmt}"})
+
+    r = report([
+        artifact("fp32", 2.0, 0.0, [bench(p50=1.0)]), artifact("int8-ptq", 0.6, 0.2, [bench(p50=0.5)]),
+        artifact("dynamic-int8", 0.6, 0.1, [bench(p50=0.8)]),  # no counterpart in other runtimes: not a row
+        as_format(artifact("fp32", 2.1, 0.0, [bench(p50=0.9)]), "mnn"), as_format(artifact("int8", 0.7, 0.5, [bench(p50=0.7)]), "mnn"),
+    ])
+    table = tables.runtimes_table(r, "m", "host")
+    assert table.headers == ["precision", "TFLite (LiteRT)", "MNN"]
+    assert table.rows == [["fp32", "fp32: 1.000 ms, 2.000 MB, 90.00 %", "fp32: 0.900 ms, 2.100 MB, 90.00 %"],
+                          ["int8", "int8-ptq: 0.500 ms, 0.600 MB, 89.80 %", "int8: 0.700 ms, 0.700 MB, 89.50 %"]]
+    assert "### m on host: the runtimes side by side" in markdown.render(r) and 'id="runtimes-m-host"' in html.render(r)
+    assert tables.runtimes_table(report([artifact("fp32", 2.0, 0.0, [bench()])]), "m", "host") is None  # one runtime
