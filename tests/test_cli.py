@@ -209,6 +209,7 @@ def test_bench_missing_artifact_exits_2(tmp_path):
     ("bad.ncnn.param", b"hello\n", "bad.ncnn.param: not an ncnn .param file"),
     ("alone.ncnn.param", b"7767517\n1 1\nInput in0 0 1 in0 0=8 1=8 2=3\n", "alone.ncnn.bin: the ncnn weights"),
     ("model.pt", b"x", "model.pt: unknown artifact type"),
+    ("noise.mnn", bytes(range(256)) * 16, "noise.mnn: its runtime cannot load it (invalid model"),
 ])
 def test_bench_file_that_is_no_artifact_exits_2_naming_it(tmp_path, name, content, named):
     bad = tmp_path / name
