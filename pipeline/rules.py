@@ -375,11 +375,16 @@ class Planner:
         return self.node(
             BenchStage(),
             BenchConfig(target=target.name, target_identity=identity, threads=threads, warmup=c.warmup, runs=c.runs, ssh=ssh, adb=adb,
-                        fp16=fmt in ("ncnn", "mnn") and precision == "fp16", check_seed=c.seed),
+                        fp16=runs_fp16(fmt, precision), check_seed=c.seed),
             {"artifact": converted, **check_data}, label=f"{label} {target.name} {threads} thread(s)",
             lease=MACHINE if on_this_machine else device_lease(target.name),
             resources={} if on_this_machine else {device_lease(target.name): 1},
         )
+
+
+def runs_fp16(fmt: str, precision: str) -> bool:
+    """The runner's --fp16: ncnn's fp16 storage and arithmetic, MNN's low precision, for their fp16 artifacts."""
+    return fmt in ("ncnn", "mnn") and precision == "fp16"
 
 
 # ---- the rules, in the order their artifacts appear in the report --------------------------------
@@ -626,7 +631,7 @@ def on_arm_kernels(p: Planner, m: ModelPlan) -> None:
             node = p.node(
                 VerifyTargetStage(),
                 VerifyTargetConfig(target=target.name, target_identity=target.name + "|" + emulated.installed(target.arch),
-                                   images=c.arm_val_images, fp16=a.format in ("ncnn", "mnn") and a.precision == "fp16", **_sample(c)),
+                                   images=c.arm_val_images, fp16=runs_fp16(a.format, a.precision), **_sample(c)),
                 {"artifact": a.converted, "data": m.data, "reference": m.reference},
                 label=f"{a.model} {a.format} {a.precision} {target.name}",
             )

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from converters import mnn as mnn_converter
 import numpy as np
 
+from converters import mnn as mnn_converter
 from pipeline.data import Preprocessing
 from pipeline.layout import to_nchw
 from pipeline.quant.int8_decision import DECISION_IMAGES
@@ -23,9 +23,6 @@ from pipeline.runtimes import mnn as mnn_runtime
 from pipeline.stages.artifact import write_recipe
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 from pipeline.stages.data import calibration_images, decision_images
-
-MNN_PRECISIONS = ("fp32", "fp16", "int8")
-
 
 class MnnConvertConfig(StageConfig):
     model_name: str
