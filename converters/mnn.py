@@ -3,7 +3,7 @@
 Both are the `mnn` wheel's C extension `_tools` (`mnnconvert` and `mnnquant`, each taking one argv
 list). Never the package's `mnnconvert` / `mnnquant` console scripts or `MNN.tools`: their logger
 runs `pip install` of a cloud logging SDK and sends usage records to the vendor
-(../shared/FIELD-NOTES.md). Each tool runs in a child Python that imports `_tools` alone, so a
+(docs/mnn.md). Each tool runs in a child Python that imports `_tools` alone, so a
 native crash (mnnquant segfaults on a model converted from TFLite, measured) costs one artifact, and
 the tools' console output is kept for the error message instead of flooding the build's log.
 
@@ -29,7 +29,7 @@ from pipeline.errors import ToolError
 # (docs/mnn.md); the stage's "auto" tries both.
 CALIBRATION_METHODS = {"ema": "EMA", "kl": "KL"}
 TOOL_TIMEOUT_S = 1800  # quantizing runs the model on every calibration image
-# The child: the one import is the extension (not `MNN`, whose import prints the CPU's features).
+# The child imports the extension alone: never MNN.tools (module docstring).
 _CHILD = "import sys, _tools; getattr(_tools, sys.argv[1])(sys.argv[1:])"
 
 

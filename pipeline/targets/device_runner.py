@@ -101,9 +101,21 @@ def stdout_reserved_for_result():
         with os.fdopen(result_fd, "w", closefd=False) as result:
             yield result
     finally:
+        flush_native_stdout()  # while fd 1 is still stderr: a runtime's buffered printf (MNN's) lands there
         sys.stdout = saved_stdout
         os.dup2(result_fd, 1)
         os.close(result_fd)
+
+
+def flush_native_stdout():
+    """Flush C stdio's buffers: native code's printf into a pipe is buffered until exit otherwise,
+    and would reach stdout after the result (MNN prints the CPU features it found)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library to ask: nothing buffered by it either
+        pass
 
 
 @contextlib.contextmanager

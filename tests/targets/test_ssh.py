@@ -115,6 +115,20 @@ def test_benchmark_runs_on_the_board_with_a_nasty_remote_folder(sshd, model, tmp
     assert parse_target(result["target"]) == target
 
 
+def test_an_mnn_artifact_runs_on_the_board_like_on_the_host(sshd, trained_model_file, tmp_path):
+    from converters import mnn as mnn_converter
+    from converters import onnx as onnx_converter
+    from pipeline.models.loading import load_keras_model
+
+    target, options = sshd
+    exported = onnx_converter.from_keras(load_keras_model(trained_model_file), tmp_path / "tiny.onnx")
+    model = mnn_converter.convert(exported, tmp_path / "tiny_fp32.mnn")
+    result = ssh.run_benchmark(target, options, model, threads=1, warmup=1, runs=5)
+    assert result["runtime"] == "mnn" and result["latency_ms"]["n"] == 5 and result["input"]["shape"] == [1, 3, 16, 16]
+    diff = result["output_diff"]  # the board runs the host's MNN here: the same numbers
+    assert diff["max_abs"] == 0.0 and diff["compared"] == "outputs" and diff["top1_agreement"] == 1.0
+
+
 def test_unknown_host_key_is_refused_with_a_hint(sshd, tmp_path):
     target, options = sshd
     empty = tmp_path / "known_hosts"
