@@ -16,7 +16,8 @@ intermediate tensor otherwise; LiteRT's preserve-all-tensors mode would turn XNN
 The runtime follows the artifact: .tflite runs in a TFLite runtime (ai-edge-litert, else
 tflite-runtime), .param in ncnn (with the .bin beside it; --fp16 turns on ncnn's fp16
 storage, packing and arithmetic where the CPU has them), .onnx in onnxruntime's CPU provider,
-.mnn in MNN's session API (--fp16: its low precision mode).
+.mnn in MNN's session API (--fp16: its low precision mode; --logits names the final Softmax op,
+whose input is read in MNN's per-op callback).
 Standalone on purpose: it is copied to ARM boards and emulated root filesystems, so it
 imports only the standard library, numpy and the one runtime it needs. Run it in a fresh
 process per measurement; the caller parses stdout. Every runtime gives the same JSON fields.
@@ -584,26 +585,45 @@ def benchmark_mnn(args):
     images = input_batch({"name": "input", "shape": shape, "dtype": np.float32}, np.random.default_rng(args.seed),
                          load_inputs(args.inputs), "input_0")
 
-    def run(image):
+    def feed(image):
         tensor.copyFrom(MNN.Tensor(tuple(shape), MNN.Halide_Type_Float, np.ascontiguousarray(image, np.float32),
                                    MNN.Tensor_DimensionType_Caffe))
-        interpreter.runSession(session)
 
-    def output():
-        out = interpreter.getSessionOutput(session)
-        host = MNN.Tensor(out, MNN.Tensor_DimensionType_Caffe)
-        out.copyToHostTensor(host)
+    def host_copy(tensor_):
+        host = MNN.Tensor(tensor_, MNN.Tensor_DimensionType_Caffe)
+        tensor_.copyToHostTensor(host)
         return np.array(host.getNumpyData(), dtype=np.float32)
 
+    def run_reading_logits():
+        """One run that also reads the input of the op named --logits (the final Softmax)."""
+        found = []
+
+        def before(tensors, info):
+            if info.getName() == args.logits:
+                found.append(host_copy(tensors[0]))
+            return True
+
+        interpreter.runSessionWithCallBackInfo(session, before, lambda tensors, info: True)
+        if not found:
+            raise RunnerError(f"--logits {args.logits!r} is no op of {args.model}", EXIT_BAD_MODEL)
+        return [(found[0], (0.0, 0))]
+
     try:
-        run(images[0])
+        feed(images[0])
         latencies_ms = time_calls(lambda: interpreter.runSession(session), args.warmup, args.runs)
         if args.outputs:
             rows = []
             for image in images:
-                run(image)
-                rows.append([(output(), (0.0, 0))])
-            save_outputs(args.outputs, {"input_0": images}, output_names(1, None), rows)
+                feed(image)
+                if args.logits:
+                    logits = run_reading_logits()
+                else:
+                    interpreter.runSession(session)
+                    logits = []
+                rows.append([(host_copy(interpreter.getSessionOutput(session)), (0.0, 0)), *logits])
+            save_outputs(args.outputs, {"input_0": images}, output_names(1, args.logits), rows)
+    except RunnerError:
+        raise
     except Exception as error:  # MNN's own exception types
         raise RunnerError(f"run failed: {error}", EXIT_RUNTIME_FAILED) from None
     options = {"precision_mode": precision, "num_thread": args.threads, "backend": "CPU"}

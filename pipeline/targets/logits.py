@@ -10,6 +10,8 @@ between a target and the host hides any kernel difference; its input, the logits
   bit-identical), and the copy is what the comparison runs, never what is timed.
 - ncnn: the extractor reads any blob by name: the Softmax layer's input blob in the .param.
 - ONNX: a copy whose graph also outputs the Softmax node's input.
+- MNN: the runner reads the input of the final Softmax op, named by the probe, in MNN's per-op
+  callback (`runSessionWithCallBackInfo`); the artifact itself is what runs.
 A model without a final softmax gets no probe: its outputs are compared as they are.
 Imports only ai_edge_litert's flatbuffer tools and onnx, never TensorFlow.
 """
@@ -47,8 +49,8 @@ def make_probe(model_path: Path, folder: Path) -> Probe:
         return Probe(model_path, ncnn_softmax_input(model_path))
     if model_path.suffix == ".onnx":
         return _onnx(model_path, folder)
-    if model_path.suffix == ".mnn":  # no logits probe yet: the softmax outputs are compared (docs/mnn.md)
-        return Probe(model_path, None)
+    if model_path.suffix == ".mnn":
+        return Probe(model_path, mnn_final_softmax(model_path))
     raise ToolError(f"{model_path}: no logits probe for this artifact type")
 
 
@@ -88,6 +90,23 @@ def ncnn_softmax_input(param_path: Path) -> str | None:
         if bottoms == 1 and "out0" in parts[4 + bottoms: 4 + bottoms + tops]:
             return parts[4]
     return None
+
+
+def mnn_final_softmax(model_path: Path) -> str | None:
+    """The name of the Softmax op an MNN model ends with (its input is the logits), if it ends so:
+    MNN lists its ops only while running, so the model runs once here on zeros."""
+    import MNN
+    import numpy as np
+
+    interpreter = MNN.Interpreter(str(model_path))
+    session = interpreter.createSession({"numThread": 1})
+    tensor = interpreter.getSessionInput(session)
+    shape = tuple(tensor.getShape())
+    tensor.copyFrom(MNN.Tensor(shape, MNN.Halide_Type_Float, np.zeros(shape, np.float32), MNN.Tensor_DimensionType_Caffe))
+    ops = []
+    interpreter.runSessionWithCallBackInfo(session, lambda tensors, info: ops.append((info.getType(), info.getName())) or True,
+                                           lambda tensors, info: True)
+    return ops[-1][1] if ops and ops[-1][0] == "Softmax" else None
 
 
 def _onnx(model_path: Path, folder: Path) -> Probe:

@@ -120,3 +120,23 @@ def test_a_build_verifies_and_benchmarks_every_mnn_precision(trained_model_file,
     assert meta["calibration_methods"][meta["calibration_method"]] == max(meta["calibration_methods"].values())
     assert meta["int8_evaluation"]["held_out"] and meta["preprocessing"]["layout"] == "NCHW"
     assert meta["labels"] == sorted(COLORS)
+
+
+def test_the_logits_probe_names_the_final_softmax_and_the_runner_reads_its_input(onnx_file, tmp_path):
+    from pipeline.targets.logits import make_probe
+
+    fp32 = mnn_converter.convert(onnx_file, tmp_path / "tiny_fp32.mnn")
+    probe = make_probe(fp32, tmp_path)
+    assert probe.path == fp32 and probe.logits  # the artifact itself runs; the op is named
+    x = _nchw(_images(tmp_path / "images", 2, seed=4))
+    np.savez(tmp_path / "in.npz", input_0=x[:, None])
+    command = [sys.executable, device_runner.__file__, str(fp32), "--threads", "1", "--warmup", "0", "--runs", "1",
+               "--inputs", str(tmp_path / "in.npz"), "--outputs", str(tmp_path / "out.npz")]
+    run = subprocess.run(command + probe.runner_args(fp32), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    with np.load(tmp_path / "out.npz") as saved:
+        logits = saved["logits"].reshape(len(x), -1)
+        softmax = np.exp(logits - logits.max(1, keepdims=True))
+        np.testing.assert_allclose(softmax / softmax.sum(1, keepdims=True), saved["output_0"].reshape(len(x), -1), atol=1e-5)
+    wrong = subprocess.run(command + ["--logits", "no_such_op"], capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == device_runner.EXIT_BAD_MODEL and "--logits 'no_such_op' is no op of" in wrong.stderr

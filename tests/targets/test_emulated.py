@@ -233,7 +233,7 @@ def test_mnn_artifacts_run_on_arm64_kernels_and_armv7_is_skipped(four_class_mode
         emu = by_target["arm64-emu"]
         assert emu.runtime == "mnn" and emu.emulated and "0xd0b" in emu.cpu  # the A76 QEMU emulates
         diff = emu.output_diff
-        assert diff.inputs == "validation" and diff.compared == "outputs"  # no logits probe for MNN yet
+        assert diff.inputs == "validation" and diff.compared == "logits" and diff.logits_max_abs is not None  # the final Softmax's input
         [on_arm] = artifact.target_accuracy
         assert on_arm.target == "arm64-emu" and on_arm.n == min(16, report.data.val)
         if artifact.precision == "fp32":

@@ -126,7 +126,7 @@ def test_an_mnn_artifact_runs_on_the_board_like_on_the_host(sshd, trained_model_
     result = ssh.run_benchmark(target, options, model, threads=1, warmup=1, runs=5)
     assert result["runtime"] == "mnn" and result["latency_ms"]["n"] == 5 and result["input"]["shape"] == [1, 3, 16, 16]
     diff = result["output_diff"]  # the board runs the host's MNN here: the same numbers
-    assert diff["max_abs"] == 0.0 and diff["compared"] == "outputs" and diff["top1_agreement"] == 1.0
+    assert diff["max_abs"] == 0.0 and diff["compared"] == "logits" and diff["logits_max_abs"] == 0.0 and diff["top1_agreement"] == 1.0
 
 
 def test_unknown_host_key_is_refused_with_a_hint(sshd, tmp_path):
