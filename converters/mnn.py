@@ -89,3 +89,28 @@ def quantize(float_mnn: Path, destination: Path, images_uint8: np.ndarray, *, me
         shutil.rmtree(folder, ignore_errors=True)
         config_path.unlink(missing_ok=True)
     return destination
+
+
+# The ops mnnquant makes int8 (the ones whose float compute an int8 artifact should not keep).
+QUANTIZABLE = ("Convolution", "ConvolutionDepthwise", "InnerProduct", "MatMul")
+
+
+def op_types(path: Path) -> list[tuple[str, str]]:
+    """(type, name) of every op of a .mnn model in run order; an int8 op's type ends with
+    "[ DT_INT8 ]". MNN lists its ops only while running, so the model runs once here on zeros."""
+    import MNN
+
+    interpreter = MNN.Interpreter(str(path))
+    session = interpreter.createSession({"numThread": 1})
+    tensor = interpreter.getSessionInput(session)
+    shape = tuple(tensor.getShape())
+    tensor.copyFrom(MNN.Tensor(shape, MNN.Halide_Type_Float, np.zeros(shape, np.float32), MNN.Tensor_DimensionType_Caffe))
+    ops = []
+    interpreter.runSessionWithCallBackInfo(session, lambda tensors, info: ops.append((info.getType().strip(), info.getName())) or True,
+                                           lambda tensors, info: True)
+    return ops
+
+
+def float_ops(path: Path) -> list[str]:
+    """Convolution and dense ops of an int8 .mnn that compute in float (empty: fully int8 where it counts)."""
+    return [name for kind, name in op_types(path) if kind.split()[0] in QUANTIZABLE and "DT_INT8" not in kind]

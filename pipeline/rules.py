@@ -342,8 +342,7 @@ class Planner:
     def artifact(self, m: ModelPlan, fmt: str, precision: str, converted: Node) -> ArtifactPlan:
         label = f"{m.name} {fmt} {precision}"
         is_int8 = precision in (*INT8_PRECISIONS, "int8")
-        # MNN's Python API lists no op's precision: its int8 artifacts go unchecked (docs/mnn.md).
-        verify = self.node(VerifyStage(), VerifyConfig(preprocessing=m.prep, check_int8=is_int8 and fmt != "mnn", **_sample(self.config)),
+        verify = self.node(VerifyStage(), VerifyConfig(preprocessing=m.prep, check_int8=is_int8, **_sample(self.config)),
                            {"artifact": converted, "data": m.data, "reference": m.reference}, label=label)
         benches = [(target, self.bench(converted, m.data, fmt, precision, label, target, threads))
                    for target in self.targets_for(fmt, label) for threads in self.threads]

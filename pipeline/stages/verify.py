@@ -79,11 +79,15 @@ def predictor(artifact: StageOutput, threads: int | None = None):
 
 def float_compute(artifact: StageOutput) -> list[str]:
     """TFLite: ops computing in float, but for the layers the int8 fallback kept in float. ncnn: convolution / dense layers left in float that were
-    not asked to stay float (ncnn runs pooling, eltwise and softmax in float by design)."""
+    not asked to stay float (ncnn runs pooling, eltwise and softmax in float by design). MNN: convolution / dense ops not int8."""
     path = artifact.path(artifact.result["file"])
     kept = artifact.result.get("float_layers_requested", [])  # kept in float on purpose (--ncnn-float-layers, the int8 fallback)
     if artifact.result["format"] == "tflite":
         return litert.float_compute_ops(path, kept)
+    if artifact.result["format"] == "mnn":
+        from converters import mnn as mnn_converter
+
+        return mnn_converter.float_ops(path)
     from converters import ncnn as ncnn_converter
 
     _, float_layers = ncnn_converter.int8_layers(path)

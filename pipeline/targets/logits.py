@@ -93,19 +93,10 @@ def ncnn_softmax_input(param_path: Path) -> str | None:
 
 
 def mnn_final_softmax(model_path: Path) -> str | None:
-    """The name of the Softmax op an MNN model ends with (its input is the logits), if it ends so:
-    MNN lists its ops only while running, so the model runs once here on zeros."""
-    import MNN
-    import numpy as np
+    """The name of the Softmax op an MNN model ends with (its input is the logits), if it ends so."""
+    from converters.mnn import op_types
 
-    interpreter = MNN.Interpreter(str(model_path))
-    session = interpreter.createSession({"numThread": 1})
-    tensor = interpreter.getSessionInput(session)
-    shape = tuple(tensor.getShape())
-    tensor.copyFrom(MNN.Tensor(shape, MNN.Halide_Type_Float, np.zeros(shape, np.float32), MNN.Tensor_DimensionType_Caffe))
-    ops = []
-    interpreter.runSessionWithCallBackInfo(session, lambda tensors, info: ops.append((info.getType(), info.getName())) or True,
-                                           lambda tensors, info: True)
+    ops = op_types(model_path)
     return ops[-1][1] if ops and ops[-1][0] == "Softmax" else None
 
 

@@ -59,6 +59,7 @@ def test_int8_is_calibrated_on_the_images_given_and_agrees_with_float(onnx_file,
     int8_out = mnn_runtime.predictor(int8)(x)
     assert np.mean(int8_out.argmax(1) == float_top1) >= 0.9
     assert not np.allclose(int8_out, mnn_runtime.predictor(fp32)(x), atol=1e-6)  # it computes in int8: not the float numbers
+    assert mnn_converter.float_ops(int8) == [] and len(mnn_converter.float_ops(fp32)) >= 2  # the conv and the depthwise conv at least
     with pytest.raises(ValueError, match="unknown MNN calibration 'minmax'"):
         mnn_converter.quantize(fp32, tmp_path / "x.mnn", calibration, mean=MEAN, std=STD, channel_order="RGB",
                                method="minmax", workdir=tmp_path)
@@ -111,6 +112,7 @@ def test_a_build_verifies_and_benchmarks_every_mnn_precision(trained_model_file,
     assert by_precision["fp32"].accuracy.agreement == 1.0 and by_precision["fp32"].accuracy.max_abs_diff < 1e-4
     assert by_precision["fp16"].accuracy.agreement == 1.0
     assert by_precision["int8"].calibration_images == 24 and by_precision["int8"].accuracy.agreement >= 0.9
+    assert by_precision["int8"].int8_check.fully_int8 and by_precision["fp32"].int8_check is None
     for precision, artifact in by_precision.items():
         bench = artifact.benchmarks[0]
         assert bench.runtime == "mnn" and bench.options["precision_mode"] == ("low" if precision == "fp16" else "normal")
