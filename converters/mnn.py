@@ -98,13 +98,10 @@ QUANTIZABLE = ("Convolution", "ConvolutionDepthwise", "InnerProduct", "MatMul")
 def op_types(path: Path) -> list[tuple[str, str]]:
     """(type, name) of every op of a .mnn model in run order; an int8 op's type ends with
     "[ DT_INT8 ]". MNN lists its ops only while running, so the model runs once here on zeros."""
-    import MNN
+    from pipeline.runtimes import mnn as mnn_runtime
 
-    interpreter = MNN.Interpreter(str(path))
-    session = interpreter.createSession({"numThread": 1})
-    tensor = interpreter.getSessionInput(session)
-    shape = tuple(tensor.getShape())
-    tensor.copyFrom(MNN.Tensor(shape, MNN.Halide_Type_Float, np.zeros(shape, np.float32), MNN.Tensor_DimensionType_Caffe))
+    interpreter, session = mnn_runtime.open_session(path)
+    mnn_runtime.feed(interpreter, session, np.zeros(interpreter.getSessionInput(session).getShape(), np.float32))
     ops = []
     interpreter.runSessionWithCallBackInfo(session, lambda tensors, info: ops.append((info.getType().strip(), info.getName())) or True,
                                            lambda tensors, info: True)

@@ -35,21 +35,28 @@ def open_session(path: Path, precision: str = "fp32", threads: int = 1):
     return interpreter, session
 
 
+def feed(interpreter, session, image_nchw: np.ndarray) -> None:
+    """Copy one (1, C, H, W) float image into the session's input."""
+    import MNN
+
+    image = np.ascontiguousarray(image_nchw, dtype=np.float32)
+    interpreter.getSessionInput(session).copyFrom(
+        MNN.Tensor(image.shape, MNN.Halide_Type_Float, image, MNN.Tensor_DimensionType_Caffe))
+
+
 def predictor(path: Path, precision: str = "fp32", threads: int = 1):
     """A function: float NCHW inputs -> (N, classes) outputs, one loaded session for every call."""
     import MNN
 
     interpreter, session = open_session(path, precision, threads)
-    tensor = interpreter.getSessionInput(session)
-    shape = tuple(tensor.getShape())
+    shape = tuple(interpreter.getSessionInput(session).getShape())
 
     def run(x_nchw: np.ndarray) -> np.ndarray:
         rows = []
         for image in x_nchw:
-            image = np.ascontiguousarray(image[None], dtype=np.float32)
-            if image.shape != shape:
-                raise ValueError(f"MNN model {path.name} takes {shape}, given {image.shape}")
-            tensor.copyFrom(MNN.Tensor(shape, MNN.Halide_Type_Float, image, MNN.Tensor_DimensionType_Caffe))
+            if image[None].shape != shape:
+                raise ValueError(f"MNN model {path.name} takes {shape}, given {image[None].shape}")
+            feed(interpreter, session, image[None])
             interpreter.runSession(session)
             output = interpreter.getSessionOutput(session)
             host = MNN.Tensor(output, MNN.Tensor_DimensionType_Caffe)  # a host copy in plain NCHW order
