@@ -11,4 +11,5 @@ test:
 	./scripts/setup.sh test
 	./scripts/setup-system.sh
 	./scripts/setup-arm-emu.sh all
+	./scripts/setup-arm-board.sh
 	.venv/bin/pytest

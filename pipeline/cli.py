@@ -51,7 +51,7 @@ def _ints(ctx, param, value):
 
 
 SSH_OPTIONS = (
-    click.option("--ssh-python", help="ssh targets: the board's Python with numpy and a TFLite runtime [python3]."),
+    click.option("--ssh-python", help="ssh targets: the board's Python with numpy and its runtimes [the venv `deploy devices --setup` made, else python3]."),
     click.option("--ssh-key", type=click.Path(path_type=Path), help="ssh targets: identity file [ssh's default]."),
     click.option("--ssh-known-hosts", type=click.Path(path_type=Path),
                  help="ssh targets: known_hosts file holding the boards' host keys (unknown keys are refused) [~/.ssh/known_hosts]."),
@@ -333,26 +333,42 @@ def _bench_app(run_dir, target, threads, warmup, runs, as_json, app_result, seri
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.option("--board", "boards", multiple=True, callback=_split,
               help="An ARM board to probe, ssh:USER@HOST[:PORT]; repeatable or comma-separated.")
+@click.option("--setup", "setup_boards", multiple=True, callback=_split,
+              help="A board to provision first, ssh:USER@HOST[:PORT]: numpy and the runtimes, downloaded here for its "
+                   "platform and installed offline into ~/.mobile-deploy/venv on the board; repeatable.")
+@click.option("--wheels", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              help="--setup: a folder holding the board's wheels (and pip's), for a host without a package index "
+                   "[downloaded into ~/.cache/mobile-deploy/wheels].")
 @_ssh_options
-def devices(boards, **ssh_flags):
+def devices(boards, setup_boards, wheels, **ssh_flags):
     """List the benchmark targets and whether each is usable now: host, emulators, adb devices, ssh boards."""
-    from pipeline.errors import UserInputError
-    from pipeline.targets import devices as target_devices, spec
+    from pipeline.targets import devices as target_devices, provision
+    from pipeline.targets.ssh import PROVISIONED_VENV
 
-    parsed = []
-    for text in boards or []:
-        try:
-            board = spec.parse_target(text)
-        except spec.TargetNameError as e:
-            raise UserInputError(f"--board {e.value!r}: {e.why}") from None
-        if not isinstance(board, spec.SshTarget):
-            raise UserInputError(f"--board {text!r}: a board is ssh:USER@HOST[:PORT]")
-        parsed.append(board)
     options = _ssh_settings(ssh_flags)
-    rows = target_devices.all_rows(parsed, options)
+    to_set_up = [_board(text, "--setup") for text in setup_boards or []]
+    for board in to_set_up:
+        provision.provision(board, options, wheels)
+        click.echo(f"{board.name}: runtimes installed into ~/{PROVISIONED_VENV}")
+    parsed = [_board(text, "--board") for text in boards or []]
+    rows = target_devices.all_rows(parsed + [b for b in to_set_up if b not in parsed], options)
     width = max(len(name) for name, _ in rows)
     for name, status in rows:
         click.echo(f"{name:<{width}}  {status}")
+
+
+def _board(text: str, flag: str):
+    """One ssh board named by `flag`'s value, or a one-line error naming the flag."""
+    from pipeline.errors import UserInputError
+    from pipeline.targets import spec
+
+    try:
+        board = spec.parse_target(text)
+    except spec.TargetNameError as e:
+        raise UserInputError(f"{flag} {e.value!r}: {e.why}") from None
+    if not isinstance(board, spec.SshTarget):
+        raise UserInputError(f"{flag} {text!r}: a board is ssh:USER@HOST[:PORT]")
+    return board
 
 
 @cli.command(epilog=EXIT_CODES_HELP)

@@ -142,7 +142,7 @@ class BuildConfig(BaseModel):
     arm_val_images: int = Field(default=128, ge=0)
     # ssh targets (pipeline/targets/ssh.py): the board's Python, the key, the known_hosts file and
     # the board folder for the per-run temp folder; None: ssh's own defaults and the board's /tmp.
-    ssh_python: str = "python3"
+    ssh_python: str | None = None  # None: the venv `deploy devices --setup` made, else python3
     ssh_key: Path | None = None
     ssh_known_hosts: Path | None = None
     ssh_dir: str | None = None

@@ -358,6 +358,10 @@ class Planner:
                 log.warning("%s: not benchmarked on %s (no %s runtime there)", label, target.name, fmt)
         return usable
 
+    def ssh_options(self) -> SshOptions:
+        c = self.config
+        return SshOptions(python=c.ssh_python, key=c.ssh_key, known_hosts=c.ssh_known_hosts, dir=c.ssh_dir)
+
     def bench(self, converted: Node, data_node: Node, fmt: str, precision: str, label: str, target: Target, threads: int) -> Node:
         c = self.config
         # The host is identified by its CPU, an emulator by its runtimes' versions, a board by its
@@ -365,7 +369,7 @@ class Planner:
         identity = host_identity() if isinstance(target, HostTarget) else target.name
         if isinstance(target, EmulatedTarget):
             identity += "|" + emulated.installed(target.arch)
-        ssh = SshOptions(python=c.ssh_python, key=c.ssh_key, known_hosts=c.ssh_known_hosts, dir=c.ssh_dir) if isinstance(target, SshTarget) else None
+        ssh = self.ssh_options() if isinstance(target, SshTarget) else None
         adb = AdbOptions(benchmark_model=c.adb_benchmark_model, benchncnn=c.adb_benchncnn,
                          cooldown_s=c.adb_cooldown_s) if isinstance(target, AdbTarget) else None
         on_this_machine = isinstance(target, HostTarget | EmulatedTarget)
@@ -618,20 +622,24 @@ def mnn(p: Planner, m: ModelPlan) -> None:
 
 @rule
 def on_arm_kernels(p: Planner, m: ModelPlan) -> None:
-    """Every artifact's accuracy computed by each emulated target's own kernels (verify_target.py).
-    Untimed, so no lease: it runs beside other work. --arm-val-images 0 turns it off."""
+    """Every artifact's accuracy computed by each emulated target's and ssh board's own kernels
+    (verify_target.py). Untimed: on an emulator it runs beside other work; on a board it holds the
+    board's lease, as its benchmarks do. --arm-val-images 0 turns it off."""
     c = p.config
     if c.arm_val_images <= 0:
         return
     for a in m.artifacts:
         for target in p.targets:
-            if not isinstance(target, EmulatedTarget) or not runs_format(target, a.format):
+            if not isinstance(target, EmulatedTarget | SshTarget) or not runs_format(target, a.format):
                 continue
+            board = isinstance(target, SshTarget)
+            identity = target.name + ("" if board else "|" + emulated.installed(target.arch))
             node = p.node(
                 VerifyTargetStage(),
-                VerifyTargetConfig(target=target.name, target_identity=target.name + "|" + emulated.installed(target.arch),
+                VerifyTargetConfig(target=target.name, target_identity=identity, ssh=p.ssh_options() if board else None,
                                    images=c.arm_val_images, fp16=runs_fp16(a.format, a.precision), **_sample(c)),
                 {"artifact": a.converted, "data": m.data, "reference": m.reference},
                 label=f"{a.model} {a.format} {a.precision} {target.name}",
+                **({"lease": device_lease(target.name), "resources": {device_lease(target.name): 1}} if board else {}),
             )
             a.target_verifies.append((target, node))

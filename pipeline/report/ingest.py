@@ -27,7 +27,8 @@ def benchmark_from_record(record: dict, emulated: bool = False) -> schema.Benchm
         target=record["target"], runtime=record["runtime"], runtime_version=record["runtime_version"],
         delegate=record["delegate"], threads=record["threads"], warmup=record["warmup"],
         latency_ms=record["latency_ms"], init_ms=record["init_ms"], peak_rss_mb=record["peak_rss_mb"],
-        cpu=f"{cpu['model']} ({cpu['machine']}, {cpu['count']} cores)", emulated=record.get("emulated", emulated),
+        cpu=f"{cpu['model']} ({cpu['machine']}, {cpu['count']} cores{', board ' + cpu['board'] if cpu.get('board') else ''})",
+        emulated=record.get("emulated", emulated),
         output_diff=record.get("output_diff"), options=record.get("options", {}), partial=record.get("partial", False),
         arithmetic=record.get("arithmetic"),
     )

@@ -37,7 +37,7 @@ import time
 
 import numpy as np
 
-RUNNER_VERSION = 4  # 4: .mnn models
+RUNNER_VERSION = 5  # 4: .mnn models; 5: cpu.board, and emulated on QEMU's virt board
 EXIT_BAD_MODEL = 2
 EXIT_RUNTIME_FAILED = 3
 XNNPACK_LOG_LINE = "Created TensorFlow Lite XNNPACK delegate"
@@ -379,7 +379,24 @@ def cpu_info():
     if "CPU part" in fields:
         parts.append("CPU part " + "/".join(fields["CPU part"]))
     model = "; ".join(parts) or platform.processor() or None
-    return {"machine": platform.machine(), "model": model, "count": os.cpu_count()}
+    return {"machine": platform.machine(), "model": model, "count": os.cpu_count(), "board": board_model()}
+
+
+QEMU_VIRT_BOARD = "linux,dummy-virt"  # the device tree model of QEMU's `virt` machine
+
+
+def board_model():
+    """The device tree's model ("Raspberry Pi 4 Model B Rev 1.4"), else its first compatible string
+    (QEMU's virt board has only that: QEMU_VIRT_BOARD); None without a device tree (x86)."""
+    for name in ("model", "compatible"):
+        try:
+            with open(f"/proc/device-tree/{name}", "rb") as field:
+                value = field.read().split(b"\0")[0].decode("utf-8", "replace")
+        except OSError:
+            continue
+        if value:
+            return value
+    return None
 
 
 def benchmark(args):
@@ -408,6 +425,8 @@ def common_fields(runtime, runtime_version, delegate, args, latencies_ms, init_m
         "init_ms": round(init_ms, 6),
         "peak_rss_mb": peak_rss_mb(),
         "cpu": cpu_info(),
+        # A QEMU virt board's timings are emulated (TCG here; under KVM they would be a VM's).
+        "emulated": board_model() == QEMU_VIRT_BOARD,
         "python": platform.python_version(),
         "input": input_info,
         "options": options,

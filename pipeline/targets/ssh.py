@@ -9,11 +9,22 @@ with scp, whose remote paths some servers still expand in a shell.
 Host keys: BatchMode (never a prompt) and StrictHostKeyChecking=yes, so an unknown or changed
 board key is an error, never silently accepted. `known_hosts` points ssh at a file of your own
 (default: ~/.ssh/known_hosts); add a board with `ssh-keyscan -p PORT HOST >> FILE` once.
+
+Connections are shared (ControlMaster, kept 60 s after the last use): a key exchange costs seconds
+on a slow board, and one benchmark makes about ten ssh calls. The control socket is named after
+everything that decides how ssh authenticates (user, host, port, key, known_hosts), so another key
+never rides on a connection it did not open. Keep-alives every 5 s end a connection to a board that
+went away within about 15 s instead of hanging until the command's timeout.
+
+The board's Python: `SshOptions.python`, else the virtual environment `deploy devices --setup` made
+(~/PROVISIONED_VENV, provision.py), else the board's python3.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+import os
 import shlex
 import subprocess
 import tempfile
@@ -27,13 +38,14 @@ from pipeline.targets.spec import SshTarget
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10
+PROVISIONED_VENV = ".mobile-deploy/venv"  # under the board user's home; made by provision.py
 # ssh's own exit status for "could not connect or authenticate"; the runner uses 0, 2 and 3.
 SSH_FAILED = 255
 
 
 @dataclass(frozen=True)
 class SshOptions:
-    python: str = "python3"  # the board's interpreter with numpy and a TFLite runtime
+    python: str | None = None  # the board's interpreter with numpy and a runtime (None: module docstring)
     key: Path | None = None  # identity file (default: ssh's own choice, an agent, ~/.ssh/config)
     known_hosts: Path | None = None
     dir: str | None = None  # board folder where the per-run temp folder is made (default: the board's $TMPDIR or /tmp)
@@ -42,12 +54,34 @@ class SshOptions:
 def ssh_args(target: SshTarget, options: SshOptions, command: list[str]) -> list[str]:
     """argv of `ssh` running `command` (words, quoted here) on the board."""
     args = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
-            "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}", "-p", str(target.port), "-l", target.user]
+            "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
+            "-o", "ControlMaster=auto", "-o", "ControlPersist=60", "-o", f"ControlPath={_control_path(target, options)}",
+            "-p", str(target.port), "-l", target.user]
     if options.known_hosts is not None:
         args += ["-o", f"UserKnownHostsFile={options.known_hosts}"]
     if options.key is not None:
         args += ["-i", str(options.key), "-o", "IdentitiesOnly=yes"]
     return args + ["--", target.host, shlex.join(command)]
+
+
+def _control_path(target: SshTarget, options: SshOptions) -> Path:
+    """This user's socket for connections authenticated like this one (short: sockets allow ~100 bytes)."""
+    folder = Path(tempfile.gettempdir()) / f"deploy-ssh-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    how = repr((target.user, target.host, target.port, str(options.key), str(options.known_hosts)))
+    return folder / hashlib.sha256(how.encode()).hexdigest()[:20]
+
+
+def python_command(options: SshOptions) -> list[str]:
+    """The words that start the board's Python (module docstring)."""
+    if options.python:
+        return [options.python]
+    script = f'p="$HOME/{PROVISIONED_VENV}/bin/python"; [ -x "$p" ] || p=python3; exec "$p" "$@"'
+    return ["sh", "-c", script, "python"]
+
+
+def python_name(options: SshOptions) -> str:
+    return options.python or f"~/{PROVISIONED_VENV}/bin/python (or python3)"
 
 
 def run_ssh(target: SshTarget, options: SshOptions, command: list[str], stdin: Path | None = None,
@@ -106,8 +140,8 @@ def run_benchmark(target: SshTarget, options: SshOptions, model_path: Path, thre
         check = output_check.prepare(Path(model_path), Path(local), inputs)
         proc = _run_on_board(target, options, Path(model_path), runner_args, outputs, timeout_s, check)
         if proc.returncode != 0:
-            raise BenchError(model_path, f"on {target.name}: runner exited with {proc.returncode} (is {options.python} on the "
-                                         f"board with numpy and ai-edge-litert or tflite-runtime? see --ssh-python)", tail(proc.stderr))
+            raise BenchError(model_path, f"on {target.name}: runner exited with {proc.returncode} (is {python_name(options)} on the "
+                                         f"board with numpy and its runtimes? `deploy devices --setup {target.name}` installs them)", tail(proc.stderr))
         result = parse_result(proc.stdout)
         if result is None:
             raise BenchError(model_path, f"on {target.name}: runner printed no JSON result", tail(proc.stderr))
@@ -132,7 +166,7 @@ def _run_on_board(target: SshTarget, options: SshOptions, model_path: Path, runn
         if check.probe.path != model_path:
             copy_to(target, options, check.probe.path, remote_probe)
         runner_args = [*runner_args, *check.runner_args(model_path, remote_inputs, remote_probe)]
-        command = [options.python, runner, model, *runner_args, "--outputs", f"{remote_dir}/outputs.npz"]
+        command = [*python_command(options), runner, model, *runner_args, "--outputs", f"{remote_dir}/outputs.npz"]
         proc = run_ssh(target, options, command, timeout_s=timeout_s)
         if proc.returncode == 0:
             copy_from(target, options, f"{remote_dir}/outputs.npz", outputs)
@@ -144,17 +178,32 @@ def _run_on_board(target: SshTarget, options: SshOptions, model_path: Path, runn
             log.warning("%s: could not remove %s: %s", target.name, remote_dir, e)
 
 
-def probe(target: SshTarget, options: SshOptions) -> str:
-    """One line on what the board offers: its machine and Python, or why it is not usable."""
-    command = [options.python, "-c", "import platform; print(platform.machine(), platform.python_version())"]
+RUNTIME_PACKAGES = ("numpy", "ai-edge-litert", "tflite-runtime", "ncnn", "mnn")
+_PROBE = f"""import importlib.metadata as m, platform
+found = []
+for name in {RUNTIME_PACKAGES!r}:
     try:
-        proc = run_ssh(target, options, command, timeout_s=CONNECT_TIMEOUT_S + 10)
+        found.append(name + " " + m.version(name))
+    except m.PackageNotFoundError:
+        pass
+print(platform.machine(), platform.python_version(), *found, sep=";")
+"""
+
+
+def probe(target: SshTarget, options: SshOptions) -> str:
+    """One line on what the board offers: its machine, Python and runtimes, or why it is not usable."""
+    try:
+        proc = run_ssh(target, options, [*python_command(options), "-c", _PROBE], timeout_s=60)
     except ToolError as e:
         return f"not reachable: {e}"
     if proc.returncode != 0:
-        return f"reachable, but {options.python} failed: {' '.join(proc.stderr.split())[:200]}"
-    machine, _, python = proc.stdout.strip().partition(" ")
-    return f"ready ({machine}, Python {python})"
+        return f"reachable, but {python_name(options)} failed: {' '.join(proc.stderr.split())[:200]}"
+    machine, python, *found = proc.stdout.strip().split(";")
+    names = {item.split()[0] for item in found}
+    if "numpy" not in names or not names & {"ai-edge-litert", "tflite-runtime", "ncnn", "mnn"}:
+        return (f"reachable ({machine}, Python {python}), but no runtime ({', '.join(found) or 'no numpy'}): "
+                f"run `deploy devices --setup {target.name}`")
+    return f"ready ({machine}, Python {python}; {', '.join(found)})"
 
 
 def _hint(stderr: str) -> str:

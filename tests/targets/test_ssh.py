@@ -152,7 +152,7 @@ def test_board_without_the_runtime_names_the_python_and_cleans_up(sshd, model, t
     target, options = sshd
     options = ssh.SshOptions(python="/usr/bin/python3", key=options.key, known_hosts=options.known_hosts, dir=str(tmp_path))
     # Debian's python3 has no numpy here (exit 1 on import); with python3-numpy, no TFLite runtime (exit 3).
-    with pytest.raises(BenchError, match=r"runner exited with [13] .*/usr/bin/python3.*--ssh-python") as caught:
+    with pytest.raises(BenchError, match=r"runner exited with [13] .*/usr/bin/python3.*deploy devices --setup") as caught:
         ssh.run_benchmark(target, options, model, threads=1, warmup=0, runs=1)
     assert "No module named 'numpy'" in str(caught.value) or "no TFLite runtime" in str(caught.value)
     assert list(tmp_path.iterdir()) == []
