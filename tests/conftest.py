@@ -1,11 +1,15 @@
 """Shared fixtures: tiny image folders and tiny trained Keras models, built in code."""
 from __future__ import annotations
 
+import getpass
 import importlib.util
 import json
 import os
 import shutil
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +140,58 @@ def run_kotlin_tests(jar: Path, golden_dir: Path, record_out: Path | None = None
     if record_out is not None:
         args.append(str(record_out))
     return subprocess.run(args, capture_output=True, text=True, timeout=300)
+
+
+SSHD = "/usr/sbin/sshd"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """(target, options) for a live sshd on 127.0.0.1 that accepts only a throwaway key: an "ARM
+    board" on loopback whose Python is this venv's. Debian's sshd (scripts/setup-system.sh), its own
+    config, host key and user key in tmp; the system's sshd config is not touched."""
+    from pipeline.targets import ssh
+    from pipeline.targets.spec import SshTarget
+
+    if not os.access(SSHD, os.X_OK):
+        pytest.fail(f"{SSHD} missing: run scripts/setup-system.sh (installs openssh-server)")
+    home = tmp_path_factory.mktemp("sshd")
+    keygen(home / "host_key")
+    keygen(home / "user_key")
+    shutil.copy(home / "user_key.pub", home / "authorized_keys")
+    port = free_port()
+    config = home / "sshd_config"
+    config.write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {home / 'host_key'}",
+        f"AuthorizedKeysFile {home / 'authorized_keys'}", "PidFile none", "UsePAM no",
+        "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
+        "StrictModes no",  # pytest's tmp folders sit under a world-writable /tmp
+    ]) + "\n")
+    known_hosts = home / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {(home / 'host_key.pub').read_text()}")
+    if os.geteuid() == 0:  # sshd started as root insists on its (empty) privilege separation folder
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    log = open(home / "sshd.log", "w")
+    server = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=log)
+    deadline = time.monotonic() + 10
+    while "Server listening" not in (home / "sshd.log").read_text():
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail(f"sshd did not start: {(home / 'sshd.log').read_text()}")
+        time.sleep(0.05)
+    target = SshTarget(getpass.getuser(), "127.0.0.1", port)
+    options = ssh.SshOptions(python=sys.executable, key=home / "user_key", known_hosts=known_hosts)
+    yield target, options
+    server.terminate()
+    server.wait(timeout=10)
+    log.close()

@@ -28,6 +28,7 @@ from tests.toy_stages import DieOnceConfig, DieOnceStage, SleepConfig, SleepStag
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
+STORE = str(100 * 2**20)  # object store bytes per node
 SETTINGS = {"calibration_images": 12, "warmup": 1, "runs": 3, "threads": [1], "val_fraction": 0.25,
             "formats": ["tflite", "onnx"], "precisions": ["fp32", "int8-ptq"]}
 
@@ -39,6 +40,10 @@ def _free_port() -> int:
 
 
 def _start(args: list[str], log: Path, ray_tmp: str) -> subprocess.Popen:
+    return _spawn([RAY, "start", "--block", "--disable-usage-stats", *args], log, ray_tmp)
+
+
+def _spawn(command: list[str], log: Path, ray_tmp: str) -> subprocess.Popen:
     # RAY_TMPDIR: the session and the ray_current_cluster file `ray start` writes stay in this test's
     # folder; in /tmp/ray the file would outlive the cluster and mislead the next `ray.init()`.
     # RAY_AUTH_MODE: Ray 2.60 turns token mode on for `ray start` when ~/.ray/auth_token exists (any
@@ -46,7 +51,7 @@ def _start(args: list[str], log: Path, ray_tmp: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0", "RAY_TMPDIR": ray_tmp,
            "RAY_AUTH_MODE": "disabled"}
     # Its own process group: ending the group ends the raylet and workers this node started, no one else's.
-    return subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", *args], env=env, cwd=ROOT,
+    return subprocess.Popen(command, env=env, cwd=ROOT,
                             stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -56,21 +61,20 @@ def cluster(tmp_path_factory):
     ray_tmp = tempfile.mkdtemp(prefix="rt")  # short: Ray's socket paths must stay under 108 bytes
     port = _free_port()
     address = f"127.0.0.1:{port}"
-    store = str(100 * 2**20)
     head = _start(["--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
-                   "--object-store-memory", store, "--include-dashboard=false"], tmp / "head.log", ray_tmp)
+                   "--object-store-memory", STORE, "--include-dashboard=false"], tmp / "head.log", ray_tmp)
     nodes = [head]
     try:
         time.sleep(5)
         nodes.append(_start(["--address", address, "--node-ip-address", "127.0.0.1", "--num-cpus", "1",
-                             "--object-store-memory", store, "--resources", json.dumps({"device:host": 1})], tmp / "node.log", ray_tmp))
+                             "--object-store-memory", STORE, "--resources", json.dumps({"device:host": 1})], tmp / "node.log", ray_tmp))
         ray.init(address=address, logging_level="WARNING")
         deadline = time.time() + 120
         while len([n for n in ray.nodes() if n["Alive"]]) < 2:
             assert time.time() < deadline, (tmp / "node.log").read_text()[-2000:]
             time.sleep(1)
         device_node = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and "device:host" in n["Resources"])
-        yield address, device_node
+        yield address, device_node, ray_tmp
     finally:
         ray.shutdown()
         for process in reversed(nodes):
@@ -94,7 +98,7 @@ def _build(model, data, out, **extra):
 
 @pytest.mark.slow
 def test_a_build_on_ray_matches_the_local_build(cluster, trained_model_file, image_folder, tmp_path):
-    address, device_node = cluster
+    address, device_node, _ = cluster
     local_run, local = _build(trained_model_file, image_folder, tmp_path / "local", jobs=1)
     run, report = _build(trained_model_file, image_folder, tmp_path / "ray", executor="ray", ray_address=address)
 
@@ -122,7 +126,7 @@ def test_a_build_on_ray_matches_the_local_build(cluster, trained_model_file, ima
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_task_leaves_nothing_in_the_cache_and_the_build_completes(cluster, tmp_path):
-    address, _ = cluster
+    address, _, _ = cluster
     plan = Plan()
     doomed = plan.node(DieOnceStage(), DieOnceConfig(marker=str(tmp_path / "attempted")))
     after = plan.node(SleepStage(), SleepConfig(value=2), {"x": doomed})
@@ -134,3 +138,40 @@ def test_a_worker_killed_mid_task_leaves_nothing_in_the_cache_and_the_build_comp
     assert outcomes[after.key].path("value.txt").read_text() == "3"
     assert outcomes[doomed.key].path("out.bin").read_bytes() == b"whole"
     assert not list((tmp_path / "out" / "cache").glob("*/.tmp-*"))  # nothing half-written on the driver's side
+
+
+def _stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_deploy_worker_advertises_its_board_and_the_boards_work_runs_on_that_node(cluster, sshd, trained_model_file,
+                                                                                  image_folder, tmp_path):
+    address, _, ray_tmp = cluster
+    board, options = sshd  # the loopback sshd stands for a board attached to the worker
+    worker = _spawn([sys.executable, "-m", "pipeline.cli", "worker", "--address", address, "--device", board.name,
+                     "--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--object-store-memory", STORE],
+                    tmp_path / "worker.log", ray_tmp)
+    try:
+        resource = f"device:{board.name}"
+        deadline = time.time() + 120
+        while not any(n["Alive"] and resource in n["Resources"] for n in ray.nodes()):
+            assert worker.poll() is None and time.time() < deadline, (tmp_path / "worker.log").read_text()[-2000:]
+            time.sleep(1)
+        board_node = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and resource in n["Resources"])
+        run, report = _build(trained_model_file, image_folder, tmp_path / "ray", executor="ray", ray_address=address,
+                             targets=[board.name], precisions=["fp32"], formats=["tflite"], arm_val_images=8,
+                             ssh_python=options.python, ssh_key=options.key, ssh_known_hosts=options.known_hosts)
+        assert not report.failures
+        on_board = [t for t in run.executor.backend.tasks if t["stage"] in ("bench", "verify_target")]
+        assert {t["stage"] for t in on_board} == {"bench", "verify_target"}
+        assert all(t["node_id"] == board_node for t in on_board)  # where the board is attached
+        artifact, = report.artifacts
+        assert [b.target for b in artifact.benchmarks] == [board.name]
+        assert [t.target for t in artifact.target_accuracy] == [board.name]
+    finally:
+        _stop(worker)

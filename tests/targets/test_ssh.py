@@ -1,17 +1,10 @@
 """The ssh target against a real OpenSSH server on loopback, with the runner executing for real.
 
-The sshd is Debian's (scripts/setup-system.sh installs it), started here on a free port with its
-own config, a throwaway host key and user key in tmp; the system's sshd config is not touched.
-The board's Python is this venv's (--ssh-python), so the runner has numpy and ai-edge-litert.
+The sshd is Debian's, started on a free port with its own config and throwaway keys (the `sshd`
+fixture, tests/conftest.py). The board's Python is this venv's (--ssh-python), so the runner has
+numpy and ai-edge-litert.
 """
-import getpass
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,57 +15,10 @@ from pipeline.errors import ToolError
 from pipeline.targets import ssh
 from pipeline.targets.host import BenchError
 from pipeline.targets.spec import SshTarget, parse_target
+from tests.conftest import free_port, keygen
 
-SSHD = "/usr/sbin/sshd"
 # A board folder no shell may interpret: spaces, quotes, $(...), backticks, ';' and a glob.
 NASTY = "board dir; touch PWNED $(touch PWNED2) `touch PWNED3` 'q' \"dq\" *"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    """(target, options) for a live sshd on 127.0.0.1 that accepts only a throwaway key."""
-    if not os.access(SSHD, os.X_OK):
-        pytest.fail(f"{SSHD} missing: run scripts/setup-system.sh (installs openssh-server)")
-    home = tmp_path_factory.mktemp("sshd")
-    _keygen(home / "host_key")
-    _keygen(home / "user_key")
-    shutil.copy(home / "user_key.pub", home / "authorized_keys")
-    port = _free_port()
-    config = home / "sshd_config"
-    config.write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {home / 'host_key'}",
-        f"AuthorizedKeysFile {home / 'authorized_keys'}", "PidFile none", "UsePAM no",
-        "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
-        "StrictModes no",  # pytest's tmp folders sit under a world-writable /tmp
-    ]) + "\n")
-    known_hosts = home / "known_hosts"
-    known_hosts.write_text(f"[127.0.0.1]:{port} {(home / 'host_key.pub').read_text()}")
-    if os.geteuid() == 0:  # sshd started as root insists on its (empty) privilege separation folder
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    log = open(home / "sshd.log", "w")
-    server = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=log)
-    deadline = time.monotonic() + 10
-    while "Server listening" not in (home / "sshd.log").read_text():
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            pytest.fail(f"sshd did not start: {(home / 'sshd.log').read_text()}")
-        time.sleep(0.05)
-    target = SshTarget(getpass.getuser(), "127.0.0.1", port)
-    options = ssh.SshOptions(python=sys.executable, key=home / "user_key", known_hosts=known_hosts)
-    yield target, options
-    server.terminate()
-    server.wait(timeout=10)
-    log.close()
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +88,7 @@ def test_unknown_host_key_is_refused_with_a_hint(sshd, tmp_path):
 def test_wrong_key_is_refused_with_a_hint(sshd, tmp_path):
     target, options = sshd
     ssh_keygen = tmp_path / "other_key"
-    _keygen(ssh_keygen)
+    keygen(ssh_keygen)
     other = ssh.SshOptions(python=options.python, key=ssh_keygen, known_hosts=options.known_hosts)
     with pytest.raises(ToolError, match="key authentication failed"):
         ssh.make_remote_dir(target, other)
@@ -174,7 +120,7 @@ def test_deploy_bench_on_the_board_prints_its_records(sshd, model):
 def test_deploy_devices_probes_the_board(sshd, tmp_path, monkeypatch):
     target, options = sshd
     monkeypatch.setenv("DEPLOY_EMU_HOME", str(tmp_path))
-    unreachable = f"ssh:{target.user}@127.0.0.1:{_free_port()}"
+    unreachable = f"ssh:{target.user}@127.0.0.1:{free_port()}"
     result = CliRunner().invoke(cli, ["devices", "--board", target.name, "--board", unreachable, *_ssh_flags(options)])
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.output.splitlines()}
