@@ -4,7 +4,7 @@ On a measured target: the fastest artifact (lowest p50 at the fewest threads mea
 metrics.py) that meets every constraint; ties go to the smaller file. On an emulated target the
 timings say nothing about device speed, so the latency limit is not applied and the smallest
 artifact that meets the other constraints is named. An int8 artifact that still computes in float
-is never recommended, nor one whose top-1 computed by an emulated target's own kernels is more
+is never recommended, nor one whose top-1 computed by the target's own kernels (an emulator's or a board's) is more
 than a point below the host's (on_target.py), nor an int8-qat artifact whose QAT measured worse than
 int8-ptq (models[].qat.versus_ptq). When none qualifies, the reason says what each artifact missed.
 """

@@ -61,8 +61,9 @@ class Benchmark(_Strict):
     init_ms: float | None = Field(description="interpreter creation + tensor allocation; null when the tool does not say (benchncnn)")
     peak_rss_mb: float | None = Field(description="peak resident memory of the benchmark process (benchmark_model: its memory "
                                                   "footprint); null when the tool does not say (benchncnn)")
-    cpu: str
-    emulated: bool = False
+    cpu: str = Field(description="CPU model (machine, cores[, board: the device tree's model on ARM boards])")
+    emulated: bool = Field(default=False, description="timed under emulation: the user-mode emulators, and boards whose "
+                                                      "device tree says QEMU's virt machine (linux,dummy-virt)")
     partial: bool = Field(default=False, description="the device went away mid-run: fewer timed runs than asked (latency_ms.n)")
     options: dict[str, bool | int | str] = Field(
         default_factory=dict, description="runtime options used: ncnn fp16/packing/int8 flags and CPU support, onnxruntime provider")
@@ -88,7 +89,7 @@ class Accuracy(_Strict):
 
 class TargetAccuracy(_Strict):
     """1.4: accuracy computed by a target's own kernels (pipeline/stages/verify_target.py)."""
-    target: str = Field(description="the emulated target (arm64-emu, armv7-emu)")
+    target: str = Field(description="the emulated target (arm64-emu, armv7-emu) or ssh board (ssh:USER@HOST:PORT)")
     runtime: str = Field(description="runtime and version on the target")
     delegate: str = Field(description="TFLite: 'xnnpack' or 'none' (built-in kernels); ncnn: 'none'")
     n: int = Field(description="validation images run (a seeded sample of at most --arm-val-images)")
@@ -213,7 +214,7 @@ class Artifact(_Strict):
     layer_errors_note: str | None = Field(default=None, description="int8 artifacts without layer_errors: why")
     fallback: Int8Fallback | None = Field(default=None, description="int8 artifacts: what the float fallback kept in float and what it cost")
     target_accuracy: list[TargetAccuracy] = Field(
-        default_factory=list, description="1.4: per emulated target, accuracy computed by its own kernels (--arm-val-images)")
+        default_factory=list, description="1.4: per emulated target and ssh board, accuracy computed by its own kernels (--arm-val-images)")
     compression: Compression | None = Field(default=None, description="the recipe of a compressed variant's artifact, "
                                                                       "or of a distilled QAT")
 

@@ -6,8 +6,8 @@ code and their outputs compare), copies them over and installs them offline into
 environment on the board, ~/.mobile-deploy/venv (ssh.PROVISIONED_VENV), which ssh targets then use
 by default. The board never reaches a package index.
 
-    aarch64  numpy, ai-edge-litert, ncnn, mnn
-    armv7l   tflite-runtime 2.14 (LiteRT has no armv7 wheel) and ncnn; numpy from the board's own
+    aarch64  numpy, ai-edge-litert, ncnn, mnn, onnxruntime (every format a build makes)
+    armv7l   tflite-runtime 2.14 (LiteRT has no armv7 wheel) and ncnn (no MNN or onnxruntime wheel); numpy from the board's own
              python3-numpy (PyPI has no armv7 numpy wheel), seen through --system-site-packages
 
 pip on the board is the pip wheel itself (`python pip.whl/pip install`, as pip's docs allow), so the
@@ -47,7 +47,8 @@ def packages(machine: str) -> tuple[list[str], list[str]]:
         return f"{name}=={importlib.metadata.version(name)}"
 
     if machine == "aarch64":
-        return [pin("numpy"), pin("ai-edge-litert"), pin("ncnn"), pin("mnn")], ["ai_edge_litert.interpreter", "ncnn", "MNN"]
+        return ([pin("numpy"), pin("ai-edge-litert"), pin("ncnn"), pin("mnn"), pin("onnxruntime")],
+                ["ai_edge_litert.interpreter", "ncnn", "MNN", "onnxruntime"])
     if machine.startswith("armv7"):
         return [TFLITE_RUNTIME_ARMV7, pin("ncnn")], ["tflite_runtime.interpreter", "ncnn"]
     raise UserInputError(f"cannot set up a {machine} board: wheels are fetched for aarch64 and armv7l boards only")

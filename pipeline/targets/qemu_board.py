@@ -11,7 +11,7 @@ as root's authorized key before sshd starts), known_hosts holding the image's ho
 console's log and a QMP socket (network cut and restore for fault tests). The guest network is
 QEMU's user network with `restrict=on`: the board reaches nothing outside, the host reaches its sshd
 through the forwarded port. Starting again in a folder that has an overlay continues that board
-(what was provisioned stays).
+on the same port (what was provisioned stays, and `--targets ssh:root@127.0.0.1:PORT` still names it).
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def start(folder: Path, cpus: int = 2, memory_mb: int = 2048, timeout_s: float =
         stale.unlink(missing_ok=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mobile-deploy board", "-f", str(key)],
                    check=True, capture_output=True)
-    port = _free_port()
+    port = _previous_port(folder) or _free_port()
     (folder / "known_hosts").write_text(f"[127.0.0.1]:{port} {(home / 'host_key.pub').read_text()}")
     (folder / "qmp.sock").unlink(missing_ok=True)
     command = [
@@ -190,6 +190,13 @@ def _qmp(path: Path, command: dict) -> dict:
             if "error" in reply:
                 raise ToolError(f"QEMU refused {command['execute']}: {reply['error'].get('desc')}")
         return reply["return"]
+
+
+def _previous_port(folder: Path) -> int | None:
+    try:
+        return int(json.loads((folder / "board.json").read_text())["port"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _free_port() -> int:

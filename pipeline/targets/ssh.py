@@ -178,7 +178,7 @@ def _run_on_board(target: SshTarget, options: SshOptions, model_path: Path, runn
             log.warning("%s: could not remove %s: %s", target.name, remote_dir, e)
 
 
-RUNTIME_PACKAGES = ("numpy", "ai-edge-litert", "tflite-runtime", "ncnn", "mnn")
+RUNTIME_PACKAGES = ("numpy", "ai-edge-litert", "tflite-runtime", "ncnn", "mnn", "onnxruntime")
 _PROBE = f"""import importlib.metadata as m, platform
 found = []
 for name in {RUNTIME_PACKAGES!r}:
@@ -200,7 +200,7 @@ def probe(target: SshTarget, options: SshOptions) -> str:
         return f"reachable, but {python_name(options)} failed: {' '.join(proc.stderr.split())[:200]}"
     machine, python, *found = proc.stdout.strip().split(";")
     names = {item.split()[0] for item in found}
-    if "numpy" not in names or not names & {"ai-edge-litert", "tflite-runtime", "ncnn", "mnn"}:
+    if "numpy" not in names or not names & set(RUNTIME_PACKAGES) - {"numpy"}:
         return (f"reachable ({machine}, Python {python}), but no runtime ({', '.join(found) or 'no numpy'}): "
                 f"run `deploy devices --setup {target.name}`")
     return f"ready ({machine}, Python {python}; {', '.join(found)})"

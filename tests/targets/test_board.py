@@ -2,10 +2,12 @@
 
 One board boots for the module (about a minute), starts with no numpy and no runtime, is provisioned
 by `deploy devices --setup` with its network restricted to the host's forwarded ssh port, then runs
-builds' benchmarks and ARM-kernel accuracy on its own aarch64 kernels, and is cut off mid-build.
+builds' benchmarks and ARM-kernel accuracy on its own aarch64 kernels, and is cut off and killed mid-build.
 Marked `board`: `pytest -m 'not board'` skips these locally.
 """
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,7 +20,7 @@ from pipeline.cli import cli
 from pipeline.targets import qemu_board
 
 pytestmark = [pytest.mark.board, pytest.mark.slow]
-RUNTIMES = ("numpy", "ai-edge-litert", "ncnn", "mnn")
+RUNTIMES = ("numpy", "ai-edge-litert", "ncnn", "mnn", "onnxruntime")
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +29,9 @@ def board(tmp_path_factory):
         pytest.fail(f"no board image in {qemu_board.board_home()}: run scripts/setup-arm-board.sh")
     started = qemu_board.start(tmp_path_factory.mktemp("board"))
     yield started
-    qemu_board.stop(started)
-    assert not started.running()
+    last = qemu_board.attach(started.folder)  # a test may have killed it and started it again
+    qemu_board.stop(last)
+    assert not last.running()
 
 
 def _flags(board) -> list[str]:
@@ -69,14 +72,14 @@ def test_setup_installs_the_hosts_runtime_versions_offline(board, provisioned):
     for name in RUNTIMES:  # the host's versions, so board and host outputs compare
         assert f"{name} {importlib.metadata.version(name)}" in row, row
     # The default board Python is now the provisioned environment.
-    proc = qemu_board.ssh_command(board, [".mobile-deploy/venv/bin/python", "-c", "import ncnn, MNN, numpy"])
+    proc = qemu_board.ssh_command(board, [".mobile-deploy/venv/bin/python", "-c", "import ncnn, MNN, numpy, onnxruntime"])
     assert proc.returncode == 0, proc.stderr
     assert qemu_board.ssh_command(board, ["test", "-e", ".mobile-deploy/venv.partial"]).returncode == 1
 
 
 def _build_command(board, model: Path, data: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "pipeline.cli", "build", "--model", str(model), "--data", str(data), "--out", str(out),
-            "--formats", "tflite,ncnn", "--precisions", "fp32,int8-ptq", "--ncnn-precisions", "fp32,int8",
+            "--formats", "tflite,ncnn,onnx", "--precisions", "fp32,int8-ptq", "--ncnn-precisions", "fp32,int8",
             "--targets", f"host,{board.target.name}", "--threads", "1", "--warmup", "1", "--runs", "3",
             "--arm-val-images", "12", "--val-fraction", "0.25", *_flags(board)]
 
@@ -88,7 +91,7 @@ def test_build_benchmarks_and_scores_every_artifact_on_the_board(board, provisio
     proc = subprocess.run(_build_command(board, trained_model_file, image_folder, out), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = report_files.load(out)
-    assert not report.failures and len(report.artifacts) == 4
+    assert not report.failures and len(report.artifacts) == 5
     for artifact in report.artifacts:
         on_board = [b for b in artifact.benchmarks if b.target == board.target.name]
         assert len(on_board) == 1, artifact.id
@@ -108,32 +111,47 @@ def _finished_on(out: Path, target: str) -> list[Path]:
             if target in json.loads(lineage.read_text()).get("label", "")]
 
 
-def test_a_board_cut_off_mid_build_costs_its_records_only_and_a_rerun_completes(board, provisioned, trained_model_file,
-                                                                               image_folder, tmp_path):
+def _build_and_fail_the_board(command: list[str], out: Path, target: str, fault) -> str:
+    """Run the build, call `fault()` once one more benchmark finished on the board, and return the
+    build's stderr after checking what a failed board costs: its own records only, exit 3."""
+    from pipeline import report as report_files
+
+    done_before = len(_finished_on(out, target))
+    build = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 900
+        while len(_finished_on(out, target)) == done_before:
+            assert build.poll() is None and time.monotonic() < deadline, "no benchmark finished on the board"
+            time.sleep(0.5)
+        fault()
+        _, stderr = build.communicate(timeout=1800)
+    finally:
+        build.kill()
+    assert build.returncode == 3, stderr[-3000:]
+    last_line = stderr.strip().splitlines()[-1]
+    assert "failed" in last_line and target in last_line, last_line
+    report = report_files.load(out)
+    assert report.failures and all(f.target == target and target in f.error for f in report.failures), report.failures
+    for artifact in report.artifacts:  # the host finished everything
+        assert any(b.target == "host" for b in artifact.benchmarks), artifact.id
+    return stderr
+
+
+def test_a_board_cut_off_or_killed_mid_build_costs_its_records_only_and_a_rerun_completes(
+        board, provisioned, trained_model_file, image_folder, tmp_path):
     from pipeline import report as report_files
 
     out, name = tmp_path / "run", board.target.name
     command = _build_command(board, trained_model_file, image_folder, out)
-    build = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 900
-        while not _finished_on(out, name):
-            assert build.poll() is None and time.monotonic() < deadline, "no benchmark finished on the board"
-            time.sleep(0.5)
-        board.set_network(False)  # the cable pulled after the first benchmark on the board
-        _, stderr = build.communicate(timeout=1800)
-    finally:
-        build.kill()
-        board.set_network(True)
-    first_done = _finished_on(out, name)
-    assert build.returncode == 3, stderr[-3000:]
-    last_line = stderr.strip().splitlines()[-1]
-    assert "failed" in last_line and name in last_line, last_line
-    report = report_files.load(out)
-    assert report.failures and all(f.target == name and name in f.error for f in report.failures), report.failures
-    for artifact in report.artifacts:  # the host finished everything
-        assert any(b.target == "host" for b in artifact.benchmarks), artifact.id
+    # The cable pulled after a benchmark finished on the board; plugged back once the build ended.
+    _build_and_fail_the_board(command, out, name, lambda: board.set_network(False))
+    board.set_network(True)
+    # The rerun loses the board again, to a power cut this time (QEMU killed); it boots again on the same port.
+    _build_and_fail_the_board(command, out, name, lambda: os.kill(board.pid, signal.SIGKILL))
+    restarted = qemu_board.start(board.folder)
+    assert restarted.target == board.target
 
+    first_done = _finished_on(out, name)
     mtimes = {path: path.stat().st_mtime for path in first_done}
     proc = subprocess.run(command, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
