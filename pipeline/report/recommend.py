@@ -1,7 +1,9 @@
 """Which artifact to ship, per target and model, under the user's constraints.
 
 On a measured target: the fastest artifact (lowest p50 at the fewest threads measured, see
-metrics.py) that meets every constraint; ties go to the smaller file. On an emulated target the
+metrics.py) that meets every constraint; artifacts whose interquartile latency ranges overlap the
+fastest one's are tied with it (their difference is within what the runs themselves scattered),
+and a tie goes to the smallest file, then the smallest top-1 drop. On an emulated target the
 timings say nothing about device speed, so the latency limit is not applied and the smallest
 artifact that meets the other constraints is named. An int8 artifact that still computes in float
 is never recommended, nor one whose top-1 computed by the target's own kernels (an emulator's or a board's) is more
@@ -96,11 +98,14 @@ def _pick(candidates, all_artifacts, target, constraints, emulated, vetoes) -> t
         return None, f"none of {len(candidates)} artifacts meets {limits or 'the int8 check'}: {misses}"
     if emulated:
         artifact, bench = min(passing, key=lambda ab: (ab[0].size_bytes, ab[0].accuracy_drop_points))
-        how = "smallest"
+        scope = f"smallest of {len(passing)} artifacts"
     else:
-        artifact, bench = min(passing, key=lambda ab: (ab[1].latency_ms.p50, ab[0].size_bytes))
-        how = "fastest"
-    scope = f"{how} of {len(passing)} artifacts" + (f" meeting {limits}" if limits else " (no constraints set)")
+        fastest = min(passing, key=lambda ab: (ab[1].latency_ms.p50, ab[0].size_bytes))
+        tied = [ab for ab in passing if ab[1].latency_ms.overlaps(fastest[1].latency_ms)]
+        artifact, bench = min(tied, key=lambda ab: (ab[0].size_bytes, ab[0].accuracy_drop_points, ab[1].latency_ms.p50))
+        scope = (f"fastest of {len(passing)} artifacts" if len(tied) == 1 else
+                 f"smallest of the {len(tied)} tied as fastest (p25-p75 latencies overlap) of {len(passing)} artifacts")
+    scope += f" meeting {limits}" if limits else " (no constraints set)"
     if len(passing) < len(candidates):
         scope += f"; {len(candidates) - len(passing)} other(s) miss them"
     return artifact, f"{scope}: {_facts(artifact, bench, all_artifacts, target)}"

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.9"  # 1.1 to 1.9 only added fields with defaults or made fields optional: 1.0 reports still load
+SCHEMA_VERSION = "1.10"  # 1.1 to 1.10 only added fields with defaults or made fields optional: 1.0 reports still load
 
 
 class _Strict(BaseModel):
@@ -23,6 +23,16 @@ class Latency(_Strict):
     mean: float
     std: float
     n: int = Field(description="number of timed runs after warm-up")
+    p25: float | None = Field(default=None, description="1.10: first quartile (null when the tool does not say); "
+                                                        "p25-p75 is the spread the recommendation's ties use")
+    p75: float | None = Field(default=None, description="1.10: third quartile (null when the tool does not say)")
+
+    def overlaps(self, other: "Latency") -> bool:
+        """Whether the two interquartile ranges overlap (a record without quartiles: its p50 alone)."""
+        low, high = self.p25 if self.p25 is not None else self.p50, self.p75 if self.p75 is not None else self.p50
+        other_low = other.p25 if other.p25 is not None else other.p50
+        other_high = other.p75 if other.p75 is not None else other.p50
+        return low <= other_high and other_low <= high
 
 
 class OutputDiff(_Strict):
@@ -363,7 +373,7 @@ class Recommendation(_Strict):
 
 
 class Report(_Strict):
-    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8", "1.9"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8", "1.9", "1.10"] = SCHEMA_VERSION
     created: str
     command: str
     tools: dict[str, str]

@@ -37,7 +37,7 @@ import time
 
 import numpy as np
 
-RUNNER_VERSION = 5  # 4: .mnn models; 5: cpu.board, and emulated on QEMU's virt board
+RUNNER_VERSION = 5  # 4: .mnn models; 5: cpu.board, emulated on QEMU's virt board, latency p25/p75
 EXIT_BAD_MODEL = 2
 EXIT_RUNTIME_FAILED = 3
 XNNPACK_LOG_LINE = "Created TensorFlow Lite XNNPACK delegate"
@@ -330,9 +330,9 @@ def time_invokes(interpreter, warmup, runs):
 
 
 def summarize(latencies_ms):
-    p50, p90, p99 = np.percentile(latencies_ms, [50, 90, 99])
+    p25, p50, p75, p90, p99 = np.percentile(latencies_ms, [25, 50, 75, 90, 99])
     std = float(np.std(latencies_ms, ddof=1)) if len(latencies_ms) > 1 else 0.0
-    stats = {"p50": p50, "p90": p90, "p99": p99, "mean": np.mean(latencies_ms), "std": std}
+    stats = {"p50": p50, "p90": p90, "p99": p99, "mean": np.mean(latencies_ms), "std": std, "p25": p25, "p75": p75}
     # 6 decimals of a millisecond is the nanosecond resolution the timer gave us.
     summary = {key: round(float(value), 6) for key, value in stats.items()}
     summary["n"] = int(len(latencies_ms))

@@ -7,17 +7,18 @@ from __future__ import annotations
 from pipeline.report import schema
 
 
-def latency(p50: float, p90: float | None = None, n: int = 50) -> schema.Latency:
+def latency(p50: float, p90: float | None = None, n: int = 50, quartiles: tuple[float, float] | None = None) -> schema.Latency:
     p90 = p50 * 1.05 if p90 is None else p90
-    return schema.Latency(p50=p50, p90=p90, p99=p90 * 1.1, mean=p50, std=(p90 - p50) / 1.28, n=n)
+    p25, p75 = quartiles or (None, None)
+    return schema.Latency(p50=p50, p90=p90, p99=p90 * 1.1, mean=p50, std=(p90 - p50) / 1.28, n=n, p25=p25, p75=p75)
 
 
 def bench(target: str = "host", p50: float = 1.0, threads: int = 1, emulated: bool = False, p90: float | None = None,
-          max_abs: float | None = None, **logits) -> schema.Benchmark:
+          max_abs: float | None = None, quartiles: tuple[float, float] | None = None, **logits) -> schema.Benchmark:
     """`logits`: the 1.3 output_diff fields (compared, n, logits_max_abs...) besides the softmax's `max_abs`."""
     return schema.Benchmark(
         target=target, runtime="ai-edge-litert", runtime_version="2.3.0", delegate="xnnpack", threads=threads, warmup=1,
-        latency_ms=latency(p50, p90), init_ms=1.0, peak_rss_mb=50.0, cpu="test cpu", emulated=emulated,
+        latency_ms=latency(p50, p90, quartiles=quartiles), init_ms=1.0, peak_rss_mb=50.0, cpu="test cpu", emulated=emulated,
         output_diff=None if max_abs is None else schema.OutputDiff(max_abs=max_abs, **logits),
     )
 

@@ -20,6 +20,25 @@ def test_without_constraints_the_fastest_wins():
     assert rec.reason.startswith("fastest of 3 artifacts (no constraints set): p50 1.000 ms at 1 thread(s) (3.00x fp32 speed)")
 
 
+def test_latencies_within_each_others_spread_tie_and_the_smaller_file_wins():
+    # The demo's case: dynamic-int8 at 0.101 ms against a fully int8 file at 0.113 ms, their runs overlapping.
+    tied = report([
+        artifact("dynamic-int8", 0.5, 0.0, [bench(p50=0.101, quartiles=(0.097, 0.112))]),
+        artifact("int8-ptq", 0.3, 0.3, [bench(p50=0.113, quartiles=(0.108, 0.118))]),
+        artifact("fp32", 1.0, 0.0, [bench(p50=0.200, quartiles=(0.190, 0.210))]),
+    ])
+    [rec] = recommend(tied, Constraints())
+    assert rec.artifact == "m_int8-ptq"
+    assert rec.reason.startswith("smallest of the 2 tied as fastest (p25-p75 latencies overlap) of 3 artifacts (no constraints set)")
+    # Apart (the runs do not overlap), the faster one wins whatever its size.
+    apart = report([
+        artifact("dynamic-int8", 0.5, 0.0, [bench(p50=0.101, quartiles=(0.099, 0.103))]),
+        artifact("int8-ptq", 0.3, 0.3, [bench(p50=0.113, quartiles=(0.110, 0.116))]),
+    ])
+    [rec] = recommend(apart, Constraints())
+    assert rec.artifact == "m_dynamic-int8" and rec.reason.startswith("fastest of 2 artifacts")
+
+
 def test_an_accuracy_limit_moves_the_pick_to_the_next_fastest():
     [rec] = recommend(_three(), Constraints(max_accuracy_drop=1.0))
     assert rec.artifact == "m_int8-qat"

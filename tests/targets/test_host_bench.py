@@ -87,9 +87,9 @@ def test_benchmark_reports_a_complete_distribution(models, dtype):
     assert result["target"] == "host"
     assert result["runtime"] == "ai-edge-litert"
     latency = result["latency_ms"]
-    assert {"p50", "p90", "p99", "mean", "std", "n"} <= latency.keys()
+    assert {"p25", "p50", "p75", "p90", "p99", "mean", "std", "n"} <= latency.keys()
     assert latency["n"] == RUNS
-    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
+    assert 0 < latency["p25"] <= latency["p50"] <= latency["p75"] <= latency["p90"] <= latency["p99"]
     assert latency["std"] >= 0
     assert result["delegate"] == "xnnpack"
     assert result["peak_rss_mb"] > 0
@@ -138,7 +138,7 @@ def test_runner_stdout_is_exactly_one_json_object(models):
     proc = _run_runner(models["int8"], warmup=1, runs=2)
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.strip().splitlines()) == 1
-    assert json.loads(proc.stdout)["runner_version"] == 4  # 3: --inputs batches, --probe, --logits; 4: .mnn
+    assert json.loads(proc.stdout)["runner_version"] == 5  # 3: --inputs batches, --probe, --logits; 4: .mnn; 5: board, quartiles
 
 
 def test_runner_imports_only_stdlib_numpy_and_a_runtime():
