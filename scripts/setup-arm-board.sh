@@ -14,6 +14,7 @@
 # (debootstrap, chroot) and binfmt_misc; recipe and timings in ../shared/FIELD-NOTES.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/setup-common.sh
 HOME_DIR="${DEPLOY_BOARD_HOME:-$HOME/.cache/mobile-deploy/board}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 recipe=$(sha256sum "$0" | cut -c1-16)
@@ -25,20 +26,9 @@ fi
 start=$(date +%s)
 rm -f "$HOME_DIR/READY"
 
-missing=()
-command -v qemu-system-aarch64 >/dev/null || missing+=(qemu-system-arm)
-command -v qemu-img >/dev/null || missing+=(qemu-utils)
-command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
-command -v debootstrap >/dev/null || missing+=(debootstrap)
-command -v update-binfmts >/dev/null || missing+=(binfmt-support)
-command -v mke2fs >/dev/null || missing+=(e2fsprogs)
-command -v ssh-keygen >/dev/null || missing+=(openssh-client)
-if [ ${#missing[@]} != 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-[ -e /proc/sys/fs/binfmt_misc/register ] || mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc
-[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64
+apt_install_missing qemu-system-aarch64=qemu-system-arm qemu-img=qemu-utils qemu-aarch64-static=qemu-user-static \
+    debootstrap=debootstrap update-binfmts=binfmt-support mke2fs=e2fsprogs ssh-keygen=openssh-client
+enable_binfmt qemu-aarch64
 
 mkdir -p "$HOME_DIR"
 root="$HOME_DIR/rootfs.partial"

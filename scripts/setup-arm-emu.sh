@@ -15,6 +15,7 @@
 # stage (it runs the rootfs's dpkg); running benchmarks later needs neither.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/setup-common.sh
 case "${1:-arm64}" in
     all) arches=(arm64 armv7) ;;
     arm64 | armv7) arches=("${1:-arm64}") ;;
@@ -50,17 +51,8 @@ setup_arch() {
     local start; start=$(date +%s)
     rm -f "$dir/READY"
 
-    local missing=()
-    command -v "$qemu" >/dev/null || missing+=(qemu-user-static)
-    command -v debootstrap >/dev/null || missing+=(debootstrap)
-    command -v update-binfmts >/dev/null || missing+=(binfmt-support)
-    if [ ${#missing[@]} != 0 ]; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    fi
-    # debootstrap's second stage executes ARM binaries: the kernel must hand them to QEMU.
-    [ -e /proc/sys/fs/binfmt_misc/register ] || mount binfmt_misc -t binfmt_misc /proc/sys/fs/binfmt_misc
-    [ -e "/proc/sys/fs/binfmt_misc/$binfmt" ] || update-binfmts --enable "$binfmt"
+    apt_install_missing "$qemu=qemu-user-static" debootstrap=debootstrap update-binfmts=binfmt-support
+    enable_binfmt "$binfmt"
 
     mkdir -p "$dir"
     if [ ! -d "$dir/rootfs" ]; then
