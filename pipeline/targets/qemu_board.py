@@ -64,11 +64,10 @@ class Board:
         return self.folder / "console.log"
 
     def running(self) -> bool:
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
+        try:  # a killed QEMU lingers as a zombie until its parent reaps it: it runs nothing
+            return Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
             return False
-        return Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
     def set_network(self, up: bool) -> None:
         """Plug or unplug the board's network cable (QMP set_link): a board cut off mid-build."""
