@@ -106,9 +106,15 @@ def test_one_recommendation_per_target_and_model_host_first():
         ("host", "a", "a_fp32"), ("host", "b", "b_fp32"), ("ssh:pi@board", "a", "a_fp32")]
 
 
-def _p50_at_one_thread(a):
-    """The recommendation's ranking: p50 at 1 thread, then size."""
-    return next(b.latency_ms.p50 for b in a.benchmarks if b.threads == 1), a.size_bytes
+def _expected_pick(artifacts):
+    """The recommendation's rule, restated: the fastest at 1 thread, and among the artifacts whose
+    p25-p75 range overlaps its range, the smallest file (then the smallest drop, then the lower p50)."""
+    def one_thread(a):
+        return next(b.latency_ms for b in a.benchmarks if b.threads == 1)
+
+    fastest = min(artifacts, key=lambda a: (one_thread(a).p50, a.size_bytes))
+    tied = [a for a in artifacts if one_thread(a).p25 <= one_thread(fastest).p75 and one_thread(fastest).p25 <= one_thread(a).p75]
+    return min(tied, key=lambda a: (a.size_bytes, a.accuracy_drop_points, one_thread(a).p50)).id
 
 
 @pytest.mark.slow
@@ -118,12 +124,12 @@ def test_recommendation_of_a_real_build_under_a_size_limit(tiny_run):
     [rec] = recommend(report_, Constraints(max_size_mb=limit))
     qualifying = [a for a in report_.artifacts if a.size_bytes / 1e6 <= limit]
     assert len(qualifying) >= 3
-    assert rec.artifact == min(qualifying, key=_p50_at_one_thread).id
+    assert rec.artifact == _expected_pick(qualifying)
     [none] = recommend(report_, Constraints(max_size_mb=1e-6))
     assert none.artifact is None and none.reason.startswith("none of 5 artifacts meets size <= 1e-06 MB")
-    # the build stored its own (unconstrained) recommendation: the fastest at 1 thread
+    # the build stored its own (unconstrained) recommendation: the fastest at 1 thread, ties to the smaller
     [stored] = report_.recommendations
-    assert stored.artifact == min(report_.artifacts, key=_p50_at_one_thread).id
+    assert stored.artifact == _expected_pick(report_.artifacts)
     assert stored.constraints == Constraints()
 
 
