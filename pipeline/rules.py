@@ -362,13 +362,19 @@ class Planner:
         c = self.config
         return SshOptions(python=c.ssh_python, key=c.ssh_key, known_hosts=c.ssh_known_hosts, dir=c.ssh_dir)
 
+    @staticmethod
+    def target_identity(target: Target) -> str:
+        """What a result measured on `target` is keyed by, so one from another machine is never reused:
+        the host by its CPU, an emulator by its runtimes' versions, a board or phone by its address
+        (its CPU is only known once it ran)."""
+        if isinstance(target, HostTarget):
+            return host_identity()
+        if isinstance(target, EmulatedTarget):
+            return target.name + "|" + emulated.installed(target.arch)
+        return target.name
+
     def bench(self, converted: Node, data_node: Node, fmt: str, precision: str, label: str, target: Target, threads: int) -> Node:
         c = self.config
-        # The host is identified by its CPU, an emulator by its runtimes' versions, a board by its
-        # address (its CPU is only known once it ran).
-        identity = host_identity() if isinstance(target, HostTarget) else target.name
-        if isinstance(target, EmulatedTarget):
-            identity += "|" + emulated.installed(target.arch)
         ssh = self.ssh_options() if isinstance(target, SshTarget) else None
         adb = AdbOptions(benchmark_model=c.adb_benchmark_model, benchncnn=c.adb_benchncnn,
                          cooldown_s=c.adb_cooldown_s) if isinstance(target, AdbTarget) else None
@@ -377,12 +383,16 @@ class Planner:
         check_data = {"data": data_node} if compares_with_host(target) else {}
         return self.node(
             BenchStage(),
-            BenchConfig(target=target.name, target_identity=identity, threads=threads, warmup=c.warmup, runs=c.runs, ssh=ssh, adb=adb,
+            BenchConfig(target=target.name, target_identity=self.target_identity(target), threads=threads, warmup=c.warmup, runs=c.runs, ssh=ssh, adb=adb,
                         fp16=runs_fp16(fmt, precision), check_seed=c.seed),
             {"artifact": converted, **check_data}, label=f"{label} {target.name} {threads} thread(s)",
-            lease=MACHINE if on_this_machine else device_lease(target.name),
-            resources={} if on_this_machine else {device_lease(target.name): 1},
+            **({"lease": MACHINE} if on_this_machine else on_device(target)),
         )
+
+
+def on_device(target: Target) -> dict:
+    """A node's placement on a phone or board: its lease here, and the Ray resource of the node it is attached to."""
+    return {"lease": device_lease(target.name), "resources": {device_lease(target.name): 1}}
 
 
 def runs_fp16(fmt: str, precision: str) -> bool:
@@ -633,13 +643,12 @@ def on_arm_kernels(p: Planner, m: ModelPlan) -> None:
             if not isinstance(target, EmulatedTarget | SshTarget) or not runs_format(target, a.format):
                 continue
             board = isinstance(target, SshTarget)
-            identity = target.name + ("" if board else "|" + emulated.installed(target.arch))
             node = p.node(
                 VerifyTargetStage(),
-                VerifyTargetConfig(target=target.name, target_identity=identity, ssh=p.ssh_options() if board else None,
+                VerifyTargetConfig(target=target.name, target_identity=p.target_identity(target), ssh=p.ssh_options() if board else None,
                                    images=c.arm_val_images, fp16=runs_fp16(a.format, a.precision), **_sample(c)),
                 {"artifact": a.converted, "data": m.data, "reference": m.reference},
                 label=f"{a.model} {a.format} {a.precision} {target.name}",
-                **({"lease": device_lease(target.name), "resources": {device_lease(target.name): 1}} if board else {}),
+                **(on_device(target) if board else {}),
             )
             a.target_verifies.append((target, node))

@@ -27,11 +27,14 @@ class Latency(_Strict):
                                                         "p25-p75 is the spread the recommendation's ties use")
     p75: float | None = Field(default=None, description="1.10: third quartile (null when the tool does not say)")
 
+    @property
+    def spread(self) -> tuple[float, float]:
+        """p25-p75; a record without quartiles: its p50 alone."""
+        return (self.p50 if self.p25 is None else self.p25, self.p50 if self.p75 is None else self.p75)
+
     def overlaps(self, other: "Latency") -> bool:
-        """Whether the two interquartile ranges overlap (a record without quartiles: its p50 alone)."""
-        low, high = self.p25 if self.p25 is not None else self.p50, self.p75 if self.p75 is not None else self.p50
-        other_low = other.p25 if other.p25 is not None else other.p50
-        other_high = other.p75 if other.p75 is not None else other.p50
+        """Whether the two spreads overlap."""
+        (low, high), (other_low, other_high) = self.spread, other.spread
         return low <= other_high and other_low <= high
 
 

@@ -414,6 +414,7 @@ def benchmark(args):
 
 
 def common_fields(runtime, runtime_version, delegate, args, latencies_ms, init_ms, input_info, options):
+    cpu = cpu_info()
     return {
         "runner_version": RUNNER_VERSION,
         "runtime": runtime,
@@ -424,9 +425,9 @@ def common_fields(runtime, runtime_version, delegate, args, latencies_ms, init_m
         "latency_ms": summarize(latencies_ms),
         "init_ms": round(init_ms, 6),
         "peak_rss_mb": peak_rss_mb(),
-        "cpu": cpu_info(),
+        "cpu": cpu,
         # A QEMU virt board's timings are emulated (TCG here; under KVM they would be a VM's).
-        "emulated": board_model() == QEMU_VIRT_BOARD,
+        "emulated": cpu["board"] == QEMU_VIRT_BOARD,
         "python": platform.python_version(),
         "input": input_info,
         "options": options,
