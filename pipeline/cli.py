@@ -149,6 +149,11 @@ def cli(ctx, debug):
               help="Also build a pruned variant of each Keras model: l1-filter = structured L1-norm filter pruning (docs/compression.md); "
                    "magnitude = tfmot magnitude sparsity to --sparsity (docs/compression-tfmot.md) [none].")
 @click.option("--prune-keep-macs", type=float, help="Share of the MACs the pruned variant keeps at most, e.g. 0.5 [0.5].")
+@click.option("--prune-speedup", type=float,
+              help="Instead of --prune-keep-macs: the speed-up the pruned int8 TFLite model must reach over the unpruned one on "
+                   "--latency-on, by a per-layer latency table measured there (docs/compression.md), e.g. 1.6.")
+@click.option("--latency-on", help="The target (one of --targets, not emulated) whose latency table --prune-speedup uses [host].")
+@click.option("--latency-threads", type=int, help="Threads the latency table is measured with [1].")
 @click.option("--prune-epochs", type=int, help="Fine-tuning epochs of the pruned variant [10].")
 @click.option("--prune-learning-rate", type=float, help="Fine-tuning learning rate of the pruned and sparse variants [0.002].")
 @click.option("--distill", is_flag=True, default=None, help="Pruned fine-tuning and QAT learn from the float model's soft targets too (knowledge distillation).")

@@ -83,6 +83,11 @@ class BuildConfig(BaseModel):
     # the pruned fine-tuning and QAT learn from the float model's soft targets at T, weight alpha.
     prune: Literal["none", "l1-filter", "magnitude"] = "none"
     prune_keep_macs: float = Field(default=0.5, gt=0, lt=1)
+    # Or a speed-up over the unpruned int8 model on a device: the chooser reads a latency table
+    # measured there (one-layer int8 TFLite models, XNNPACK, latency_threads), not the MAC count.
+    prune_speedup: float | None = Field(default=None, gt=1)
+    latency_on: str = "host"  # one of --targets, not emulated
+    latency_threads: int = Field(default=1, ge=1)
     prune_epochs: int = Field(default=10, ge=1)
     # The pruned (and sparse) variants' fine-tuning rate: the old training rate, at which they were
     # measured (docs/compression.md, compression-tfmot.md); training from scratch now uses 1e-2.
@@ -186,6 +191,13 @@ class BuildConfig(BaseModel):
         if info.data.get("prune") != "magnitude":
             raise ValueError("applies only with --prune magnitude")
         return sparsity
+
+    @field_validator("prune_speedup")
+    @classmethod
+    def _speedup_needs_filter_pruning(cls, speedup: float | None, info) -> float | None:
+        if speedup is not None and info.data.get("prune") != "l1-filter":
+            raise ValueError("applies only with --prune l1-filter")
+        return speedup
 
     @field_validator("cluster")
     @classmethod

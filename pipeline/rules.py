@@ -34,7 +34,8 @@ from pipeline.stages.ncnn import NcnnConvertConfig, NcnnConvertStage
 from pipeline.stages.onnx import OnnxExportConfig, OnnxExportStage, OnnxImportConfig, OnnxImportStage
 from pipeline.stages.onnx_tflite import ONNX_TFLITE_PRECISIONS, Onnx2TfConfig, Onnx2TfStage, OnnxTfliteConfig, OnnxTfliteStage
 from pipeline.stages.clustering import ClusteringConfig, ClusteringStage
-from pipeline.stages.prune import PruneConfig, PruneStage, recipe as prune_recipe
+from pipeline.stages.latency import PruneChoiceConfig, PruneChoiceStage
+from pipeline.stages.prune import PruneConfig, PruneStage, SensitivityConfig, SensitivityStage, recipe as prune_recipe
 from pipeline.stages.sparsity import SparsityConfig, SparsityStage
 from pipeline.stages.probe import PreprocessingProbeStage, ProbeConfig, candidates as probe_candidates, flags as probe_flags
 from pipeline.stages.qat import QatConfig, QatStage
@@ -413,9 +414,38 @@ def prune(p: Planner, m: ModelPlan) -> None:
     c = p.config
     if c.prune != "l1-filter" or not _compressible(m, "--prune l1-filter"):
         return
-    config = PruneConfig(method=c.prune, keep_macs=c.prune_keep_macs, epochs=c.prune_epochs, learning_rate=c.prune_learning_rate,
+    sensitivity = p.node(SensitivityStage(), SensitivityConfig(preprocessing=m.prep, seed=c.seed), {"model": m.model, "data": m.data},
+                         label=m.name, fatal=True)
+    goal, inputs = {"keep_macs": c.prune_keep_macs}, {"sensitivity": sensitivity}
+    if c.prune_speedup:
+        target = _latency_target(p)
+        goal = {"speedup": c.prune_speedup, "latency_on": target.name}
+        inputs["choice"] = p.node(
+            PruneChoiceStage(),
+            PruneChoiceConfig(speedup=c.prune_speedup, target=target.name, target_identity=p.target_identity(target),
+                              threads=c.latency_threads, ssh=p.ssh_options() if isinstance(target, SshTarget) else None),
+            {"model": m.model, "sensitivity": sensitivity}, label=f"{m.name} {c.prune_speedup:g}x on {target.name}", fatal=True,
+            **({"lease": MACHINE} if isinstance(target, HostTarget) else on_device(target)))
+    config = PruneConfig(method=c.prune, **goal, epochs=c.prune_epochs, learning_rate=c.prune_learning_rate,
                          patience=c.early_stopping_patience, distill=distill_config(c), **p.fit_settings(m.prep))
-    _compressed_variant(p, m, PruneStage(), config, c.prune, f"p{round(100 * c.prune_keep_macs)}", prune_recipe(config))
+    suffix = f"p{c.prune_speedup:g}x" if c.prune_speedup else f"p{round(100 * c.prune_keep_macs)}"
+    _compressed_variant(p, m, PruneStage(), config, c.prune, suffix, prune_recipe(config), inputs)
+
+
+def _latency_target(p: Planner) -> Target:
+    """--latency-on: one of the build's targets (its artifacts are benchmarked there, which gives the
+    achieved speed-up) that can time a table: not an emulator, not (yet) a phone."""
+    c = p.config
+    chosen = [t for t in p.targets if t.name == c.latency_on]
+    if not chosen:
+        raise UserInputError(f"--latency-on {c.latency_on}: not one of --targets ({', '.join(t.name for t in p.targets)}); "
+                             f"add it there, so that the pruned artifact's speed-up is measured where it was asked")
+    if isinstance(chosen[0], EmulatedTarget):
+        raise UserInputError(f"--latency-on {c.latency_on}: an emulator's timing means nothing; name the host or a real device")
+    if isinstance(chosen[0], AdbTarget):
+        raise UserInputError(f"--latency-on {c.latency_on}: latency tables on adb devices are not supported yet; "
+                             f"use the host or an ssh board")
+    return chosen[0]
 
 
 @rule
@@ -442,9 +472,11 @@ def clustering(p: Planner, m: ModelPlan) -> None:
                         {"method": "clustering", "clusters": c.cluster})
 
 
-def _compressed_variant(p: Planner, m: ModelPlan, stage, config, what: str, suffix: str, recipe: dict) -> None:
+def _compressed_variant(p: Planner, m: ModelPlan, stage, config, what: str, suffix: str, recipe: dict,
+                        inputs: dict | None = None) -> None:
     """The stage that compresses m's float model (training: may take a GPU), and its variant `<model>-<suffix>`."""
-    node = p.node(stage, config, {"model": m.model, "data": m.data}, label=f"{m.name} {what}", fatal=True, resources={"GPU": 1})
+    node = p.node(stage, config, {"model": m.model, "data": m.data, **(inputs or {})}, label=f"{m.name} {what}", fatal=True,
+                  resources={"GPU": 1})
     p.variant(m, suffix, node, recipe)
 
 

@@ -99,7 +99,7 @@ class ChannelGraph:
         keep = np.ones(self.atoms, bool) if keep is None else keep
         total = 0
         for name, (kind, positions, area, _) in self.cost.items():
-            cin, cout = self._channels(name, keep)
+            cin, cout = self.channels(name, keep)
             total += {"conv": positions * area * cin * cout, "dense": positions * cin * cout,
                       "depthwise": positions * area * cin, "separable": positions * cin * (area + cout)}[kind]
         return total
@@ -111,11 +111,11 @@ class ChannelGraph:
         keep = np.ones(self.atoms, bool) if keep is None else keep
         total = 0
         for name, (_, positions, _, in_positions) in self.cost.items():
-            cin, cout = self._channels(name, keep)
+            cin, cout = self.channels(name, keep)
             total += in_positions * cin + positions * cout
         return total
 
-    def _channels(self, layer: str, keep: np.ndarray) -> tuple[int, int]:
+    def channels(self, layer: str, keep: np.ndarray) -> tuple[int, int]:
         return int(keep[self.inputs[layer][0]].sum()), int(keep[self.labels[layer]].sum())
 
 

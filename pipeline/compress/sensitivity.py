@@ -9,11 +9,13 @@ target, take the one step (one group to its next ratio) that costs the least top
 latency saved, the cost read from that group's curve (groups assumed independent, as in the paper).
 A step that loses nothing is taken first, the biggest saving first among those.
 
-Latency is estimated, not measured (a group pruned alone changes an int8 model's time by a few
-per cent, below the noise of a shared machine): MACs plus MEMORY_WEIGHT MAC-equivalents per
+With --prune-keep-macs, latency is estimated (a group pruned alone changes an int8 model's time by a
+few per cent, below the noise of a shared machine): MACs plus MEMORY_WEIGHT MAC-equivalents per
 activation element a conv or dense layer reads or writes (`ChannelGraph.traffic`). MACs alone
 miss what depthwise convolutions and large early maps cost: at 50 % of MobileNet V2's MACs (int8,
 224x224), every group at one ratio ran 1.36x faster than unpruned, the expansion groups alone 1.70x.
+With --prune-speedup, latency is what a table measured on the device predicts (layer_latency.py),
+and the walk stops at the asked speed-up instead of a MAC budget (`choose_speedup`).
 """
 from __future__ import annotations
 
@@ -66,13 +68,36 @@ def curves(graph: ChannelGraph, top1: Callable[[], float], ratios=RATIOS) -> dic
 def choose(graph: ChannelGraph, measured: dict, keep_macs: float) -> dict[str, float]:
     """Per-group ratios whose pruned model keeps at most `keep_macs` of the MACs (greedy, above)."""
     total = graph.macs()
-    target = keep_macs * total
+
+    def unreachable(macs: int, _latency: float) -> str:
+        return f"--prune-keep-macs {keep_macs:g}: unreachable; pruning every group at {max(RATIOS):g} keeps {macs / total:.2f} of the MACs"
+
+    return _greedy(graph, measured, lambda keep: latency_estimate(graph, keep), lambda macs, _: macs <= keep_macs * total,
+                   unreachable)
+
+
+def choose_speedup(graph: ChannelGraph, measured: dict, speedup: float, latency_ms: Callable[[np.ndarray | None], float],
+                   target: str) -> dict[str, float]:
+    """Per-group ratios whose pruned model's latency, as `latency_ms(keep)` predicts it from a table
+    measured on `target` (layer_latency.LatencyTable.predict), is at most the unpruned one's / speedup."""
+    unpruned = latency_ms(None)
+
+    def unreachable(_macs: int, latency: float) -> str:
+        return (f"--prune-speedup {speedup:g}: unreachable on {target}; pruning every group at {max(RATIOS):g} gives "
+                f"{unpruned / latency:.2f}x by its latency table")
+
+    return _greedy(graph, measured, latency_ms, lambda _, latency: latency <= unpruned / speedup, unreachable)
+
+
+def _greedy(graph: ChannelGraph, measured: dict, latency_of: Callable[[np.ndarray | None], float],
+            reached: Callable[[int, float], bool], unreachable: Callable[[int, float], str]) -> dict[str, float]:
+    """The module docstring's greedy walk, until `reached(macs, latency)`; latency by `latency_of(keep)`."""
     top1 = {g["group"]: {0.0: measured["baseline_top1"], **{p["ratio"]: p["top1"] for p in g["points"]}}
             for g in measured["groups"]}
     steps = {name: sorted(curve) for name, curve in top1.items()}
     chosen = {name: 0.0 for name in top1}
-    macs, latency = total, latency_estimate(graph)
-    while macs > target:
+    macs, latency = graph.macs(), latency_of(None)
+    while not reached(macs, latency):
         options, moved = [], False
         for name, ratio in list(chosen.items()):
             later = [r for r in steps[name] if r > ratio]
@@ -83,13 +108,14 @@ def choose(graph: ChannelGraph, measured: dict, keep_macs: float) -> dict[str, f
             if trial_macs >= macs:  # the step removes no unit (rounding): the group's next ratio is the real step
                 chosen[name], moved = later[0], True
                 continue
-            trial_latency = latency_estimate(graph, keep)  # below `latency`: MACs fell, traffic never grows
+            trial_latency = latency_of(keep)
+            # An estimate falls with every step; a measured table may say a step saves nothing: it ranks last.
+            saved = max(latency - trial_latency, 1e-12)
             cost = max(top1[name][ratio] - top1[name][later[0]], 0.0) + FREE
-            options.append((cost / (latency - trial_latency), name, later[0], trial_macs, trial_latency))
+            options.append((cost / saved, name, later[0], trial_macs, trial_latency))
         if options:
             _, name, ratio, macs, latency = min(options)
             chosen[name] = ratio
         elif not moved:
-            raise UserInputError(f"--prune-keep-macs {keep_macs:g}: unreachable; pruning every group at {max(RATIOS):g} "
-                                 f"keeps {macs / total:.2f} of the MACs")
+            raise UserInputError(unreachable(macs, latency))
     return {name: ratio for name, ratio in chosen.items() if ratio > 0}

@@ -52,6 +52,8 @@ def render(report: Report) -> str:
                     lines += [f"### {table.title}", "", *table_lines(table)]
         on_arm = tables.target_accuracy_table(report, model.name)
         lines += [f"### {on_arm.title}", "", *table_lines(on_arm)] if on_arm else []
+        for table in tables.speedup_tables(report, model.name):
+            lines += [f"### {table.title}", "", *table_lines(table)]
         for section in int8_layers.sections(report, model.name):
             lines += [f"### int8 layers: {section.artifact}", "", *section.lines, ""]
             lines += table_lines(section.table) if section.table else []

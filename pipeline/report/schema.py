@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.10"  # 1.1 to 1.10 only added fields with defaults or made fields optional: 1.0 reports still load
+SCHEMA_VERSION = "1.11"  # 1.1 to 1.11 only added fields with defaults or made fields optional: 1.0 reports still load
 
 
 class _Strict(BaseModel):
@@ -161,11 +161,48 @@ class Int8Fallback(_Strict):
     rounds: list[FallbackRound] = Field(description="the plain conversion first, then one round per float layer added")
 
 
+class LatencyTableSummary(_Strict):
+    """1.11: the per-layer latency table --prune-speedup chose with (pipeline/compress/layer_latency.py)."""
+
+    target: str = Field(description="the target it was measured on (--latency-on)")
+    identity: dict = Field(description="what the target reported: cpu (machine, model, count, board), runtime, delegates")
+    threads: int
+    entries: int = Field(description="one-layer models and whole models the table holds")
+    timed: int = Field(description="of them, timed by this build (the rest came from the latency cache)")
+    reused: int
+    unpruned_ms: float = Field(description="the unpruned int8 model, timed beside the one-layer models (median of rounds)")
+    half_ms: float = Field(description="the model with every group pruned at 0.5, the same way")
+    spread: float = Field(description="(max - min) / median of the unpruned model's rounds: how stable the target was")
+    entry_spread_median: float = Field(description="the same, the median over every entry of the table")
+    cache_file: str = Field(description="the latency cache file the entries are kept in (DEPLOY_LATENCY_CACHE)")
+    predicted_unpruned_ms: float = Field(description="the table's prediction for the unpruned model")
+    rest_ms: float = Field(description="of it, what is not conv/depthwise/dense (additions, pooling, shuffles, call cost)")
+    layers_ms: dict[str, float] = Field(description="each conv/depthwise/dense layer's time in the unpruned model, ms: where the time goes")
+
+
+class SpeedupCheck(_Strict):
+    """1.11: a candidate pruning the chooser timed on the target (stages/latency.py)."""
+
+    goal: float = Field(description="the speed-up the greedy walk was asked for by the table (raised after a shortfall)")
+    predicted: float = Field(description="the speed-up the table predicted for the candidate")
+    measured: float = Field(description="the speed-up measured: unpruned / candidate int8 time, median of alternating rounds")
+    macs_kept: float
+
+
 class Compression(_Strict):
     """How a model variant was made smaller (issue 12; docs/compression.md)."""
 
     method: str = Field(description="'l1-filter' (structured filter pruning), or 'none' for a model that is not a variant")
     keep_macs: float | None = Field(default=None, description="--prune-keep-macs: the share of the MACs asked to keep")
+    speedup: float | None = Field(default=None, description="1.11: --prune-speedup, the speed-up asked on latency_on")
+    latency_on: str | None = Field(default=None, description="1.11: --latency-on, the target the speed-up was asked on")
+    predicted_speedup: float | None = Field(default=None, description="1.11: the speed-up the latency table predicted for the chosen ratios")
+    achieved_speedup: float | None = Field(
+        default=None, description="1.11: measured by this build: the unpruned model's int8 TFLite p50 / the variant's, on "
+                                  "latency_on at the table's thread count (int8-ptq, else int8-qat); on the model, not its artifacts")
+    speedup_checks: list[SpeedupCheck] | None = Field(
+        default=None, description="1.11: each candidate pruning timed against the unpruned model on latency_on while choosing")
+    latency_table: LatencyTableSummary | None = None
     macs_kept: float | None = Field(default=None, description="the share of the unpruned model's MACs the variant has")
     distilled: bool = Field(default=False, description="fine-tuned against the float model's soft targets (--distill)")
     distill_temperature: float | None = None
@@ -376,7 +413,7 @@ class Recommendation(_Strict):
 
 
 class Report(_Strict):
-    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8", "1.9", "1.10"] = SCHEMA_VERSION
+    schema_version: Literal["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6", "1.7", "1.8", "1.9", "1.10", "1.11"] = SCHEMA_VERSION
     created: str
     command: str
     tools: dict[str, str]

@@ -225,6 +225,34 @@ def target_accuracy_table(report: Report, model: str) -> Table | None:
                  [False, False, False] + [True] * 6 + [False])
 
 
+TIME_LAYERS_SHOWN = 12
+
+
+def speedup_tables(report: Report, model: str) -> list[Table]:
+    """A --prune-speedup variant: the speed-up asked, predicted and achieved, and where the unpruned
+    int8 model's time goes on that target by the latency table (the layers worth pruning)."""
+    info = next(m for m in report.models if m.name == model)
+    c = info.compression
+    if c is None or c.latency_table is None:
+        return []
+    t = c.latency_table
+    asked = Table(f"speedup-{model}", f"{model}: speed-up asked on {c.latency_on} ({t.threads} thread(s), int8 TFLite)",
+                  ["asked", "predicted by the latency table", "achieved (this build's benchmarks)", "table entries (timed now)",
+                   f"{info.parent} measured / predicted ms", "rounds' spread %"],
+                  [[ratio(c.speedup), ratio(c.predicted_speedup), ratio(c.achieved_speedup), f"{t.entries} ({t.timed})",
+                    f"{ms(t.unpruned_ms)} / {ms(t.predicted_unpruned_ms)}", f"{100 * t.spread:.1f}"]], [True] * 6)
+    total = t.predicted_unpruned_ms
+    layers = sorted(t.layers_ms.items(), key=lambda item: -item[1])
+    rows = [[name, ms(time), f"{100 * time / total:.1f}"] for name, time in layers[:TIME_LAYERS_SHOWN]]
+    if len(layers) > TIME_LAYERS_SHOWN:
+        rest = sum(time for _, time in layers[TIME_LAYERS_SHOWN:])
+        rows.append([f"{len(layers) - TIME_LAYERS_SHOWN} other conv/depthwise/dense layers", ms(rest), f"{100 * rest / total:.1f}"])
+    rows.append(["everything else (additions, pooling, shuffles, call cost)", ms(t.rest_ms), f"{100 * t.rest_ms / total:.1f}"])
+    where = Table(f"time-{model}", f"{info.parent}: where the int8 model's time goes on {c.latency_on} (latency table)",
+                  ["layer", "ms", "share %"], rows, [False, True, True])
+    return [asked, where]
+
+
 def _int8(a: Artifact) -> str:
     if a.int8_check is None:
         return ""

@@ -31,3 +31,19 @@ def run_benchmark(target: Target, ssh_options, model_path: Path, threads: int, w
                                  inputs=check_inputs)
     assert isinstance(target, HostTarget)
     return host.run_benchmark(model_path, threads, warmup, runs, fp16=fp16)
+
+
+def run_table(target: Target, ssh_options, models: Path, threads: int, warmup: int, runs: int, rounds: int) -> dict:
+    """table_runner.py's result for the TFLite models in `models` (an npz) on a real device: the host
+    or an ssh board. Emulators are refused (their timing says nothing about a CPU); so are phones,
+    until the adb target has a runner that times many models."""
+    from pipeline.targets import host, ssh
+
+    if isinstance(target, EmulatedTarget):
+        raise ToolError(f"{target.name} is emulated: its timing means nothing; measure latency on the host, a board or a phone")
+    if isinstance(target, AdbTarget):
+        raise ToolError(f"{target.name}: latency tables on adb devices are not supported yet; use the host or an ssh board")
+    if isinstance(target, SshTarget):
+        return ssh.run_table(target, ssh_options or ssh.SshOptions(), models, threads, warmup, runs, rounds)
+    assert isinstance(target, HostTarget)
+    return host.run_table(models, threads, warmup, runs, rounds)

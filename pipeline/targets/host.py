@@ -14,6 +14,7 @@ from pathlib import Path
 from pipeline.errors import ToolError
 
 RUNNER = Path(__file__).with_name("device_runner.py")
+TABLE_RUNNER = Path(__file__).with_name("table_runner.py")  # imports RUNNER: copied beside it
 STDERR_TAIL_LINES = 5
 
 
@@ -49,6 +50,20 @@ def run_benchmark(
     if result is None:
         raise BenchError(model_path, "runner printed no JSON result", tail(proc.stderr))
     result["target"] = "host"
+    return result
+
+
+def run_table(models: Path, threads: int, warmup: int, runs: int, rounds: int, timeout_s: float = 3600) -> dict:
+    """Run table_runner.py on the models in `models` (an npz) in a new interpreter; its JSON result."""
+    command = [sys.executable, str(TABLE_RUNNER), str(models), "--threads", str(threads), "--warmup", str(warmup),
+               "--runs", str(runs), "--rounds", str(rounds)]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as expired:
+        raise BenchError(models, f"timed out after {timeout_s} s", tail(expired.stderr)) from None
+    result = parse_result(proc.stdout) if proc.returncode == 0 else None
+    if result is None:
+        raise BenchError(models, f"table runner exited with {proc.returncode}", tail(proc.stderr), proc.returncode)
     return result
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from pipeline.errors import ToolError
 from pipeline.targets import output_check
-from pipeline.targets.host import RUNNER, BenchError, artifact_files, parse_result, tail
+from pipeline.targets.host import RUNNER, TABLE_RUNNER, BenchError, artifact_files, parse_result, tail
 from pipeline.targets.spec import SshTarget
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,33 @@ def run_benchmark(target: SshTarget, options: SshOptions, model_path: Path, thre
     return result
 
 
+def run_table(target: SshTarget, options: SshOptions, models: Path, threads: int, warmup: int, runs: int, rounds: int,
+              timeout_s: float = 3600) -> dict:
+    """Run table_runner.py on the board on the models in `models` (an npz); its JSON result."""
+    remote_dir = make_remote_dir(target, options)
+    try:
+        for file in (RUNNER, TABLE_RUNNER, models):
+            copy_to(target, options, file, f"{remote_dir}/{file.name}")
+        command = [*python_command(options), f"{remote_dir}/{TABLE_RUNNER.name}", f"{remote_dir}/{models.name}",
+                   "--threads", str(threads), "--warmup", str(warmup), "--runs", str(runs), "--rounds", str(rounds)]
+        proc = run_ssh(target, options, command, timeout_s=timeout_s)
+    finally:
+        _remove(target, options, remote_dir)
+    result = parse_result(proc.stdout) if proc.returncode == 0 else None
+    if result is None:
+        raise BenchError(models, f"on {target.name}: table runner exited with {proc.returncode} (is {python_name(options)} "
+                                 f"on the board with numpy and a TFLite runtime? `deploy devices --setup {target.name}` "
+                                 f"installs them)", tail(proc.stderr))
+    return result
+
+
+def _remove(target: SshTarget, options: SshOptions, remote_dir: str) -> None:
+    try:
+        run_ssh(target, options, ["rm", "-rf", "--", remote_dir])
+    except ToolError as e:  # keep the error that got us here; a leftover temp folder is only a warning
+        log.warning("%s: could not remove %s: %s", target.name, remote_dir, e)
+
+
 def _run_on_board(target: SshTarget, options: SshOptions, model_path: Path, runner_args: list[str], outputs: Path,
                   timeout_s: float, check: output_check.Check) -> subprocess.CompletedProcess:
     """Copy the runner, the artifact and the check's files into a fresh board folder, run, fetch the
@@ -172,10 +199,7 @@ def _run_on_board(target: SshTarget, options: SshOptions, model_path: Path, runn
             copy_from(target, options, f"{remote_dir}/outputs.npz", outputs)
         return proc
     finally:
-        try:
-            run_ssh(target, options, ["rm", "-rf", "--", remote_dir])
-        except ToolError as e:  # keep the error that got us here; a leftover temp folder is only a warning
-            log.warning("%s: could not remove %s: %s", target.name, remote_dir, e)
+        _remove(target, options, remote_dir)
 
 
 RUNTIME_PACKAGES = ("numpy", "ai-edge-litert", "tflite-runtime", "ncnn", "mnn", "onnxruntime")

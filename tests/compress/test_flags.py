@@ -17,6 +17,8 @@ def test_compression_flags_reach_the_config_with_documented_defaults():
     ({"prune": "magnitude", "sparsity": 1.0}, "--sparsity: .*less than 1"),
     ({"cluster": 1}, "--cluster: .*2 or more"),
     ({"prune": "l2"}, "--prune: "),
+    ({"prune_speedup": 1.6}, "--prune-speedup: .*only with --prune l1-filter"),
+    ({"prune": "l1-filter", "prune_speedup": 0.8}, "--prune-speedup: .*greater than 1"),
 ])
 def test_bad_compression_flags_are_named(overrides, message):
     with pytest.raises(UserInputError, match=message):

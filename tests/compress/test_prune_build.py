@@ -42,3 +42,48 @@ def test_pruned_variant_is_reported_beside_its_model(trained_model_file, image_f
     assert recommendation.model == "tiny"
     html = (out / "report.html").read_text()
     assert "Pruning sensitivity of tiny" in html and "Accuracy against MACs" in html
+
+
+@pytest.mark.parametrize("targets, latency_on, message", [
+    ("host,arm64-emu", "arm64-emu", "--latency-on arm64-emu: an emulator's timing means nothing"),
+    ("host", "ssh:pi@board.local", "--latency-on ssh:pi@board.local: not one of --targets (host)"),
+])
+def test_a_speedup_is_measured_on_a_real_target_of_the_build(tmp_path, targets, latency_on, message):
+    from tests.test_cli import assert_one_line_error, deploy
+
+    result = deploy("build", "--model", "mobilenet_v1", "--data", "demo", "--prune", "l1-filter", "--prune-speedup", "1.5",
+                    "--targets", targets, "--latency-on", latency_on, "--dry-run", "--out", tmp_path / "out")
+    assert_one_line_error(result, 2, message)
+
+
+@pytest.mark.slow
+def test_a_speedup_variant_is_chosen_by_the_hosts_latency_table_and_its_speedup_measured(image_folder, tmp_path, monkeypatch):
+    """A 1x1-conv model at 96x96 (untrained: the choice needs the table, not accuracy; int8 without float
+    fallback, which an untrained model would trigger), pruned to 1.3x on the host."""
+    from pipeline.build import build
+    from tests.compress.tiny import pointwise_model
+
+    monkeypatch.setenv("DEPLOY_LATENCY_CACHE", str(tmp_path / "latency-cache"))
+    path = tmp_path / "pointwise.keras"
+    pointwise_model(size=96).save(path)
+    settings = {**FAST, "models": [str(path)], "data": str(image_folder), "precisions": ["fp32", "int8-ptq"], "int8_fallback": "off",
+                "prune_speedup": 1.3, "distill": False, "prune_epochs": 1, "mean": [127.5], "std": [127.5], "warmup": 5, "runs": 30}
+    report = build(load_config(overrides={**settings, "out": tmp_path / "first"}))
+    parent, variant = report.models
+    assert variant.name == "pointwise-p1.3x" and variant.macs < parent.macs
+    recipe = variant.compression
+    assert (recipe.speedup, recipe.latency_on, recipe.keep_macs) == (1.3, "host", None)
+    table = recipe.latency_table
+    assert table.target == "host" and table.timed == table.entries > 0
+    assert len(table.layers_ms) == 5  # 3 convs, the depthwise, the dense (which costs no more than an empty call)
+    assert all(table.layers_ms[name] > 0 for name in ("conv2d", "depthwise_conv2d", "conv2d_1", "conv2d_2"))
+    assert recipe.speedup_checks and recipe.speedup_checks[-1].predicted == pytest.approx(recipe.predicted_speedup)
+    assert recipe.predicted_speedup >= 1.3  # what the chooser walked to, by the table
+    assert recipe.achieved_speedup is not None and recipe.achieved_speedup > 1.0  # measured: the pruned int8 model is faster
+    by_model = {(a.model, a.precision): a for a in report.artifacts}
+    host_p50 = {name: by_model[name, "int8-ptq"].benchmarks[0].latency_ms.p50 for name in (parent.name, variant.name)}
+    assert recipe.achieved_speedup == pytest.approx(host_p50[parent.name] / host_p50[variant.name])
+    assert "speed-up" in (tmp_path / "first" / "report.md").read_text()
+    # Another build (another output folder) times nothing again: the table comes from the latency cache.
+    again = build(load_config(overrides={**settings, "out": tmp_path / "second"}))
+    assert again.models[1].compression.latency_table.timed == 0

@@ -18,6 +18,17 @@ def test_dry_run_shows_the_prune_stage_and_the_variants_stages(tmp_path):
     assert not any("squeezenet-p40-p40" in line for line in lines)  # a variant is not pruned again
 
 
+def test_a_speedup_is_chosen_on_its_target_alone_between_sensitivity_and_pruning(tmp_path):
+    config = load_config(overrides={**FLAGS, "out": tmp_path, "prune": "l1-filter", "prune_speedup": 1.6})
+    lines = [line for line in dry_run(config) if line.startswith("  run")]
+    order = [next(i for i, line in enumerate(lines) if line.split()[2:4] == stage)
+             for stage in (["sensitivity", "squeezenet"], ["prune_choice", "squeezenet"], ["prune", "squeezenet"],
+                           ["reference", "squeezenet-p1.6x"])]
+    assert order == sorted(order)
+    choice = lines[order[1]]
+    assert "1.6x on host" in choice and "runs alone" in choice  # timed on the host with nothing beside it
+
+
 def test_a_variant_goes_through_the_rules_after_the_one_that_made_it(tmp_path, monkeypatch):
     """Any compression rule (sparsity, clustering...) wires its variant in with one call."""
     monkeypatch.setattr(rules, "RULES", [])

@@ -1,0 +1,226 @@
+"""prune_choice: the filter-pruning ratios that reach --prune-speedup on a target, chosen by a
+per-layer latency table measured there (pipeline/compress/layer_latency.py) and verified there.
+
+The table: the one-layer models and the two whole models are converted to int8, packed into one npz
+and timed on the target by pipeline/targets/table_runner.py in interleaved rounds (the median of the
+rounds' medians is the entry; the spread between rounds is recorded, and a warning says when the
+whole model's rounds disagree by more than UNSTABLE: a busy host, or one that changes its speed).
+
+The choice (NetAdapt's "measure" step): the greedy walk (sensitivity.choose_speedup) stops where the
+table predicts the speed-up; the pruned model is then converted and timed against the unpruned one
+on the target, alternating, and while it falls short the walk goes on to a goal raised by the
+shortfall (at most MAX_CHECKS timings). One-layer times do not add up exactly to a model's (a
+layer inside a model finds its input in cache): on MobileNet V2 at 224x224 the table alone
+predicted 1.61x for what measured 1.40x.
+
+Times are kept in a cache every build on this machine shares (DEPLOY_LATENCY_CACHE, default
+~/.cache/mobile-deploy/latency), one file per target and thread count, keyed by each one-layer
+model's shape and each whole model's structure: a second build, or another model with alike
+layers, times only what is new. The file records the CPU and runtime the target reported; when the
+target later reports another (a board replaced at the same address), the cache is measured anew.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import atomic
+from pipeline.errors import ToolError
+from pipeline.stages.base import Stage, StageConfig, StageOutput
+from pipeline.stages.model import load_float_model
+from pipeline.targets.ssh import SshOptions
+
+log = logging.getLogger("deploy")
+
+MAX_CHECKS = 4  # timings of a candidate pruning against the unpruned model
+UNSTABLE = 0.10  # the whole model's rounds further apart than this (relative to their median): warn
+CALIBRATION_IMAGES = 4  # random inputs each int8 conversion is calibrated on
+
+
+class PruneChoiceConfig(StageConfig):
+    speedup: float  # --prune-speedup
+    target: str
+    target_identity: str  # rules.Planner.target_identity: the cache file is keyed by it
+    threads: int = 1
+    warmup: int = 5
+    runs: int = 20
+    rounds: int = 3
+    check_rounds: int = 5  # alternating rounds of each candidate against the unpruned model
+    ssh: SshOptions | None = None
+
+
+def cache_folder() -> Path:
+    return Path(os.environ.get("DEPLOY_LATENCY_CACHE") or Path.home() / ".cache" / "mobile-deploy" / "latency")
+
+
+def cache_file(config: PruneChoiceConfig) -> Path:
+    name = hashlib.sha256(f"{config.target_identity}|{config.threads} thread(s)".encode()).hexdigest()[:20]
+    return cache_folder() / f"{name}.json"
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: measure (atomic writes leave no half file)
+        return {"identity": None, "entries": {}}
+    return cached if isinstance(cached, dict) and isinstance(cached.get("entries"), dict) else {"identity": None, "entries": {}}
+
+
+class PruneChoiceStage(Stage):
+    name = "prune_choice"
+    tools = ("tensorflow", "tf-keras", "ai-edge-litert", "numpy")
+    scripts = ("pipeline.targets.device_runner", "pipeline.targets.table_runner")
+    Config = PruneChoiceConfig
+
+    def run(self, config: PruneChoiceConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
+        from pipeline.compress import filter_pruning, sensitivity
+
+        graph = filter_pruning.read_graph(load_float_model(inputs["model"]))
+        table, summary = measure(graph, config, workdir)
+        curves = inputs["sensitivity"].result["sensitivity"]
+        goal, checks = config.speedup, []
+        while True:
+            ratios = sensitivity.choose_speedup(graph, curves, goal, lambda keep: table.predict(graph, keep), config.target)
+            keep = graph.keep_mask(ratios)
+            predicted = table.predict(graph) / table.predict(graph, keep)
+            measured = check_speedup(graph, keep, config, workdir)
+            checks.append({"goal": goal, "predicted": predicted, "measured": measured, "macs_kept": graph.macs(keep) / graph.macs()})
+            log.info("prune choice on %s: the table's %.2fx (walk goal %.2fx) measured %.2fx", config.target, predicted, goal, measured)
+            if measured >= config.speedup or len(checks) == MAX_CHECKS:
+                break
+            goal *= config.speedup / measured
+        if measured < config.speedup:
+            log.warning("--prune-speedup %g: the closest pruning measured %.2fx on %s after %d checks", config.speedup, measured,
+                        config.target, len(checks))
+        return {"group_ratios": {k: float(v) for k, v in ratios.items()}, "predicted_speedup": predicted,
+                "speedup_checks": checks, "latency_table": summary}
+
+
+def check_speedup(graph, keep, config: PruneChoiceConfig, workdir: Path) -> float:
+    """The unpruned model's time / the model pruned to `keep`'s, both int8, on the target: the median
+    of the per-round ratios of config.check_rounds alternating rounds."""
+    from pipeline.compress import filter_pruning
+    from pipeline.targets.bench import run_table
+
+    models = {"unpruned": graph.model, "pruned": filter_pruning.prune(graph, keep)}
+    packed = _pack({name: _int8(model, np.random.default_rng(0)) for name, model in models.items()}, workdir)
+    result = run_table(_target(config), config.ssh, packed, config.threads, config.warmup, config.runs, config.check_rounds)
+    packed.unlink()
+    rounds = result["rounds_ms"]
+    return statistics.median(u / p for u, p in zip(rounds["unpruned"], rounds["pruned"]))
+
+
+def measure(graph, config: PruneChoiceConfig, workdir: Path):
+    """(LatencyTable, summary) of `graph`'s model on config.target, from the cache where it can (module docstring)."""
+    from pipeline.compress import layer_latency
+
+    shapes = {s.key: s for grid in layer_latency.grids(graph) for s in [layer_latency.CALL, *grid.shapes()]}
+    structure = layer_latency.structure_key(graph)
+    whole = {"unpruned": f"model {structure} unpruned", "half": f"model {structure} half {layer_latency.HALF:g}"}
+    path = cache_file(config)
+    cached = _read_cache(path)
+    wanted = [*shapes, *whole.values()]
+    missing = [key for key in wanted if key not in cached["entries"]]
+    if missing:
+        measured, identity = _measure(config, graph, shapes, whole, missing, workdir)
+        if cached["identity"] not in (None, identity):
+            log.warning("latency table on %s: the target now reports %s, not %s as when cached; measuring every entry anew",
+                        config.target, _describe(identity), _describe(cached["identity"]))
+            cached["entries"] = {}
+            if len(missing) < len(wanted):
+                missing = wanted
+                measured, identity = _measure(config, graph, shapes, whole, wanted, workdir)
+        cached = {"identity": identity, "entries": {**cached["entries"], **measured}}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_json(path, cached)
+    entries = cached["entries"]
+    table = layer_latency.LatencyTable.fit(graph, {k: entries[k]["ms"] for k in shapes},
+                                           {name: entries[key]["ms"] for name, key in whole.items()})
+    spread = entries[whole["unpruned"]]["spread"]
+    if spread > UNSTABLE:
+        log.warning("latency table on %s: the whole model's rounds differ by %.0f %% (busy, or a CPU that changes "
+                    "its speed): the chooser's figures are that uncertain; rerun on an idle machine", config.target, 100 * spread)
+    layers = table.layers_ms(graph)
+    log.info("latency table on %s: %d entries (%d timed now, %d from the cache), unpruned %.3f ms (%.3f ms predicted)",
+             config.target, len(wanted), len(missing), len(wanted) - len(missing), entries[whole["unpruned"]]["ms"],
+             table.predict(graph))
+    return table, {
+        "target": config.target, "identity": cached["identity"], "threads": config.threads,
+        "entries": len(wanted), "timed": len(missing), "reused": len(wanted) - len(missing), "cache_file": str(path),
+        "unpruned_ms": entries[whole["unpruned"]]["ms"], "half_ms": entries[whole["half"]]["ms"], "spread": spread,
+        "entry_spread_median": statistics.median(entries[k]["spread"] for k in wanted),
+        "predicted_unpruned_ms": table.predict(graph), "rest_ms": table.rest(graph.traffic()),
+        "layers_ms": {name: round(ms, 6) for name, ms in layers.items()},
+    }
+
+
+def _measure(config: PruneChoiceConfig, graph, shapes: dict, whole: dict[str, str], keys: list[str],
+             workdir: Path) -> tuple[dict, dict]:
+    """Convert the models named by `keys`, time them on the target: ({key: {"ms", "rounds", "spread"}}, identity)."""
+    from pipeline.compress import filter_pruning, layer_latency
+    from pipeline.progress import Progress
+    from pipeline.targets.bench import run_table
+    from pipeline.targets.device_runner import QEMU_VIRT_BOARD
+    from pipeline.tf_import import keras
+
+    rng = np.random.default_rng(0)
+    models = {}
+    progress = Progress(f"latency table on {config.target}: int8 conversion", len(keys), unit="models", every_s=30.0)
+    for key in keys:
+        if key == whole["unpruned"] or key == whole["half"]:
+            model = graph.model if key == whole["unpruned"] else filter_pruning.prune(graph, layer_latency.half_keep(graph))
+        else:
+            model = layer_latency.one_layer_model(shapes[key])
+        models[key] = _int8(model, rng)
+        if key not in whole.values() and len(models) % 100 == 0:
+            keras().backend.clear_session()  # one-layer models pile up in Keras's global state otherwise
+        progress.add(1)
+    names = {f"m{i}": key for i, key in enumerate(models)}
+    packed = _pack({name: models[key] for name, key in names.items()}, workdir)
+    log.info("latency table on %s: timing %d models, %d rounds", config.target, len(models), config.rounds)
+    result = run_table(_target(config), config.ssh, packed, config.threads, config.warmup, config.runs, config.rounds)
+    packed.unlink()
+    if result["cpu"].get("board") == QEMU_VIRT_BOARD:
+        raise ToolError(f"--latency-on {config.target}: the board is emulated (QEMU's virt machine): its timing means nothing; "
+                        f"measure on the host or a real board")
+    identity = {"cpu": result["cpu"], "runtime": f"{result['runtime']} {result['runtime_version']}",
+                "delegates": result["delegates"]}
+    measured = {}
+    for name, key in names.items():
+        rounds = result["rounds_ms"][name]
+        middle = statistics.median(rounds)
+        measured[key] = {"ms": middle, "rounds": rounds, "spread": (max(rounds) - min(rounds)) / middle if middle > 0 else 0.0}
+    return measured, identity
+
+
+def _int8(model, rng: np.random.Generator) -> bytes:
+    """The model as a full-integer TFLite file, calibrated on random inputs (ranges do not change its time)."""
+    from converters import tflite
+
+    calibration = rng.uniform(-1, 1, (CALIBRATION_IMAGES, *model.input_shape[1:])).astype(np.float32)
+    return tflite.convert(model, "int8-ptq", calibration)
+
+
+def _pack(models: dict[str, bytes], workdir: Path) -> Path:
+    """One npz for table_runner.py: one file to copy to a board."""
+    packed = workdir / "models.npz"
+    np.savez(packed, **{name: np.frombuffer(data, np.uint8) for name, data in models.items()})
+    return packed
+
+
+def _target(config: PruneChoiceConfig):
+    from pipeline.targets.spec import parse_target
+
+    return parse_target(config.target)
+
+
+def _describe(identity: dict | None) -> str:
+    if not identity:
+        return "nothing"
+    return f"{identity['cpu'].get('model')} ({identity['cpu'].get('machine')}), {identity['runtime']}"
