@@ -420,6 +420,9 @@ def prune(p: Planner, m: ModelPlan) -> None:
     if c.prune_speedup:
         target = _latency_target(p)
         goal = {"speedup": c.prune_speedup, "latency_on": target.name}
+        if "tflite" not in c.formats or not {"int8-ptq", "int8-qat"} & set(m.precisions):
+            log.warning("%s: --prune-speedup: the achieved speed-up is measured on the int8 TFLite artifacts, and this build makes "
+                        "none (add tflite to --formats and int8-ptq to --precisions)", m.name)
         inputs["choice"] = p.node(
             PruneChoiceStage(),
             PruneChoiceConfig(speedup=c.prune_speedup, target=target.name, target_identity=p.target_identity(target),

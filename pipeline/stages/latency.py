@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import atomic
-from pipeline.errors import ToolError
+from pipeline.errors import ToolError, UserInputError
 from pipeline.stages.base import Stage, StageConfig, StageOutput
 from pipeline.stages.model import load_float_model
 from pipeline.targets.ssh import SshOptions
@@ -86,7 +86,12 @@ class PruneChoiceStage(Stage):
         curves = inputs["sensitivity"].result["sensitivity"]
         goal, checks = config.speedup, []
         while True:
-            ratios = sensitivity.choose_speedup(graph, curves, goal, lambda keep: table.predict(graph, keep), config.target)
+            try:
+                ratios = sensitivity.choose_speedup(graph, curves, goal, lambda keep: table.predict(graph, keep), config.target)
+            except UserInputError:
+                if not checks:  # the table says no pruning reaches what was asked
+                    raise
+                break  # a raised goal the table cannot reach: keep the last candidate
             keep = graph.keep_mask(ratios)
             predicted = table.predict(graph) / table.predict(graph, keep)
             measured = check_speedup(graph, keep, config, workdir)
@@ -166,9 +171,9 @@ def _measure(config: PruneChoiceConfig, graph, shapes: dict, whole: dict[str, st
     from pipeline.compress import filter_pruning, layer_latency
     from pipeline.progress import Progress
     from pipeline.targets.bench import run_table
-    from pipeline.targets.device_runner import QEMU_VIRT_BOARD
     from pipeline.tf_import import keras
 
+    _refuse_emulated(config, workdir)  # before minutes of conversion
     rng = np.random.default_rng(0)
     models = {}
     progress = Progress(f"latency table on {config.target}: int8 conversion", len(keys), unit="models", every_s=30.0)
@@ -186,9 +191,6 @@ def _measure(config: PruneChoiceConfig, graph, shapes: dict, whole: dict[str, st
     log.info("latency table on %s: timing %d models, %d rounds", config.target, len(models), config.rounds)
     result = run_table(_target(config), config.ssh, packed, config.threads, config.warmup, config.runs, config.rounds)
     packed.unlink()
-    if result["cpu"].get("board") == QEMU_VIRT_BOARD:
-        raise ToolError(f"--latency-on {config.target}: the board is emulated (QEMU's virt machine): its timing means nothing; "
-                        f"measure on the host or a real board")
     identity = {"cpu": result["cpu"], "runtime": f"{result['runtime']} {result['runtime_version']}",
                 "delegates": result["delegates"]}
     measured = {}
@@ -197,6 +199,20 @@ def _measure(config: PruneChoiceConfig, graph, shapes: dict, whole: dict[str, st
         middle = statistics.median(rounds)
         measured[key] = {"ms": middle, "rounds": rounds, "spread": (max(rounds) - min(rounds)) / middle if middle > 0 else 0.0}
     return measured, identity
+
+
+def _refuse_emulated(config: PruneChoiceConfig, workdir: Path) -> None:
+    """A board whose device tree says QEMU's virt machine is emulated: its timing means nothing.
+    (Emulator targets are refused when the build is planned; a board only says so once it runs.)"""
+    from pipeline.targets.bench import run_table
+    from pipeline.targets.device_runner import QEMU_VIRT_BOARD
+
+    empty = _pack({}, workdir)
+    result = run_table(_target(config), config.ssh, empty, config.threads, 0, 1, 1)
+    empty.unlink()
+    if result["cpu"].get("board") == QEMU_VIRT_BOARD:
+        raise ToolError(f"--latency-on {config.target}: the board is emulated (QEMU's virt machine): its timing means nothing; "
+                        f"measure on the host or a real board")
 
 
 def _int8(model, rng: np.random.Generator) -> bytes:

@@ -1,8 +1,10 @@
-"""prune: L1-norm filter pruning (pipeline/compress/filter_pruning.py) to a share of the MACs, or
-to a speed-up on a device by a latency table measured there (input `latency`, stages/latency.py),
-the per-group ratios chosen by sensitivity analysis (pipeline/compress/sensitivity.py), then
-fine-tuning, distilled from the unpruned model with --distill. The result is a float model like
-train's (model_file, params, MACs), so every later stage takes it as it takes any float model.
+"""sensitivity and prune: L1-norm filter pruning (pipeline/compress/filter_pruning.py).
+
+`sensitivity` measures each group's curve (pipeline/compress/sensitivity.py); `prune` chooses the
+ratios that keep a share of the MACs from it, or takes those `prune_choice` chose for a speed-up
+measured on a device (input `choice`, stages/latency.py), prunes, and fine-tunes, distilled from the
+unpruned model with --distill. The result is a float model like train's (model_file, params, MACs),
+so every later stage takes it as it takes any float model.
 """
 from __future__ import annotations
 

@@ -84,6 +84,21 @@ def _build_command(board, model: Path, data: Path, out: Path) -> list[str]:
             "--arm-val-images", "12", "--val-fraction", "0.25", *_flags(board)]
 
 
+def test_a_latency_table_is_refused_on_the_emulated_board_before_any_conversion(board, provisioned, tmp_path, monkeypatch):
+    from pipeline.compress import filter_pruning
+    from pipeline.errors import ToolError
+    from pipeline.stages.latency import PruneChoiceConfig, measure
+    from pipeline.targets.ssh import SshOptions
+    from tests.compress.tiny import pointwise_model
+
+    monkeypatch.setenv("DEPLOY_LATENCY_CACHE", str(tmp_path / "cache"))
+    config = PruneChoiceConfig(speedup=1.5, target=board.target.name, target_identity=board.target.name,
+                               ssh=SshOptions(key=board.key, known_hosts=board.known_hosts))
+    with pytest.raises(ToolError, match=r"the board is emulated \(QEMU's virt machine\): its timing means nothing"):
+        measure(filter_pruning.read_graph(pointwise_model(size=16)), config, tmp_path)
+    assert not (tmp_path / "cache").exists() and not list(tmp_path.glob("*.npz"))  # nothing timed, nothing kept
+
+
 def test_build_benchmarks_and_scores_every_artifact_on_the_board(board, provisioned, trained_model_file, image_folder, tmp_path):
     from pipeline import report as report_files
 
