@@ -34,7 +34,7 @@ from pipeline.stages.ncnn import NcnnConvertConfig, NcnnConvertStage
 from pipeline.stages.onnx import OnnxExportConfig, OnnxExportStage, OnnxImportConfig, OnnxImportStage
 from pipeline.stages.onnx_tflite import ONNX_TFLITE_PRECISIONS, Onnx2TfConfig, Onnx2TfStage, OnnxTfliteConfig, OnnxTfliteStage
 from pipeline.stages.clustering import ClusteringConfig, ClusteringStage
-from pipeline.stages.latency import PruneChoiceConfig, PruneChoiceStage
+from pipeline.stages.prune_choice import PruneChoiceConfig, PruneChoiceStage
 from pipeline.stages.prune import PruneConfig, PruneStage, SensitivityConfig, SensitivityStage, recipe as prune_recipe
 from pipeline.stages.sparsity import SparsityConfig, SparsityStage
 from pipeline.stages.probe import PreprocessingProbeStage, ProbeConfig, candidates as probe_candidates, flags as probe_flags

@@ -15,7 +15,7 @@ ShuffleNet V2's MACs at 224x224). Otherwise every group is pruned at one ratio, 
 reaches --keep-macs (Li et al.'s uniform baseline).
 
 With `--speedup X`, the ratios are chosen as `deploy build --prune-speedup X` chooses them: by a
-per-layer latency table measured on this host (pipeline/stages/latency.py, its cache shared with
+per-layer latency table measured on this host (pipeline/stages/prune_choice.py, its cache shared with
 builds) and the sensitivity curves of --ratios-from (without it, every group costs the same top-1
 per step and the walk follows the table alone); the table's predicted speed-up is printed beside
 the measured one.
@@ -97,9 +97,10 @@ def speedup_ratios(graph, curves: dict | None, speedup: float, threads: int, fol
     """The ratios `deploy build --prune-speedup` would choose on this host, and the speed-up its table predicts."""
     from pipeline.compress.sensitivity import RATIOS, choose_speedup
     from pipeline.stages.bench import host_identity
-    from pipeline.stages.latency import LatencyTableConfig, measure
+    from pipeline.stages.prune_choice import PruneChoiceConfig, measure
 
-    table, summary = measure(graph, LatencyTableConfig(target="host", target_identity=host_identity(), threads=threads), folder)
+    config = PruneChoiceConfig(speedup=speedup, target="host", target_identity=host_identity(), threads=threads)
+    table, summary = measure(graph, config, folder)
     print(f"  latency table: {summary['entries']} entries, {summary['timed']} timed now; unpruned {summary['unpruned_ms']:.3f} ms "
           f"measured, {summary['predicted_unpruned_ms']:.3f} ms predicted; rounds' spread {100 * summary['spread']:.1f} %", flush=True)
     if curves is None:  # every step costs the same: the walk takes the biggest measured saving first

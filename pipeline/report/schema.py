@@ -181,7 +181,7 @@ class LatencyTableSummary(_Strict):
 
 
 class SpeedupCheck(_Strict):
-    """1.11: a candidate pruning the chooser timed on the target (stages/latency.py)."""
+    """1.11: a candidate pruning the chooser timed on the target (stages/prune_choice.py)."""
 
     goal: float = Field(description="the speed-up the greedy walk was asked for by the table (raised after a shortfall)")
     predicted: float = Field(description="the speed-up the table predicted for the candidate")

@@ -2,7 +2,7 @@
 
 `sensitivity` measures each group's curve (pipeline/compress/sensitivity.py); `prune` chooses the
 ratios that keep a share of the MACs from it, or takes those `prune_choice` chose for a speed-up
-measured on a device (input `choice`, stages/latency.py), prunes, and fine-tunes, distilled from the
+measured on a device (input `choice`, stages/prune_choice.py), prunes, and fine-tunes, distilled from the
 unpruned model with --distill. The result is a float model like train's (model_file, params, MACs),
 so every later stage takes it as it takes any float model.
 """
@@ -96,7 +96,7 @@ class PruneStage(Stage):
         top1 = functools.partial(_top1, x=x, y=y)
         graph = filter_pruning.read_graph(model)
         curves = inputs["sensitivity"].result["sensitivity"]
-        if config.speedup:  # chosen on the device (stages/latency.py)
+        if config.speedup:  # chosen on the device (stages/prune_choice.py)
             choice = inputs["choice"].result
             ratios, chosen = choice["group_ratios"], {k: choice[k] for k in ("predicted_speedup", "speedup_checks", "latency_table")}
         else:

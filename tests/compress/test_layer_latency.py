@@ -1,4 +1,4 @@
-"""Latency tables (pipeline/compress/layer_latency.py, stages/latency.py, targets/table_runner.py) and
+"""Latency tables (pipeline/compress/layer_latency.py, stages/prune_choice.py, targets/table_runner.py) and
 the chooser that prunes to a speed-up by them (sensitivity.choose_speedup), on tiny models."""
 from __future__ import annotations
 
@@ -95,8 +95,8 @@ def test_table_runner_times_every_model_in_rounds_and_rejects_a_bad_file(tmp_pat
 
 
 def _run_stage(model_file, folder, target="host", ssh=None, identity="test-host"):
-    """The latency table of the model in `model_file`, as stages/latency.py measures it: its summary."""
-    from pipeline.stages.latency import PruneChoiceConfig, measure
+    """The latency table of the model in `model_file`, as stages/prune_choice.py measures it: its summary."""
+    from pipeline.stages.prune_choice import PruneChoiceConfig, measure
     from pipeline.tf_import import keras
 
     folder.mkdir()

@@ -87,7 +87,7 @@ def _build_command(board, model: Path, data: Path, out: Path) -> list[str]:
 def test_a_latency_table_is_refused_on_the_emulated_board_before_any_conversion(board, provisioned, tmp_path, monkeypatch):
     from pipeline.compress import filter_pruning
     from pipeline.errors import ToolError
-    from pipeline.stages.latency import PruneChoiceConfig, measure
+    from pipeline.stages.prune_choice import PruneChoiceConfig, measure
     from pipeline.targets.ssh import SshOptions
     from tests.compress.tiny import pointwise_model
 
