@@ -91,13 +91,25 @@ def choose_speedup(graph: ChannelGraph, measured: dict, speedup: float, latency_
 
 def _greedy(graph: ChannelGraph, measured: dict, latency_of: Callable[[np.ndarray | None], float],
             reached: Callable[[int, float], bool], unreachable: Callable[[int, float], str]) -> dict[str, float]:
-    """The module docstring's greedy walk, until `reached(macs, latency)`; latency by `latency_of(keep)`."""
+    """The walk's first ratios that satisfy `reached(macs, latency)`."""
+    macs, latency = graph.macs(), latency_of(None)
+    if reached(macs, latency):
+        return {}
+    for ratios, macs, latency in walk(graph, measured, latency_of):
+        if reached(macs, latency):
+            return ratios
+    raise UserInputError(unreachable(macs, latency))
+
+
+def walk(graph: ChannelGraph, measured: dict, latency_of: Callable[[np.ndarray | None], float]):
+    """The module docstring's greedy walk, latency by `latency_of(keep)`: yields (ratios, MACs, latency)
+    after each step, until every group is at its last ratio."""
     top1 = {g["group"]: {0.0: measured["baseline_top1"], **{p["ratio"]: p["top1"] for p in g["points"]}}
             for g in measured["groups"]}
     steps = {name: sorted(curve) for name, curve in top1.items()}
     chosen = {name: 0.0 for name in top1}
     macs, latency = graph.macs(), latency_of(None)
-    while not reached(macs, latency):
+    while True:
         options, moved = [], False
         for name, ratio in list(chosen.items()):
             later = [r for r in steps[name] if r > ratio]
@@ -116,6 +128,6 @@ def _greedy(graph: ChannelGraph, measured: dict, latency_of: Callable[[np.ndarra
         if options:
             _, name, ratio, macs, latency = min(options)
             chosen[name] = ratio
+            yield {n: r for n, r in chosen.items() if r > 0}, macs, latency
         elif not moved:
-            raise UserInputError(unreachable(macs, latency))
-    return {name: ratio for name, ratio in chosen.items() if ratio > 0}
+            return

@@ -183,7 +183,7 @@ class LatencyTableSummary(_Strict):
 class SpeedupCheck(_Strict):
     """1.11: a candidate pruning the chooser timed on the target (stages/prune_choice.py)."""
 
-    goal: float = Field(description="the speed-up the greedy walk was asked for by the table (raised after a shortfall)")
+    step: int = Field(description="the candidate's step on the greedy walk (1: one group one ratio further)")
     predicted: float = Field(description="the speed-up the table predicted for the candidate")
     measured: float = Field(description="the speed-up measured: unpruned / candidate int8 time, median of alternating rounds")
     macs_kept: float

@@ -6,12 +6,14 @@ and timed on the target by pipeline/targets/table_runner.py in interleaved round
 rounds' medians is the entry; the spread between rounds is recorded, and a warning says when the
 whole model's rounds disagree by more than UNSTABLE: a busy host, or one that changes its speed).
 
-The choice (NetAdapt's "measure" step): the greedy walk (sensitivity.choose_speedup) stops where the
-table predicts the speed-up; the pruned model is then converted and timed against the unpruned one
-on the target, alternating, and while it falls short the walk goes on to a goal raised by the
-shortfall (at most MAX_CHECKS timings). One-layer times do not add up exactly to a model's (a
-layer inside a model finds its input in cache): on MobileNet V2 at 224x224 the table alone
-predicted 1.61x for what measured 1.40x.
+The choice (NetAdapt's "measure" step): the greedy walk (sensitivity.walk) is followed by the
+table; the step where it predicts the speed-up is converted and timed against the unpruned model
+on the target (alternating rounds); while a step falls short, the walk goes further by the
+shortfall, and once one passes, bisection between the last short and the first passing step finds
+the least pruned step that measures the speed-up (`_search`, at most `checks` timings). One-layer
+times do not add up exactly to a model's (a layer inside a model finds its input in cache): on
+MobileNet V2 at 224x224 the table predicted 1.61x for what measured 1.40x, and jumping by the
+shortfall alone overshot ShuffleNet V2 at 64x64 to 1.97x (21 % of the MACs, 12.75 points of top-1).
 
 Times are kept in a cache every build on this machine shares (DEPLOY_LATENCY_CACHE, default
 ~/.cache/mobile-deploy/latency), one file per target and thread count, keyed by each one-layer
@@ -38,7 +40,7 @@ from pipeline.targets.ssh import SshOptions
 
 log = logging.getLogger("deploy")
 
-MAX_CHECKS = 4  # timings of a candidate pruning against the unpruned model
+PATH_REACH = 2.0  # the walk is followed until the table predicts this many times the speed-up asked
 UNSTABLE = 0.10  # the whole model's rounds further apart than this (relative to their median): warn
 CALIBRATION_IMAGES = 4  # random inputs each int8 conversion is calibrated on
 
@@ -52,6 +54,7 @@ class PruneChoiceConfig(StageConfig):
     runs: int = 20
     rounds: int = 3
     check_rounds: int = 5  # alternating rounds of each candidate against the unpruned model
+    checks: int = 6  # candidates timed at most
     ssh: SshOptions | None = None
 
 
@@ -79,32 +82,75 @@ class PruneChoiceStage(Stage):
     Config = PruneChoiceConfig
 
     def run(self, config: PruneChoiceConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
-        from pipeline.compress import filter_pruning, sensitivity
+        from pipeline.compress import filter_pruning
 
         graph = filter_pruning.read_graph(load_float_model(inputs["model"]))
         table, summary = measure(graph, config, workdir)
-        curves = inputs["sensitivity"].result["sensitivity"]
-        goal, checks = config.speedup, []
-        while True:
-            try:
-                ratios = sensitivity.choose_speedup(graph, curves, goal, lambda keep: table.predict(graph, keep), config.target)
-            except UserInputError:
-                if not checks:  # the table says no pruning reaches what was asked
-                    raise
-                break  # a raised goal the table cannot reach: keep the last candidate
-            keep = graph.keep_mask(ratios)
-            predicted = table.predict(graph) / table.predict(graph, keep)
+        path = _path(graph, inputs["sensitivity"].result["sensitivity"], table, config)
+        checks = []
+
+        def check(i: int) -> float:
+            keep = graph.keep_mask(path[i][0])
             measured = check_speedup(graph, keep, config, workdir)
-            checks.append({"goal": goal, "predicted": predicted, "measured": measured, "macs_kept": graph.macs(keep) / graph.macs()})
-            log.info("prune choice on %s: the table's %.2fx (walk goal %.2fx) measured %.2fx", config.target, predicted, goal, measured)
-            if measured >= config.speedup or len(checks) == MAX_CHECKS:
-                break
-            goal *= config.speedup / measured
+            checks.append({"step": i + 1, "predicted": path[i][1], "measured": measured, "macs_kept": graph.macs(keep) / graph.macs()})
+            log.info("prune choice on %s: step %d of the walk, the table's %.2fx, measured %.2fx", config.target, i + 1,
+                     path[i][1], measured)
+            return measured
+
+        chosen = _search(path, config.speedup, check, config.checks)
+        ratios, predicted = path[chosen]
+        measured = next(c["measured"] for c in checks if c["step"] == chosen + 1)
         if measured < config.speedup:
             log.warning("--prune-speedup %g: the closest pruning measured %.2fx on %s after %d checks", config.speedup, measured,
                         config.target, len(checks))
         return {"group_ratios": {k: float(v) for k, v in ratios.items()}, "predicted_speedup": predicted,
-                "speedup_checks": checks, "latency_table": summary}
+                "measured_speedup": measured, "speedup_checks": checks, "latency_table": summary}
+
+
+def _path(graph, curves: dict, table, config: PruneChoiceConfig) -> list[tuple[dict, float]]:
+    """The greedy walk's steps by the table, (ratios, predicted speed-up), up to PATH_REACH times the
+    speed-up asked; a one-line error when even its end is predicted short of it."""
+    from pipeline.compress import sensitivity
+
+    unpruned = table.predict(graph)
+    path = []
+    for ratios, _, latency in sensitivity.walk(graph, curves, lambda keep: table.predict(graph, keep)):
+        path.append((ratios, unpruned / latency))
+        if path[-1][1] >= PATH_REACH * config.speedup:
+            break
+    if not path or path[-1][1] < config.speedup:
+        best = path[-1][1] if path else 1.0
+        raise UserInputError(f"--prune-speedup {config.speedup:g}: unreachable on {config.target}; pruning every group at "
+                             f"{max(sensitivity.RATIOS):g} gives {best:.2f}x by its latency table")
+    return path
+
+
+def _search(path: list[tuple[dict, float]], asked: float, check, budget: int) -> int:
+    """The earliest step of the walk (the least pruned) whose measured speed-up reaches `asked`, found
+    with at most `budget` checks: from the step the table says reaches it, further by each shortfall
+    until one passes, then bisection between the last that fell short and the first that passed.
+    Without a passing step, the fastest measured."""
+    measured: dict[int, float] = {}
+    i = next(k for k, (_, predicted) in enumerate(path) if predicted >= asked)
+    short = i - 1  # the furthest step known (or assumed: the one before) to fall short
+    passed = None
+    while len(measured) < budget:
+        measured[i] = check(i)
+        if measured[i] >= asked:
+            passed = i
+        else:
+            short = max(short, i)
+        if passed is None:
+            goal = path[i][1] * asked / measured[i]  # the table's figure that should measure `asked`
+            further = next((k for k in range(i + 1, len(path)) if path[k][1] >= goal), len(path) - 1)
+            if further == i:
+                break  # the end of the walk
+            i = further
+        elif passed - short <= 1:
+            break
+        else:
+            i = (short + passed) // 2
+    return passed if passed is not None else max(measured, key=measured.get)
 
 
 def check_speedup(graph, keep, config: PruneChoiceConfig, workdir: Path) -> float:

@@ -139,3 +139,26 @@ def test_an_ssh_boards_table_is_measured_on_the_board(sshd, tmp_path, monkeypatc
     assert result["identity"]["cpu"]["count"] >= 1
     [cache_file] = (tmp_path / "cache").glob("*.json")  # the board's own cache file, not the host's
     assert json.loads(cache_file.read_text())["identity"] == result["identity"]
+
+
+def test_the_search_finds_the_least_pruned_step_that_measures_the_speedup():
+    from pipeline.stages.prune_choice import _search
+
+    path = [({}, 1.0 + 0.1 * k) for k in range(1, 20)]  # the table's speed-up per step: 1.1, 1.2, ... 2.9
+    timed = []
+
+    def check(i, true=lambda predicted: 0.8 * predicted):  # the table is 25 % optimistic
+        timed.append(i)
+        return true(path[i][1])
+
+    chosen = _search(path, 1.6, check, budget=6)
+    assert path[chosen][1] == pytest.approx(2.0)  # measures 1.60x; step 1.9 measures 1.52x
+    assert timed[0] == 5 and len(timed) <= 6  # first the step the table says reaches 1.6x
+    # A measured curve flat, then a jump (the shortfall alone would land far beyond): bisection comes back.
+    timed.clear()
+    chosen = _search(path, 1.6, lambda i: check(i, true=lambda p: 1.5 if p < 2.2 else p - 0.55), budget=6)
+    assert path[chosen][1] == pytest.approx(2.2) and len(timed) <= 6
+    # Nothing measured reaches it within the checks: the fastest measured.
+    timed.clear()
+    chosen = _search(path, 1.6, lambda i: check(i, true=lambda p: 1.0 + 0.01 * p), budget=3)
+    assert len(timed) == 3 and chosen == max(timed)

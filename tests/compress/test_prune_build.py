@@ -76,8 +76,8 @@ def test_a_speedup_variant_is_chosen_by_the_hosts_latency_table_and_its_speedup_
     table = recipe.latency_table
     assert table.target == "host" and table.timed == table.entries > 0
     assert len(table.layers_ms) == 5  # 3 convs, the depthwise, the dense (which costs no more than an empty call)
-    assert all(table.layers_ms[name] > 0 for name in ("conv2d", "depthwise_conv2d", "conv2d_1", "conv2d_2"))
-    assert recipe.speedup_checks and recipe.speedup_checks[-1].predicted == pytest.approx(recipe.predicted_speedup)
+    assert sum(ms > 0 for ms in table.layers_ms.values()) >= 4  # names depend on what Keras built before
+    assert any(check.predicted == pytest.approx(recipe.predicted_speedup) for check in recipe.speedup_checks)  # the chosen step was timed
     assert recipe.predicted_speedup >= 1.3  # what the chooser walked to, by the table
     assert recipe.achieved_speedup is not None and recipe.achieved_speedup > 1.0  # measured: the pruned int8 model is faster
     by_model = {(a.model, a.precision): a for a in report.artifacts}
