@@ -154,6 +154,9 @@ def cli(ctx, debug):
                    "--latency-on, by a per-layer latency table measured there (docs/compression.md), e.g. 1.6.")
 @click.option("--latency-on", help="The target (one of --targets, not emulated) whose latency table --prune-speedup uses [host].")
 @click.option("--latency-threads", type=int, help="Threads the latency table is measured with [1].")
+@click.option("--prune-ratios-from", type=click.Path(path_type=Path),
+              help="Instead of choosing: the per-group ratios of the same model's pruned variant in this report.json "
+                   "(e.g. chosen by --prune-speedup at the deployment size).")
 @click.option("--prune-epochs", type=int, help="Fine-tuning epochs of the pruned variant [10].")
 @click.option("--prune-learning-rate", type=float, help="Fine-tuning learning rate of the pruned and sparse variants [0.002].")
 @click.option("--distill", is_flag=True, default=None, help="Pruned fine-tuning and QAT learn from the float model's soft targets too (knowledge distillation).")

@@ -87,6 +87,9 @@ class BuildConfig(BaseModel):
     # measured there (one-layer int8 TFLite models, XNNPACK, latency_threads), not the MAC count.
     prune_speedup: float | None = Field(default=None, gt=1)
     latency_on: str = "host"  # one of --targets, not emulated
+    # Or no choice at all: the group ratios of this model's pruned variant in another build's report.json
+    # (e.g. chosen for a speed-up at the deployment size, applied to a build at another size).
+    prune_ratios_from: Path | None = None
     latency_threads: int = Field(default=1, ge=1)
     prune_epochs: int = Field(default=10, ge=1)
     # The pruned (and sparse) variants' fine-tuning rate: the old training rate, at which they were
@@ -198,6 +201,15 @@ class BuildConfig(BaseModel):
         if speedup is not None and info.data.get("prune") != "l1-filter":
             raise ValueError("applies only with --prune l1-filter")
         return speedup
+
+    @field_validator("prune_ratios_from")
+    @classmethod
+    def _ratios_need_filter_pruning(cls, path: Path | None, info) -> Path | None:
+        if path is not None and info.data.get("prune") != "l1-filter":
+            raise ValueError("applies only with --prune l1-filter")
+        if path is not None and info.data.get("prune_speedup") is not None:
+            raise ValueError("give --prune-speedup or --prune-ratios-from, not both")
+        return path
 
     @field_validator("cluster")
     @classmethod

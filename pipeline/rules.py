@@ -429,10 +429,27 @@ def prune(p: Planner, m: ModelPlan) -> None:
                               threads=c.latency_threads, ssh=p.ssh_options() if isinstance(target, SshTarget) else None),
             {"model": m.model, "sensitivity": sensitivity}, label=f"{m.name} {c.prune_speedup:g}x on {target.name}", fatal=True,
             **({"lease": MACHINE} if isinstance(target, HostTarget) else on_device(target)))
+    if c.prune_ratios_from:
+        goal = {"ratios": _ratios_from(c.prune_ratios_from, m.name), "ratios_from": str(c.prune_ratios_from)}
     config = PruneConfig(method=c.prune, **goal, epochs=c.prune_epochs, learning_rate=c.prune_learning_rate,
                          patience=c.early_stopping_patience, distill=distill_config(c), **p.fit_settings(m.prep))
-    suffix = f"p{c.prune_speedup:g}x" if c.prune_speedup else f"p{round(100 * c.prune_keep_macs)}"
+    suffix = (f"p{c.prune_speedup:g}x" if c.prune_speedup else "pgiven" if c.prune_ratios_from
+              else f"p{round(100 * c.prune_keep_macs)}")
     _compressed_variant(p, m, PruneStage(), config, c.prune, suffix, prune_recipe(config), inputs)
+
+
+def _ratios_from(path: Path, model: str) -> dict[str, float]:
+    """--prune-ratios-from: the group ratios of `model`'s filter-pruned variant in a report.json."""
+    try:
+        report = schema.Report.model_validate_json(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise UserInputError(f"--prune-ratios-from {path}: not a readable report.json ({str(e).splitlines()[0]})") from None
+    found = [v.compression.group_ratios for v in report.models
+             if v.parent == model and v.compression and v.compression.method == "l1-filter" and v.compression.group_ratios]
+    if not found:
+        raise UserInputError(f"--prune-ratios-from {path}: no filter-pruned variant of {model} in it "
+                             f"(models: {', '.join(v.name for v in report.models)})")
+    return found[0]
 
 
 def _latency_target(p: Planner) -> Target:

@@ -195,6 +195,7 @@ class Compression(_Strict):
     method: str = Field(description="'l1-filter' (structured filter pruning), or 'none' for a model that is not a variant")
     keep_macs: float | None = Field(default=None, description="--prune-keep-macs: the share of the MACs asked to keep")
     speedup: float | None = Field(default=None, description="1.11: --prune-speedup, the speed-up asked on latency_on")
+    ratios_from: str | None = Field(default=None, description="1.11: --prune-ratios-from, the report.json the group ratios came from")
     latency_on: str | None = Field(default=None, description="1.11: --latency-on, the target the speed-up was asked on")
     predicted_speedup: float | None = Field(default=None, description="1.11: the speed-up the latency table predicted for the chosen ratios")
     achieved_speedup: float | None = Field(

@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline.compress.distill import DistillConfig
 from pipeline.data import Preprocessing
+from pipeline.errors import UserInputError
 from pipeline.models import training
 from pipeline.stages.base import FitConfig, Stage, StageConfig, StageOutput
 from pipeline.stages.data import open_split
@@ -32,13 +33,16 @@ class PruneConfig(FitConfig):  # epochs: of the fine-tuning
     keep_macs: float | None = None  # share of the unpruned model's MACs to keep at most
     speedup: float | None = None  # or: the speed-up over the unpruned model on latency_on, by its latency table
     latency_on: str | None = None
+    ratios: dict[str, float] | None = None  # or: these group ratios, from another build (ratios_from)
+    ratios_from: str | None = None
     patience: int = 0
     distill: DistillConfig | None = None  # None: fine-tuned on the labels only
 
 
 def recipe(config: PruneConfig) -> dict:
     """The compression recipe the report records for the variant and its artifacts."""
-    goal = {"speedup": config.speedup, "latency_on": config.latency_on} if config.speedup else {"keep_macs": config.keep_macs}
+    goal = ({"speedup": config.speedup, "latency_on": config.latency_on} if config.speedup
+            else {"ratios_from": config.ratios_from} if config.ratios else {"keep_macs": config.keep_macs})
     return {"method": config.method, **goal, "distilled": config.distill is not None,
             **({"distill_temperature": config.distill.temperature, "distill_alpha": config.distill.alpha} if config.distill else {})}
 
@@ -99,6 +103,12 @@ class PruneStage(Stage):
         if config.speedup:  # chosen on the device (stages/prune_choice.py)
             choice = inputs["choice"].result
             ratios, chosen = choice["group_ratios"], {k: choice[k] for k in ("predicted_speedup", "speedup_checks", "latency_table")}
+        elif config.ratios:
+            unknown = sorted(set(config.ratios) - {g.name for g in graph.groups})
+            if unknown:
+                raise UserInputError(f"--prune-ratios-from {config.ratios_from}: group '{unknown[0]}' is not in {model.name} "
+                                     f"(its groups: {', '.join(g.name for g in graph.groups[:5])}, ...): another architecture")
+            ratios, chosen = config.ratios, {}
         else:
             ratios, chosen = sensitivity.choose(graph, curves, config.keep_macs), {}
         pruned = filter_pruning.prune(graph, graph.keep_mask(ratios))

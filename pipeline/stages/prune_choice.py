@@ -87,11 +87,11 @@ class PruneChoiceStage(Stage):
         graph = filter_pruning.read_graph(load_float_model(inputs["model"]))
         table, summary = measure(graph, config, workdir)
         path = _path(graph, inputs["sensitivity"].result["sensitivity"], table, config)
-        checks = []
+        checks, unpruned = [], _int8(graph.model, np.random.default_rng(0))
 
         def check(i: int) -> float:
             keep = graph.keep_mask(path[i][0])
-            measured = check_speedup(graph, keep, config, workdir)
+            measured = check_speedup(unpruned, filter_pruning.prune(graph, keep), config, workdir)
             checks.append({"step": i + 1, "predicted": path[i][1], "measured": measured, "macs_kept": graph.macs(keep) / graph.macs()})
             log.info("prune choice on %s: step %d of the walk, the table's %.2fx, measured %.2fx", config.target, i + 1,
                      path[i][1], measured)
@@ -153,14 +153,12 @@ def _search(path: list[tuple[dict, float]], asked: float, check, budget: int) ->
     return passed if passed is not None else max(measured, key=measured.get)
 
 
-def check_speedup(graph, keep, config: PruneChoiceConfig, workdir: Path) -> float:
-    """The unpruned model's time / the model pruned to `keep`'s, both int8, on the target: the median
-    of the per-round ratios of config.check_rounds alternating rounds."""
-    from pipeline.compress import filter_pruning
+def check_speedup(unpruned: bytes, pruned, config: PruneChoiceConfig, workdir: Path) -> float:
+    """The unpruned int8 model's time / the pruned model's (converted to int8 here), on the target: the
+    median of the per-round ratios of config.check_rounds alternating rounds."""
     from pipeline.targets.bench import run_table
 
-    models = {"unpruned": graph.model, "pruned": filter_pruning.prune(graph, keep)}
-    packed = _pack({name: _int8(model, np.random.default_rng(0)) for name, model in models.items()}, workdir)
+    packed = _pack({"unpruned": unpruned, "pruned": _int8(pruned, np.random.default_rng(0))}, workdir)
     result = run_table(_target(config), config.ssh, packed, config.threads, config.warmup, config.runs, config.check_rounds)
     packed.unlink()
     rounds = result["rounds_ms"]

@@ -19,6 +19,8 @@ def test_compression_flags_reach_the_config_with_documented_defaults():
     ({"prune": "l2"}, "--prune: "),
     ({"prune_speedup": 1.6}, "--prune-speedup: .*only with --prune l1-filter"),
     ({"prune": "l1-filter", "prune_speedup": 0.8}, "--prune-speedup: .*greater than 1"),
+    ({"prune_ratios_from": "r.json"}, "--prune-ratios-from: .*only with --prune l1-filter"),
+    ({"prune": "l1-filter", "prune_speedup": 1.5, "prune_ratios_from": "r.json"}, "--prune-ratios-from: .*not both"),
 ])
 def test_bad_compression_flags_are_named(overrides, message):
     with pytest.raises(UserInputError, match=message):

@@ -56,6 +56,20 @@ def test_a_speedup_is_measured_on_a_real_target_of_the_build(tmp_path, targets, 
     assert_one_line_error(result, 2, message)
 
 
+def test_ratios_from_a_report_without_a_pruned_variant_of_the_model_are_refused(tmp_path):
+    from tests.test_cli import assert_one_line_error, deploy
+
+    missing = deploy("build", "--model", "mobilenet_v1", "--data", "demo", "--prune", "l1-filter", "--prune-ratios-from",
+                     tmp_path / "nothing.json", "--dry-run", "--out", tmp_path / "out")
+    assert_one_line_error(missing, 2, f"--prune-ratios-from {tmp_path / 'nothing.json'}: not a readable report.json")
+    from tests.report import fakes
+
+    (tmp_path / "report.json").write_text(fakes.report([fakes.artifact("fp32", 1.0, 0.0, [fakes.bench()])]).model_dump_json())
+    other = deploy("build", "--model", "mobilenet_v1", "--data", "demo", "--prune", "l1-filter", "--prune-ratios-from",
+                   tmp_path / "report.json", "--dry-run", "--out", tmp_path / "out")
+    assert_one_line_error(other, 2, "no filter-pruned variant of mobilenet_v1 in it (models: m)")
+
+
 @pytest.mark.slow
 def test_a_speedup_variant_is_chosen_by_the_hosts_latency_table_and_its_speedup_measured(image_folder, tmp_path, monkeypatch):
     """A 1x1-conv model at 96x96 (untrained: the choice needs the table, not accuracy; int8 without float
@@ -87,3 +101,8 @@ def test_a_speedup_variant_is_chosen_by_the_hosts_latency_table_and_its_speedup_
     # Another build (another output folder) times nothing again: the table comes from the latency cache.
     again = build(load_config(overrides={**settings, "out": tmp_path / "second"}))
     assert again.models[1].compression.latency_table.timed == 0
+    # The same ratios for another build (at another size, say): nothing chosen, nothing timed.
+    given = {**settings, "prune_speedup": None, "prune_ratios_from": tmp_path / "first" / "report.json", "out": tmp_path / "third"}
+    third = build(load_config(overrides=given)).models[1]
+    assert third.name == "pointwise-pgiven" and third.compression.group_ratios == recipe.group_ratios
+    assert third.compression.ratios_from == str(tmp_path / "first" / "report.json") and third.compression.latency_table is None
