@@ -34,7 +34,7 @@ from pipeline.stages.ncnn import NcnnConvertConfig, NcnnConvertStage
 from pipeline.stages.onnx import OnnxExportConfig, OnnxExportStage, OnnxImportConfig, OnnxImportStage
 from pipeline.stages.onnx_tflite import ONNX_TFLITE_PRECISIONS, Onnx2TfConfig, Onnx2TfStage, OnnxTfliteConfig, OnnxTfliteStage
 from pipeline.stages.clustering import ClusteringConfig, ClusteringStage
-from pipeline.stages.prune_choice import PruneChoiceConfig, PruneChoiceStage
+from pipeline.stages.prune_choice import PruneChoiceConfig, PruneChoiceStage, SpeedupConfig, SpeedupStage
 from pipeline.stages.prune import PruneConfig, PruneStage, SensitivityConfig, SensitivityStage, recipe as prune_recipe
 from pipeline.stages.sparsity import SparsityConfig, SparsityStage
 from pipeline.stages.probe import PreprocessingProbeStage, ProbeConfig, candidates as probe_candidates, flags as probe_flags
@@ -94,6 +94,7 @@ class ModelPlan:
     compression: dict | None = None
     teacher: Node | None = None
     baseline: Node | None = None  # the reference accuracy drops are measured from (None: its own; a variant: the uncompressed model's)
+    speedup: Node | None = None  # a --prune-speedup variant: its int8 TFLite artifact timed against its parent's (rule pruned_speedup)
     variants: list["ModelPlan"] = field(default_factory=list)
 
     def with_variants(self) -> list["ModelPlan"]:
@@ -704,3 +705,26 @@ def on_arm_kernels(p: Planner, m: ModelPlan) -> None:
                 **(on_device(target) if board else {}),
             )
             a.target_verifies.append((target, node))
+
+
+@rule
+def pruned_speedup(p: Planner, m: ModelPlan) -> None:
+    """Each --prune-speedup variant's achieved speed-up: its int8 TFLite artifact and its parent's timed
+    together on --latency-on (the variant's own rules ran inside prune, before the parent's tflite)."""
+    c = p.config
+    for v in m.variants:
+        if not (v.compression or {}).get("speedup"):
+            continue
+        for precision in ("int8-ptq", "int8-qat"):
+            pair = [next((a for a in plan.artifacts if a.format == "tflite" and a.precision == precision), None) for plan in (m, v)]
+            if all(pair):
+                break
+        else:
+            continue  # the build makes no int8 TFLite artifact of both (rule prune warned)
+        target = _latency_target(p)
+        v.speedup = p.node(
+            SpeedupStage(),
+            SpeedupConfig(target=target.name, target_identity=p.target_identity(target), threads=c.latency_threads, warmup=c.warmup,
+                          runs=c.runs, ssh=p.ssh_options() if isinstance(target, SshTarget) else None),
+            {"unpruned": pair[0].converted, "pruned": pair[1].converted}, label=f"{v.name} {precision} on {target.name}",
+            **({"lease": MACHINE} if isinstance(target, HostTarget) else on_device(target)))

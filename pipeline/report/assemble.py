@@ -127,12 +127,14 @@ class _Assembly:
             recipe = {"method": "none", **recipe, "qat_distilled": True}
         return schema.Compression(**{k: v for k, v in recipe.items() if k in schema.Compression.model_fields}) if recipe else None
 
-    @staticmethod
-    def _achieved(compression: schema.Compression | None, m: ModelPlan, artifacts: list[schema.Artifact]) -> schema.Compression | None:
+    def _achieved(self, compression: schema.Compression | None, m: ModelPlan) -> schema.Compression | None:
         """A --prune-speedup variant's compression with the speed-up its artifacts reached where it was asked."""
-        if compression is None or compression.speedup is None or compression.latency_table is None:
+        if compression is None or m.speedup is None:
             return compression
-        achieved = metrics.pruned_speedup(m.name, m.parent, artifacts, compression.latency_on, compression.latency_table.threads)
+        measured = self.outcome(m.speedup)
+        if not isinstance(measured, StageOutput):
+            return compression
+        achieved = measured.result["achieved_speedup"]
         if achieved is not None:
             log.info("%s: speed-up %.2fx on %s (asked %.2fx, the latency table predicted %.2fx)", m.name, achieved,
                      compression.latency_on, compression.speedup, compression.predicted_speedup)
@@ -156,7 +158,7 @@ class _Assembly:
                 float_accuracy=schema.Accuracy(top1=reference["top1"], agreement=1.0, n=reference["n"]),
                 qat=self._qat_status(m), preprocessing=m.preprocessing.to_dict(), reference_runtime=m.reference_runtime,
                 preprocessing_probe=m.probe, keras_twin=m.twin, parent=m.parent,
-                compression=self._achieved(self._compression(m), m, artifacts) if m.parent else None,
+                compression=self._achieved(self._compression(m), m) if m.parent else None,
                 pruning_sensitivity=schema.PruningSensitivity(**model["sensitivity"]) if "sensitivity" in model else None,
                 pretrained=schema.Pretrained(**model["pretrained"]) if "pretrained" in model else None,
                 training=schema.Training.from_result(model, m.model.config.learning_rate, m.model.config.epochs)

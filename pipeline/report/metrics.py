@@ -67,18 +67,6 @@ def speedup(artifact: Artifact, baseline: Artifact | None, target: str) -> float
     return theirs.latency_ms.p50 / mine.latency_ms.p50
 
 
-def pruned_speedup(variant: str, parent: str, artifacts: list[Artifact], target: str, threads: int) -> float | None:
-    """The parent model's int8 TFLite p50 / the variant's, on `target` at `threads` (int8-ptq, else int8-qat:
-    the same precision for both); None when the build did not benchmark both there."""
-    for precision in ("int8-ptq", "int8-qat"):
-        pair = [next((a for a in artifacts if a.model == name and a.format == "tflite" and a.precision == precision), None)
-                for name in (parent, variant)]
-        runs = [benchmark_at(a, target, threads) if a is not None else None for a in pair]
-        if all(runs) and runs[1].latency_ms.p50 > 0:
-            return runs[0].latency_ms.p50 / runs[1].latency_ms.p50
-    return None
-
-
 def size_ratio(artifact: Artifact, baseline: Artifact | None) -> float | None:
     """This artifact's size / the fp32 artifact's (0.26 = a 3.8x compression)."""
     if baseline is None or baseline.size_bytes <= 0:

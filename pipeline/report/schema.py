@@ -199,8 +199,9 @@ class Compression(_Strict):
     latency_on: str | None = Field(default=None, description="1.11: --latency-on, the target the speed-up was asked on")
     predicted_speedup: float | None = Field(default=None, description="1.11: the speed-up the latency table predicted for the chosen ratios")
     achieved_speedup: float | None = Field(
-        default=None, description="1.11: measured by this build: the unpruned model's int8 TFLite p50 / the variant's, on "
-                                  "latency_on at the table's thread count (int8-ptq, else int8-qat); on the model, not its artifacts")
+        default=None, description="1.11: measured by this build: the unpruned model's int8 TFLite artifact's time / the "
+                                  "variant's (int8-ptq, else int8-qat), timed together in 7 alternating rounds on latency_on at "
+                                  "the table's thread count (stage speedup); on the model, not its artifacts")
     speedup_checks: list[SpeedupCheck] | None = Field(
         default=None, description="1.11: each candidate pruning timed against the unpruned model on latency_on while choosing")
     latency_table: LatencyTableSummary | None = None

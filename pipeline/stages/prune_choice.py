@@ -111,6 +111,39 @@ class PruneChoiceStage(Stage):
                 "measured_speedup": measured, "speedup_checks": checks, "latency_table": summary}
 
 
+class SpeedupConfig(StageConfig):
+    target: str
+    target_identity: str
+    threads: int = 1
+    warmup: int
+    runs: int
+    rounds: int = 7
+    ssh: SshOptions | None = None
+
+
+class SpeedupStage(Stage):
+    """speedup: the speed-up a --prune-speedup variant achieved, its int8 TFLite artifact timed
+    against the unpruned model's on the target in the same alternating rounds (two benchmarks from
+    different runs, one of them cached, can be a host's speed change apart: 23 % here once)."""
+
+    name = "speedup"
+    tools = ("ai-edge-litert", "numpy")
+    scripts = ("pipeline.targets.device_runner", "pipeline.targets.table_runner")
+    Config = SpeedupConfig
+
+    def run(self, config: SpeedupConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
+        from pipeline.targets.bench import run_table
+
+        files = {name: inputs[name].path(inputs[name].result["file"]).read_bytes() for name in ("unpruned", "pruned")}
+        packed = _pack(files, workdir)
+        result = run_table(_target(config), config.ssh, packed, config.threads, config.warmup, config.runs, config.rounds)
+        packed.unlink()
+        rounds = result["rounds_ms"]
+        per_round = [u / p for u, p in zip(rounds["unpruned"], rounds["pruned"])]
+        return {"achieved_speedup": statistics.median(per_round), "per_round": per_round,
+                "unpruned_ms": statistics.median(rounds["unpruned"]), "pruned_ms": statistics.median(rounds["pruned"])}
+
+
 def _path(graph, curves: dict, table, config: PruneChoiceConfig) -> list[tuple[dict, float]]:
     """The greedy walk's steps by the table, (ratios, predicted speed-up), up to PATH_REACH times the
     speed-up asked; a one-line error when even its end is predicted short of it."""

@@ -94,9 +94,6 @@ def test_a_speedup_variant_is_chosen_by_the_hosts_latency_table_and_its_speedup_
     assert any(check.predicted == pytest.approx(recipe.predicted_speedup) for check in recipe.speedup_checks)  # the chosen step was timed
     assert recipe.predicted_speedup >= 1.3  # what the chooser walked to, by the table
     assert recipe.achieved_speedup is not None and recipe.achieved_speedup > 1.0  # measured: the pruned int8 model is faster
-    by_model = {(a.model, a.precision): a for a in report.artifacts}
-    host_p50 = {name: by_model[name, "int8-ptq"].benchmarks[0].latency_ms.p50 for name in (parent.name, variant.name)}
-    assert recipe.achieved_speedup == pytest.approx(host_p50[parent.name] / host_p50[variant.name])
     assert "speed-up" in (tmp_path / "first" / "report.md").read_text()
     # Another build (another output folder) times nothing again: the table comes from the latency cache.
     again = build(load_config(overrides={**settings, "out": tmp_path / "second"}))

@@ -23,7 +23,7 @@ def test_a_speedup_is_chosen_on_its_target_alone_between_sensitivity_and_pruning
     lines = [line for line in dry_run(config) if line.startswith("  run")]
     order = [next(i for i, line in enumerate(lines) if line.split()[2:4] == stage)
              for stage in (["sensitivity", "squeezenet"], ["prune_choice", "squeezenet"], ["prune", "squeezenet"],
-                           ["reference", "squeezenet-p1.6x"])]
+                           ["reference", "squeezenet-p1.6x"], ["speedup", "squeezenet-p1.6x"])]
     assert order == sorted(order)
     choice = lines[order[1]]
     assert "1.6x on host" in choice and "runs alone" in choice  # timed on the host with nothing beside it

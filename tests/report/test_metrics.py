@@ -19,13 +19,11 @@ def test_fixed_keeps_three_significant_digits_for_tiny_values():
 
 
 def test_a_speedup_variant_gets_its_asked_predicted_achieved_table_and_where_the_time_goes():
-    from pipeline.report import markdown, metrics, tables
+    from pipeline.report import markdown, tables
     from tests.report import fakes
 
     artifacts = [fakes.artifact("int8-ptq", 1.0, 0.0, [fakes.bench(p50=2.0)], model="m"),
                  fakes.artifact("int8-ptq", 0.6, 0.5, [fakes.bench(p50=1.25), fakes.bench(p50=0.9, threads=2)], model="m-p1.6x")]
-    assert metrics.pruned_speedup("m-p1.6x", "m", artifacts, "host", 1) == pytest.approx(1.6)
-    assert metrics.pruned_speedup("m-p1.6x", "m", artifacts, "host", 2) is None  # the parent has no 2-thread figure
     layers = {f"layer_{i}": 0.1 * (i + 1) for i in range(15)}
     table = schema.LatencyTableSummary(
         target="host", identity={"cpu": {"model": "test cpu"}}, threads=1, entries=100, timed=40, reused=60, unpruned_ms=2.0,
