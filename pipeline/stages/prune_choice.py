@@ -95,7 +95,11 @@ class PruneChoiceStage(Stage):
 
         def check(i: int) -> float:
             keep = graph.keep_mask(path[i][0])
-            measured = check_speedup(unpruned, filter_pruning.prune(graph, keep), config, workdir)
+            try:
+                measured = check_speedup(unpruned, _pruned_int8_apart(inputs["model"], keep, workdir), config, workdir)
+            except ToolError as e:  # this candidate cannot be converted: it counts as short
+                log.warning("prune choice on %s: step %d: %s", config.target, i + 1, e)
+                measured = 0.0
             checks.append({"step": i + 1, "predicted": path[i][1], "measured": measured, "macs_kept": graph.macs(keep) / graph.macs()})
             log.info("prune choice on %s: step %d of the walk, the table's %.2fx, measured %.2fx", config.target, i + 1,
                      path[i][1], measured)
@@ -190,12 +194,44 @@ def _search(path: list[tuple[dict, float]], asked: float, check, budget: int) ->
     return passed if passed is not None else max(measured, key=measured.get)
 
 
-def check_speedup(unpruned: bytes, pruned, config: PruneChoiceConfig, workdir: Path) -> float:
-    """The unpruned int8 model's time / the pruned model's (converted to int8 here), on the target: the
+def _pruned_int8_apart(model: StageOutput, keep: np.ndarray, workdir: Path) -> bytes:
+    """The float model pruned to `keep` as int8 TFLite, made in a child process: pruning and converting
+    one candidate aborted the worker in a full test run (never alone, never reproduced in one
+    process); a crash there costs that candidate only."""
+    import multiprocessing
+
+    mask, target = workdir / "candidate-keep.npy", workdir / "candidate.tflite"
+    np.save(mask, keep)
+    source = model.path(model.result["model_file"])
+    child = multiprocessing.get_context("spawn").Process(target=_prune_and_convert,
+                                                         args=(str(source), model.result["trusted"], str(mask), str(target)))
+    child.start()
+    child.join()
+    mask.unlink()
+    if child.exitcode != 0 or not target.exists():
+        raise ToolError(f"pruning and converting the candidate died (exit code {child.exitcode})")
+    data = target.read_bytes()
+    target.unlink()
+    return data
+
+
+def _prune_and_convert(source: str, trusted: bool, mask: str, target: str) -> None:
+    from pipeline.compress import filter_pruning
+    from pipeline.models import loading
+
+    graph = filter_pruning.read_graph(loading.load_keras_model(Path(source), trusted=trusted))
+    data = _int8(filter_pruning.prune(graph, np.load(mask)), np.random.default_rng(0))
+    partial = Path(target + ".partial")
+    partial.write_bytes(data)
+    partial.replace(target)
+
+
+def check_speedup(unpruned: bytes, pruned: bytes, config: PruneChoiceConfig, workdir: Path) -> float:
+    """The unpruned int8 model's time / the pruned one's (both int8 TFLite files), on the target: the
     median of the per-round ratios of config.check_rounds alternating rounds."""
     from pipeline.targets.bench import run_table
 
-    packed = _pack({"unpruned": unpruned, "pruned": _int8(pruned, np.random.default_rng(0))}, workdir)
+    packed = _pack({"unpruned": unpruned, "pruned": pruned}, workdir)
     result = run_table(_target(config), config.ssh, packed, config.threads, config.warmup, config.runs, config.check_rounds)
     packed.unlink()
     rounds = result["rounds_ms"]

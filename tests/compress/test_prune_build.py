@@ -92,6 +92,7 @@ def test_a_speedup_variant_is_chosen_by_the_hosts_latency_table_and_its_speedup_
     assert len(table.layers_ms) == 5  # 3 convs, the depthwise, the dense (which costs no more than an empty call)
     assert sum(ms > 0 for ms in table.layers_ms.values()) >= 4  # names depend on what Keras built before
     assert any(check.predicted == pytest.approx(recipe.predicted_speedup) for check in recipe.speedup_checks)  # the chosen step was timed
+    assert all(check.measured > 0 for check in recipe.speedup_checks)  # every candidate was pruned and converted apart
     assert recipe.predicted_speedup >= 1.3  # what the chooser walked to, by the table
     assert recipe.achieved_speedup is not None and recipe.achieved_speedup > 1.0  # measured: the pruned int8 model is faster
     assert "speed-up" in (tmp_path / "first" / "report.md").read_text()
