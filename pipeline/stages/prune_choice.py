@@ -96,7 +96,8 @@ class PruneChoiceStage(Stage):
         def check(i: int) -> float:
             keep = graph.keep_mask(path[i][0])
             try:
-                measured = check_speedup(unpruned, _pruned_int8_apart(inputs["model"], keep, workdir), config, workdir)
+                pruned = _pruned_int8_apart(inputs["model"], keep, workdir)
+                measured = time_pair(unpruned, pruned, config, config.check_rounds, workdir)["speedup"]
             except ToolError as e:  # this candidate cannot be converted: it counts as short
                 log.warning("prune choice on %s: step %d: %s", config.target, i + 1, e)
                 measured = 0.0
@@ -136,16 +137,9 @@ class SpeedupStage(Stage):
     Config = SpeedupConfig
 
     def run(self, config: SpeedupConfig, inputs: dict[str, StageOutput], workdir: Path) -> dict:
-        from pipeline.targets.bench import run_table
-
-        files = {name: inputs[name].path(inputs[name].result["file"]).read_bytes() for name in ("unpruned", "pruned")}
-        packed = _pack(files, workdir)
-        result = run_table(_target(config), config.ssh, packed, config.threads, config.warmup, config.runs, config.rounds)
-        packed.unlink()
-        rounds = result["rounds_ms"]
-        per_round = [u / p for u, p in zip(rounds["unpruned"], rounds["pruned"])]
-        return {"achieved_speedup": statistics.median(per_round), "per_round": per_round,
-                "unpruned_ms": statistics.median(rounds["unpruned"]), "pruned_ms": statistics.median(rounds["pruned"])}
+        unpruned, pruned = (inputs[name].path(inputs[name].result["file"]).read_bytes() for name in ("unpruned", "pruned"))
+        timed = time_pair(unpruned, pruned, config, config.rounds, workdir)
+        return {"achieved_speedup": timed.pop("speedup"), **timed}
 
 
 def _path(graph, curves: dict, table, config: PruneChoiceConfig) -> list[tuple[dict, float]]:
@@ -226,16 +220,18 @@ def _prune_and_convert(source: str, trusted: bool, mask: str, target: str) -> No
     partial.replace(target)
 
 
-def check_speedup(unpruned: bytes, pruned: bytes, config: PruneChoiceConfig, workdir: Path) -> float:
-    """The unpruned int8 model's time / the pruned one's (both int8 TFLite files), on the target: the
-    median of the per-round ratios of config.check_rounds alternating rounds."""
+def time_pair(unpruned: bytes, pruned: bytes, config: PruneChoiceConfig | SpeedupConfig, rounds: int, workdir: Path) -> dict:
+    """The two int8 TFLite files timed together on config.target in `rounds` alternating rounds:
+    {"speedup": median of the per-round ratios, "per_round", "unpruned_ms", "pruned_ms"}."""
     from pipeline.targets.bench import run_table
 
     packed = _pack({"unpruned": unpruned, "pruned": pruned}, workdir)
-    result = run_table(_target(config), config.ssh, packed, config.threads, config.warmup, config.runs, config.check_rounds)
+    result = run_table(_target(config), config.ssh, packed, config.threads, config.warmup, config.runs, rounds)
     packed.unlink()
-    rounds = result["rounds_ms"]
-    return statistics.median(u / p for u, p in zip(rounds["unpruned"], rounds["pruned"]))
+    times = result["rounds_ms"]
+    per_round = [u / p for u, p in zip(times["unpruned"], times["pruned"])]
+    return {"speedup": statistics.median(per_round), "per_round": per_round,
+            "unpruned_ms": statistics.median(times["unpruned"]), "pruned_ms": statistics.median(times["pruned"])}
 
 
 def measure(graph, config: PruneChoiceConfig, workdir: Path):
