@@ -1,5 +1,6 @@
 """The compression plots of report.html (docs/compression.md): each pruned variant's sensitivity
-curves (Li et al. 2017, Figure 2), and top-1 against MACs across a model's variants."""
+curves (Li et al. 2017, Figure 2), top-1 against MACs across a model's variants, and a --prune-speedup
+variant's per-layer time on its latency target before and after pruning."""
 from __future__ import annotations
 
 from pipeline.report.figure import Plot, png, pyplot
@@ -50,3 +51,31 @@ def accuracy_vs_macs(report: Report) -> list[Plot]:
     ax.legend(fontsize=7)
     return [Plot("accuracy-macs", "Accuracy against MACs", "Validation top-1 (the report's sample); circles: the models as "
                  "built, squares: their compressed variants, triangles: their best int8 artifact.", png(fig))]
+
+
+def time_per_layer(report: Report) -> list[Plot]:
+    """Each layer's int8 time on the latency target by the table, in network order, unpruned and as
+    pruned: which layers cost the time and which the chooser cut."""
+    plots = []
+    for model in report.models:
+        c = model.compression
+        if c is None or c.latency_table is None:
+            continue
+        t = c.latency_table
+        names = list(t.layers_ms)
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(7.5, 3.6))
+        xs = range(len(names))
+        ax.bar(xs, [t.layers_ms[n] for n in names], width=0.9, color="#bbbbbb", label=f"{model.parent} (unpruned)")
+        if t.pruned_layers_ms:
+            ax.bar(xs, [t.pruned_layers_ms.get(n, 0.0) for n in names], width=0.5, color="#1f77b4", label=model.name)
+        ax.set_xticks(list(xs), names, rotation=90, fontsize=5)
+        ax.set_ylabel("ms (int8, by the latency table)")
+        ax.set_title(f"{model.parent}: time per layer on {c.latency_on}")
+        ax.legend(fontsize=7)
+        plots.append(Plot(f"time-per-layer-{model.name}", f"Where the time goes: {model.parent} on {c.latency_on}",
+                          f"Each conv/depthwise/dense layer's int8 TFLite time ({t.threads} thread(s)), each layer timed alone at "
+                          f"several widths on {c.latency_on}; grey: unpruned, blue: as {model.name} pruned it. Everything else "
+                          f"(additions, pooling, shuffles, call cost): {t.rest_ms:.3f} ms of {t.predicted_unpruned_ms:.3f} ms.",
+                          png(fig)))
+    return plots

@@ -143,4 +143,5 @@ def all_plots(report: Report) -> list[Plot]:
             plots += [diff] if diff else []
         plots.append(size_per_precision(report))
         plots += compression_plots.accuracy_vs_macs(report) + compression_plots.sensitivity(report)
+        plots += compression_plots.time_per_layer(report)
     return plots

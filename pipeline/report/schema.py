@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "1.11"  # 1.1 to 1.11 only added fields with defaults or made fields optional: 1.0 reports still load
+SCHEMA_VERSION = "1.12"  # 1.1 to 1.12 only added fields with defaults or made fields optional: 1.0 reports still load
 
 
 class _Strict(BaseModel):
@@ -178,6 +178,8 @@ class LatencyTableSummary(_Strict):
     predicted_unpruned_ms: float = Field(description="the table's prediction for the unpruned model")
     rest_ms: float = Field(description="of it, what is not conv/depthwise/dense (additions, pooling, shuffles, call cost)")
     layers_ms: dict[str, float] = Field(description="each conv/depthwise/dense layer's time in the unpruned model, ms: where the time goes")
+    pruned_layers_ms: dict[str, float] | None = Field(
+        default=None, description="1.12: the same layers' times in the chosen pruning, by the table (what pruning took where)")
 
 
 class SpeedupCheck(_Strict):

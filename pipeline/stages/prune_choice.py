@@ -112,8 +112,10 @@ class PruneChoiceStage(Stage):
         if measured < config.speedup:
             log.warning("--prune-speedup %g: the closest pruning measured %.2fx on %s after %d checks", config.speedup, measured,
                         config.target, len(checks))
+        pruned_layers = {name: round(ms, 6) for name, ms in table.layers_ms(graph, graph.keep_mask(ratios)).items()}
         return {"group_ratios": {k: float(v) for k, v in ratios.items()}, "predicted_speedup": predicted,
-                "measured_speedup": measured, "speedup_checks": checks, "latency_table": summary}
+                "measured_speedup": measured, "speedup_checks": checks,
+                "latency_table": {**summary, "pruned_layers_ms": pruned_layers}}
 
 
 class SpeedupConfig(StageConfig):

@@ -91,11 +91,14 @@ def test_a_speedup_variant_is_chosen_by_the_hosts_latency_table_and_its_speedup_
     assert table.target == "host" and table.timed == table.entries > 0
     assert len(table.layers_ms) == 5  # 3 convs, the depthwise, the dense (which costs no more than an empty call)
     assert sum(ms > 0 for ms in table.layers_ms.values()) >= 4  # names depend on what Keras built before
+    assert table.pruned_layers_ms.keys() == table.layers_ms.keys()  # the chosen pruning, layer by layer
+    assert sum(table.pruned_layers_ms.values()) < sum(table.layers_ms.values())
     assert any(check.predicted == pytest.approx(recipe.predicted_speedup) for check in recipe.speedup_checks)  # the chosen step was timed
     assert all(check.measured > 0 for check in recipe.speedup_checks)  # every candidate was pruned and converted apart
     assert recipe.predicted_speedup >= 1.3  # what the chooser walked to, by the table
     assert recipe.achieved_speedup is not None and recipe.achieved_speedup > 1.0  # measured: the pruned int8 model is faster
     assert "speed-up" in (tmp_path / "first" / "report.md").read_text()
+    assert 'id="time-per-layer-pointwise-p1.3x"' in (tmp_path / "first" / "report.html").read_text()
     # Another build (another output folder) times nothing again: the table comes from the latency cache.
     again = build(load_config(overrides={**settings, "out": tmp_path / "second"}))
     assert again.models[1].compression.latency_table.timed == 0

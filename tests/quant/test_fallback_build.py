@@ -51,7 +51,7 @@ def sabotaged_run(tmp_path_factory):
 @pytest.mark.slow
 def test_build_ships_the_fallback_and_verify_accepts_it(sabotaged_run):
     report = json.loads((sabotaged_run / "report.json").read_text())
-    assert report["schema_version"] == "1.11"
+    assert report["schema_version"] == "1.12"
     fp32, int8 = (next(a for a in report["artifacts"] if a["precision"] == p) for p in ("fp32", "int8-ptq"))
     worst = int8["layer_errors"][0]["layer"]
     assert worst.startswith("sabotaged/hard/")

@@ -35,7 +35,7 @@ def _report() -> schema.Report:
 
 def test_schema_round_trip_and_a_1_3_report_still_loads():
     report = _report()
-    assert report.schema_version == "1.11"
+    assert report.schema_version == "1.12"
     again = schema.Report.model_validate_json(report.model_dump_json())
     assert again == report
     assert again.artifacts[1].layer_errors[2].cosine is None

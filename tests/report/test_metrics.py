@@ -19,7 +19,7 @@ def test_fixed_keeps_three_significant_digits_for_tiny_values():
 
 
 def test_a_speedup_variant_gets_its_asked_predicted_achieved_table_and_where_the_time_goes():
-    from pipeline.report import markdown, tables
+    from pipeline.report import compression_plots, markdown, tables
     from tests.report import fakes
 
     artifacts = [fakes.artifact("int8-ptq", 1.0, 0.0, [fakes.bench(p50=2.0)], model="m"),
@@ -38,3 +38,8 @@ def test_a_speedup_variant_gets_its_asked_predicted_achieved_table_and_where_the
     assert where.rows[-2][0] == "3 other conv/depthwise/dense layers" and where.rows[-1][1] == tables.ms(0.5)
     assert tables.speedup_tables(report, "m") == []  # no speed-up asked
     assert "m-p1.6x: speed-up asked on host" in markdown.render(report)
+    [plot] = compression_plots.time_per_layer(report)  # unpruned bars, and the pruned ones where the table has them
+    assert plot.key == "time-per-layer-m-p1.6x" and plot.png_data_uri.startswith("data:image/png;base64,")
+    pruned = variant.model_copy(update={"compression": variant.compression.model_copy(update={
+        "latency_table": table.model_copy(update={"pruned_layers_ms": {name: ms / 2 for name, ms in layers.items()}})})})
+    assert compression_plots.time_per_layer(fakes.report(artifacts, [fakes.model("m"), pruned]))[0].png_data_uri != plot.png_data_uri

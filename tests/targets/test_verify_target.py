@@ -87,7 +87,7 @@ def test_build_measures_accuracy_on_arm64_kernels(four_class_model, tmp_path):  
         "val_fraction": 0.25, "targets": ["host", "arm64-emu"], "arm_val_images": 10,
     }))
     report = report_files.load(tmp_path)
-    assert not report.failures and report.schema_version == "1.11"
+    assert not report.failures and report.schema_version == "1.12"
     assert {(a.format, a.precision) for a in report.artifacts} == {("tflite", "fp32"), ("tflite", "int8-ptq"), ("ncnn", "int8")}
     for artifact in report.artifacts:
         [measured] = artifact.target_accuracy
