@@ -3,6 +3,7 @@ curves (Li et al. 2017, Figure 2), top-1 against MACs across a model's variants,
 variant's per-layer time on its latency target before and after pruning."""
 from __future__ import annotations
 
+from pipeline.report import tables
 from pipeline.report.figure import Plot, png, pyplot
 from pipeline.report.schema import Report
 
@@ -75,7 +76,7 @@ def time_per_layer(report: Report) -> list[Plot]:
         ax.legend(fontsize=7)
         plots.append(Plot(f"time-per-layer-{model.name}", f"Where the time goes: {model.parent} on {c.latency_on}",
                           f"Each conv/depthwise/dense layer's int8 TFLite time ({t.threads} thread(s)), each layer timed alone at "
-                          f"several widths on {c.latency_on}; grey: unpruned, blue: as {model.name} pruned it. Everything else "
-                          f"(additions, pooling, shuffles, call cost): {t.rest_ms:.3f} ms of {t.predicted_unpruned_ms:.3f} ms.",
+                          f"several widths on {c.latency_on}; grey: unpruned, blue: as {model.name} pruned it. "
+                          f"{tables.rest_label(t.rest_ms).capitalize()}: {t.rest_ms:.3f} ms of {t.predicted_unpruned_ms:.3f} ms.",
                           png(fig)))
     return plots
