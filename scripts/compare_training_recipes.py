@@ -39,6 +39,11 @@ RECIPES = {
     "affine+warmup+wd": {"augment": "affine", "warmup_epochs": 2, "weight_decay": 0.004},
     "warmup": {"augment": None, "warmup_epochs": 2},
     "warmup+wd": {"augment": None, "warmup_epochs": 2, "weight_decay": 0.004},
+    # The build's recipe (docs/training.md; run with --learning-rate 1e-2, the build's rate), then one change.
+    "build": {"augment": "affine", "min_held_out": 200},
+    "build+ls0.1": {"augment": "affine", "min_held_out": 200, "label_smoothing": 0.1},
+    "build+wd0.004": {"augment": "affine", "min_held_out": 200, "weight_decay": 0.004},
+    "build+wd0.02": {"augment": "affine", "min_held_out": 200, "weight_decay": 0.02},
 }
 
 

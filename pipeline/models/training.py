@@ -105,16 +105,30 @@ def preprocess_tf(tf, prep: Preprocessing, images_uint8):
     return (x - tf.constant(prep.mean, tf.float32)) / tf.constant(prep.std, tf.float32)
 
 
+def _smoothed_loss(smoothing: float, classes: int):
+    """Cross-entropy on sparse labels with label smoothing (Keras's sparse loss has no smoothing)."""
+    from pipeline.tf_import import keras, tensorflow
+
+    tf, tf_keras = tensorflow(), keras()
+
+    def loss(y_true, y_pred):
+        one_hot = tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), classes)
+        return tf_keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=smoothing)
+
+    return loss
+
+
 def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: int, learning_rate: float, seed: int,
         augment: str, what: str, patience: int = 0, teacher=None, distill=None,
         callbacks: list | None = None, watch_from: int | None = None, monitor: str = "accuracy",
         start_is_candidate: bool = False, warmup_epochs: int = 0, weight_decay: float = 0.0,
-        min_held_out: int = 0) -> tuple[list[dict], dict]:
+        label_smoothing: float = 0.0, min_held_out: int = 0) -> tuple[list[dict], dict]:
     """Adam with cosine decay on sparse labels, streaming the split; logs progress and one line per
     epoch; returns the history (with training images/s per epoch) and what early stopping did
     (patience 0: off, every epoch runs). `warmup_epochs`: the rate rises linearly from 0 over these
-    first epochs, then the cosine decay; `weight_decay`: AdamW's decoupled decay instead of Adam
-    (for scripts/compare_training_recipes.py's comparisons, neither a default: docs/training.md).
+    first epochs, then the cosine decay; `weight_decay`: AdamW's decoupled decay instead of Adam;
+    `label_smoothing`: the labels' one-hot targets mixed with the uniform one (not with a teacher)
+    (the three for scripts/compare_training_recipes.py's comparisons, none a default: docs/training.md).
     `min_held_out`: early stopping only when its hold-out has at least this many images. With a
     `teacher` (and `distill`, a DistillConfig), the model learns from the teacher's soft targets too
     (pipeline/compress/distill.py); `model` is trained in place either way. `callbacks`: extra Keras
@@ -148,9 +162,11 @@ def fit(model, split: Split, prep: Preprocessing, *, epochs: int, batch_size: in
         from pipeline.compress.distill import DistillConfig, distiller
 
         model = distiller(model, teacher, distill or DistillConfig())
+    if label_smoothing and teacher is not None:
+        raise ValueError("label smoothing applies to the labels' loss, not to distillation's")
     model.compile(
         optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
+        loss=_smoothed_loss(label_smoothing, model.output_shape[-1]) if label_smoothing else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     rates = []

@@ -104,3 +104,21 @@ def test_the_schedule_is_cosine_decay_after_an_optional_linear_warm_up(tmp_path,
         assert rate[0] == pytest.approx(1e-2) and rate[6] == pytest.approx(5e-3)  # half-way down the cosine
         assert type(model.optimizer).__name__ == "Adam"
     assert all(a >= b for a, b in zip(rate[4:], rate[5:]))  # only down after the warm-up
+
+
+def test_label_smoothing_mixes_the_one_hot_target_with_the_uniform_one(tmp_path):
+    """The smoothed loss on sparse labels equals cross-entropy against (1 - s) one-hot + s / classes;
+    the model trains with it."""
+    from tests.conftest import tiny_model
+
+    loss = training._smoothed_loss(0.1, 4)
+    probs = np.array([[0.7, 0.1, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25]], np.float32)
+    target = np.array([[0.925, 0.025, 0.025, 0.025], [0.025, 0.025, 0.925, 0.025]])
+    expected = -(target * np.log(probs)).sum(1)
+    assert np.asarray(loss(np.array([0, 2]), probs)) == pytest.approx(expected, rel=1e-5)
+    labels = np.repeat([0, 1], 16)
+    images = np.random.default_rng(0).integers(0, 255, (len(labels), 16, 16, 3), np.uint8)
+    model = tiny_model()
+    history, _ = training.fit(model, _split(tmp_path, images, labels), Preprocessing(16, 16, "RGB", (127.5,) * 3, (127.5,) * 3),
+                              epochs=1, batch_size=8, learning_rate=1e-2, seed=0, augment="none", what="test", label_smoothing=0.1)
+    assert np.isfinite(history[0]["loss"]) and model.loss.__qualname__.startswith("_smoothed_loss")
