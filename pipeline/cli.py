@@ -182,6 +182,9 @@ def cli(ctx, debug):
 @click.option("--threads", callback=_ints, help="Comma-separated thread counts to benchmark [1 and all cores].")
 @click.option("--warmup", type=int, help="Untimed runs before timing [10].")
 @click.option("--runs", type=int, help="Timed runs per benchmark [50].")
+@click.option("--profile-ops", is_flag=True, default=None,
+              help="Also time each op of every TFLite artifact alone on the host and ssh boards it is benchmarked on: where its "
+                   "time goes (report.json benchmarks[].op_profile, a plot in report.html; docs/benchmarks.md).")
 @click.option("--arm-val-images", type=int, help="Emulated targets: validation images run through their own ARM kernels for top-1 (0: off) [128].")
 @click.option("--max-accuracy-drop", type=float, help="Fail (exit 1) if any artifact's top-1 drops more than this many points.")
 @click.option("--max-size", "max_size_mb", type=float, help="Recommend only artifacts of at most this many MB (10^6 bytes).")
@@ -189,7 +192,7 @@ def cli(ctx, debug):
               help="Recommend only artifacts whose p50 at the fewest threads measured (1 by default) is at most this many ms, per target.")
 @click.option("--pretrained", help="Built-in models: start from 'imagenet' (MobileNet V1/V2, from Keras's cache: nothing is "
               "downloaded) or a Keras model FILE of the same family; the head is replaced, then trained alone, then all "
-              "layers fine-tune at a tenth of --learning-rate (docs/training.md).")
+              "layers fine-tune at 0.3x --learning-rate (docs/training.md).")
 @click.option("--trust-model", is_flag=True, default=None, help="Allow Lambda layers (they run code stored in the model file).")
 @click.option("--force", is_flag=True, default=None, help="Recompute every stage instead of reusing the cache.")
 @_ssh_options

@@ -146,6 +146,7 @@ class BuildConfig(BaseModel):
     threads: list[int] | None = None  # None: 1 and every core
     warmup: int = Field(default=10, ge=0)
     runs: int = Field(default=50, ge=1)
+    profile_ops: bool = False  # each TFLite artifact's ops timed alone on real targets (pipeline/targets/op_profile.py)
     # Emulated targets: validation images whose accuracy their own kernels compute (0: off; docs/accuracy-on-arm.md).
     arm_val_images: int = Field(default=128, ge=0)
     # ssh targets (pipeline/targets/ssh.py): the board's Python, the key, the known_hosts file and

@@ -37,6 +37,7 @@ from pipeline.stages.clustering import ClusteringConfig, ClusteringStage
 from pipeline.stages.prune_choice import PruneChoiceConfig, PruneChoiceStage, SpeedupConfig, SpeedupStage
 from pipeline.stages.prune import PruneConfig, PruneStage, SensitivityConfig, SensitivityStage, recipe as prune_recipe
 from pipeline.stages.sparsity import SparsityConfig, SparsityStage
+from pipeline.stages.profile import ProfileConfig, ProfileStage
 from pipeline.stages.probe import PreprocessingProbeStage, ProbeConfig, candidates as probe_candidates, flags as probe_flags
 from pipeline.stages.qat import QatConfig, QatStage
 from pipeline.stages.qat_check import QatCheckConfig, QatCheckStage
@@ -69,6 +70,7 @@ class ArtifactPlan:
     verify: Node
     benches: list[tuple[Target, Node]]
     target_verifies: list[tuple[Target, Node]] = field(default_factory=list)  # accuracy on ARM kernels (rule on_arm_kernels)
+    profiles: list[tuple[Target, int, Node]] = field(default_factory=list)  # (target, threads, node): rule op_profiles
 
 
 @dataclass
@@ -728,3 +730,25 @@ def pruned_speedup(p: Planner, m: ModelPlan) -> None:
                           runs=c.runs, ssh=p.ssh_options() if isinstance(target, SshTarget) else None),
             {"unpruned": pair[0].converted, "pruned": pair[1].converted}, label=f"{v.name} {precision} on {target.name}",
             **({"lease": MACHINE} if isinstance(target, HostTarget) else on_device(target)))
+
+
+@rule
+def op_profiles(p: Planner, m: ModelPlan) -> None:
+    """--profile-ops: each TFLite artifact's ops timed alone on every real target it is benchmarked on
+    (the host, ssh boards; not emulators, whose timing means nothing, nor phones, which have no
+    runner for many models yet), at the first thread count benchmarked."""
+    c = p.config
+    if not c.profile_ops:
+        return
+    for a in m.artifacts:
+        if a.format != "tflite":
+            continue
+        for target in dict.fromkeys(t for t, _ in a.benches):
+            if isinstance(target, HostTarget | SshTarget):
+                node = p.node(
+                    ProfileStage(),
+                    ProfileConfig(target=target.name, target_identity=p.target_identity(target), threads=p.threads[0], warmup=c.warmup,
+                                  runs=c.runs, ssh=p.ssh_options() if isinstance(target, SshTarget) else None),
+                    {"artifact": a.converted}, label=f"{a.model} {a.format} {a.precision} ops on {target.name}",
+                    **({"lease": MACHINE} if isinstance(target, HostTarget) else on_device(target)))
+                a.profiles.append((target, p.threads[0], node))

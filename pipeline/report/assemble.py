@@ -74,6 +74,7 @@ class _Assembly:
             benchmark = benchmark_from_record(o.result)
             benchmark.isolation = stage_lineage(o).get("isolation")
             benchmarks.append(benchmark)
+        self._attach_profiles(a, benchmarks)
         target_accuracy = []
         for target, node in a.target_verifies:  # accuracy on an emulator's kernels: a failure costs that row only
             o = outcome(node)
@@ -93,6 +94,18 @@ class _Assembly:
             compression=self._compression(m, a.precision),
             layer_errors=r.get("layer_errors"), layer_errors_note=r.get("layer_errors_note"), fallback=r.get("fallback"),
         )
+
+    def _attach_profiles(self, a: ArtifactPlan, benchmarks: list[schema.Benchmark]) -> None:
+        """--profile-ops: each profile onto its target's benchmark at the same threads; a failed one
+        costs that profile only (recorded)."""
+        for target, threads, node in a.profiles:
+            o = self.outcome(node)
+            if isinstance(o, Failed):
+                self._failed(a, o, target)
+                continue
+            bench = next((b for b in benchmarks if b.target == target.name and b.threads == threads), None)
+            if bench is not None and "skipped" not in o.result:
+                bench.op_profile = schema.OpProfile(rounds=o.result["rounds"], whole_ms=o.result["whole_ms"], ops=o.result["ops"])
 
     def _publish(self, name: str, converted: StageOutput) -> tuple[str, str]:
         """Copy the artifact and its metadata out of the cache to artifacts/<model>/."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.report import int8_layers, metrics, plots, tables
+from pipeline.report import int8_layers, metrics, op_profiles, plots, tables
 from pipeline.report.schema import Report
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -25,7 +25,7 @@ def render(report: Report) -> str:
         artifact_tables = [t for target in targets for t in (tables.artifacts_table(report, model.name, target),
                                                              tables.runtimes_table(report, model.name, target)) if t]
         artifact_tables += [t for t in [tables.target_accuracy_table(report, model.name)] if t]
-        artifact_tables += tables.speedup_tables(report, model.name)
+        artifact_tables += tables.speedup_tables(report, model.name) + op_profiles.tables(report, model.name)
         int8 = [{"section": s, "plot": int8_layers.plot(next(a for a in report.artifacts if a.id == s.artifact))}
                 for s in int8_layers.sections(report, model.name)]
         sections.append({"model": model, "tables": artifact_tables, "benchmarks": tables.benchmarks_table(report, model.name),

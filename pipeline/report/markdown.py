@@ -1,7 +1,7 @@
 """report.md: the report.html tables without the plots, for pull requests and CI logs."""
 from __future__ import annotations
 
-from pipeline.report import int8_layers, metrics, tables
+from pipeline.report import int8_layers, metrics, op_profiles, tables
 from pipeline.report.schema import Report
 
 
@@ -52,7 +52,7 @@ def render(report: Report) -> str:
                     lines += [f"### {table.title}", "", *table_lines(table)]
         on_arm = tables.target_accuracy_table(report, model.name)
         lines += [f"### {on_arm.title}", "", *table_lines(on_arm)] if on_arm else []
-        for table in tables.speedup_tables(report, model.name):
+        for table in tables.speedup_tables(report, model.name) + op_profiles.tables(report, model.name):
             lines += [f"### {table.title}", "", *table_lines(table)]
         for section in int8_layers.sections(report, model.name):
             lines += [f"### int8 layers: {section.artifact}", "", *section.lines, ""]

@@ -6,7 +6,7 @@ beside it). Once: the artifact size per precision.
 """
 from __future__ import annotations
 
-from pipeline.report import comparison, compression_plots, metrics
+from pipeline.report import comparison, compression_plots, metrics, op_profiles
 from pipeline.report.figure import STYLE, Plot, png, pyplot
 from pipeline.report.schema import Report
 
@@ -143,5 +143,5 @@ def all_plots(report: Report) -> list[Plot]:
             plots += [diff] if diff else []
         plots.append(size_per_precision(report))
         plots += compression_plots.accuracy_vs_macs(report) + compression_plots.sensitivity(report)
-        plots += compression_plots.time_per_layer(report)
+        plots += compression_plots.time_per_layer(report) + op_profiles.plots(report)
     return plots

@@ -63,6 +63,22 @@ class OutputDiff(_Strict):
     host_top1: float | None = Field(default=None, description="validation inputs: top-1 on the same images on the host")
 
 
+class OpTime(_Strict):
+    index: int = Field(description="the op's place in the artifact's execution order")
+    op: str = Field(description="the TFLite op (CONV_2D, DEPTHWISE_CONV_2D, ADD, ...)")
+    layer: str = Field(description="the layer it came from, read from its output tensor's name (else the op, lower case)")
+    ms: float = Field(description="the op alone, with its own weights and quantization: median of the rounds' medians")
+
+
+class OpProfile(_Strict):
+    """1.12, --profile-ops: where a TFLite artifact's time goes on a real target (pipeline/targets/op_profile.py)."""
+
+    rounds: int = Field(description="interleaved rounds, each op and the whole artifact timed once per round in one process")
+    whole_ms: float = Field(description="the whole artifact, timed beside its ops: the ops' sum differs by the invoke cost each "
+                                        "op alone pays again and what the whole model keeps in cache")
+    ops: list[OpTime] = Field(description="every op but the DEQUANTIZEs of constant weights (timed with the op that reads them)")
+
+
 class Benchmark(_Strict):
     target: str = Field(description="host, arm64-emu, armv7-emu, ssh:USER@HOST:PORT, adb:SERIAL, android-app (pipeline/targets/spec.py)")
     runtime: str
@@ -90,6 +106,8 @@ class Benchmark(_Strict):
         default=None, description="1.4, fp16 artifacts: the arithmetic the target computed them in ('fp16' on ARMv8.2 "
                                   "FP16 cores through XNNPACK or ncnn; 'fp32' where the CPU has none, e.g. x86: fp16 "
                                   "weights widened to fp32); null for other artifacts")
+    op_profile: OpProfile | None = Field(
+        default=None, description="1.12, --profile-ops: each op timed alone on this target at these threads (TFLite; host and ssh boards)")
 
 
 class Accuracy(_Strict):

@@ -227,9 +227,8 @@ def time_pair(unpruned: bytes, pruned: bytes, config: PruneChoiceConfig | Speedu
     {"speedup": median of the per-round ratios, "per_round", "unpruned_ms", "pruned_ms"}."""
     from pipeline.targets.bench import run_table
 
-    packed = _pack({"unpruned": unpruned, "pruned": pruned}, workdir)
-    result = run_table(_target(config), config.ssh, packed, config.threads, config.warmup, config.runs, rounds)
-    packed.unlink()
+    result = run_table(_target(config), config.ssh, {"unpruned": unpruned, "pruned": pruned}, config.threads, config.warmup,
+                       config.runs, rounds, workdir)
     times = result["rounds_ms"]
     per_round = [u / p for u, p in zip(times["unpruned"], times["pruned"])]
     return {"speedup": statistics.median(per_round), "per_round": per_round,
@@ -302,10 +301,9 @@ def _measure(config: PruneChoiceConfig, graph, shapes: dict, whole: dict[str, st
             keras().backend.clear_session()  # one-layer models pile up in Keras's global state otherwise
         progress.add(1)
     names = {f"m{i}": key for i, key in enumerate(models)}
-    packed = _pack({name: models[key] for name, key in names.items()}, workdir)
     log.info("latency table on %s: timing %d models, %d rounds", config.target, len(models), config.rounds)
-    result = run_table(_target(config), config.ssh, packed, config.threads, config.warmup, config.runs, config.rounds)
-    packed.unlink()
+    result = run_table(_target(config), config.ssh, {name: models[key] for name, key in names.items()}, config.threads,
+                       config.warmup, config.runs, config.rounds, workdir)
     identity = {"cpu": result["cpu"], "runtime": f"{result['runtime']} {result['runtime_version']}",
                 "delegates": result["delegates"]}
     measured = {}
@@ -322,9 +320,7 @@ def _refuse_emulated(config: PruneChoiceConfig, workdir: Path) -> None:
     from pipeline.targets.bench import run_table
     from pipeline.targets.device_runner import QEMU_VIRT_BOARD
 
-    empty = _pack({}, workdir)
-    result = run_table(_target(config), config.ssh, empty, config.threads, 0, 1, 1)
-    empty.unlink()
+    result = run_table(_target(config), config.ssh, {}, config.threads, 0, 1, 1, workdir)
     if result["cpu"].get("board") == QEMU_VIRT_BOARD:
         raise ToolError(f"--latency-on {config.target}: the board is emulated (QEMU's virt machine): its timing means nothing; "
                         f"measure on the host or a real board")
@@ -336,13 +332,6 @@ def _int8(model, rng: np.random.Generator) -> bytes:
 
     calibration = rng.uniform(-1, 1, (CALIBRATION_IMAGES, *model.input_shape[1:])).astype(np.float32)
     return tflite.convert(model, "int8-ptq", calibration)
-
-
-def _pack(models: dict[str, bytes], workdir: Path) -> Path:
-    """One npz for table_runner.py: one file to copy to a board."""
-    packed = workdir / "models.npz"
-    np.savez(packed, **{name: np.frombuffer(data, np.uint8) for name, data in models.items()})
-    return packed
 
 
 def _target(config: PruneChoiceConfig):

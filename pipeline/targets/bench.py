@@ -33,17 +33,26 @@ def run_benchmark(target: Target, ssh_options, model_path: Path, threads: int, w
     return host.run_benchmark(model_path, threads, warmup, runs, fp16=fp16)
 
 
-def run_table(target: Target, ssh_options, models: Path, threads: int, warmup: int, runs: int, rounds: int) -> dict:
-    """table_runner.py's result for the TFLite models in `models` (an npz) on a real device: the host
-    or an ssh board. Emulators are refused (their timing says nothing about a CPU); so are phones,
-    until the adb target has a runner that times many models."""
+def run_table(target: Target, ssh_options, models: dict[str, bytes], threads: int, warmup: int, runs: int, rounds: int,
+              workdir: Path) -> dict:
+    """table_runner.py's result for the TFLite `models` ({name: file bytes}) on a real device: the
+    host or an ssh board. Emulators are refused (their timing says nothing about a CPU); so are
+    phones, until the adb target has a runner that times many models. The models travel as one npz
+    in `workdir` (one file to copy to a board), removed afterwards."""
+    import numpy as np
+
     from pipeline.targets import host, ssh
 
     if isinstance(target, EmulatedTarget):
         raise ToolError(f"{target.name} is emulated: its timing means nothing; measure latency on the host, a board or a phone")
     if isinstance(target, AdbTarget):
         raise ToolError(f"{target.name}: latency tables on adb devices are not supported yet; use the host or an ssh board")
-    if isinstance(target, SshTarget):
-        return ssh.run_table(target, ssh_options or ssh.SshOptions(), models, threads, warmup, runs, rounds)
-    assert isinstance(target, HostTarget)
-    return host.run_table(models, threads, warmup, runs, rounds)
+    packed = workdir / "models.npz"
+    np.savez(packed, **{name: np.frombuffer(data, np.uint8) for name, data in models.items()})
+    try:
+        if isinstance(target, SshTarget):
+            return ssh.run_table(target, ssh_options or ssh.SshOptions(), packed, threads, warmup, runs, rounds)
+        assert isinstance(target, HostTarget)
+        return host.run_table(packed, threads, warmup, runs, rounds)
+    finally:
+        packed.unlink()
