@@ -399,6 +399,11 @@ def on_device(target: Target) -> dict:
     return {"lease": device_lease(target.name), "resources": {device_lease(target.name): 1}}
 
 
+def timed_on(target: Target) -> dict:
+    """A timing node's placement on a real target: alone on the host (the MACHINE lease), else on the device."""
+    return {"lease": MACHINE} if isinstance(target, HostTarget) else on_device(target)
+
+
 def runs_fp16(fmt: str, precision: str) -> bool:
     """The runner's --fp16: ncnn's fp16 storage and arithmetic, MNN's low precision, for their fp16 artifacts."""
     return fmt in ("ncnn", "mnn") and precision == "fp16"
@@ -431,7 +436,7 @@ def prune(p: Planner, m: ModelPlan) -> None:
             PruneChoiceConfig(speedup=c.prune_speedup, target=target.name, target_identity=p.target_identity(target),
                               threads=c.latency_threads, ssh=p.ssh_options() if isinstance(target, SshTarget) else None),
             {"model": m.model, "sensitivity": sensitivity}, label=f"{m.name} {c.prune_speedup:g}x on {target.name}", fatal=True,
-            **({"lease": MACHINE} if isinstance(target, HostTarget) else on_device(target)))
+            **timed_on(target))
     if c.prune_ratios_from:
         goal = {"ratios": _ratios_from(c.prune_ratios_from, m.name), "ratios_from": str(c.prune_ratios_from)}
     config = PruneConfig(method=c.prune, **goal, epochs=c.prune_epochs, learning_rate=c.prune_learning_rate,
@@ -729,7 +734,7 @@ def pruned_speedup(p: Planner, m: ModelPlan) -> None:
             SpeedupConfig(target=target.name, target_identity=p.target_identity(target), threads=c.latency_threads, warmup=c.warmup,
                           runs=c.runs, ssh=p.ssh_options() if isinstance(target, SshTarget) else None),
             {"unpruned": pair[0].converted, "pruned": pair[1].converted}, label=f"{v.name} {precision} on {target.name}",
-            **({"lease": MACHINE} if isinstance(target, HostTarget) else on_device(target)))
+            **timed_on(target))
 
 
 @rule
@@ -750,5 +755,5 @@ def op_profiles(p: Planner, m: ModelPlan) -> None:
                     ProfileConfig(target=target.name, target_identity=p.target_identity(target), threads=p.threads[0], warmup=c.warmup,
                                   runs=c.runs, ssh=p.ssh_options() if isinstance(target, SshTarget) else None),
                     {"artifact": a.converted}, label=f"{a.model} {a.format} {a.precision} ops on {target.name}",
-                    **({"lease": MACHINE} if isinstance(target, HostTarget) else on_device(target)))
+                    **timed_on(target))
                 a.profiles.append((target, p.threads[0], node))
