@@ -18,7 +18,7 @@ def _run(model: bytes) -> list[np.ndarray]:
     return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
 
 
-@pytest.mark.parametrize("precision", ["int8-ptq", "fp16"])
+@pytest.mark.parametrize("precision", ["int8-ptq", "fp16", "dynamic-int8"])
 def test_every_op_becomes_a_runnable_model_of_that_op_alone(precision):
     from converters import tflite
     from tests.conftest import tiny_model
@@ -30,7 +30,7 @@ def test_every_op_becomes_a_runnable_model_of_that_op_alone(precision):
     kinds = [entry["op"] for entry in ops]
     assert "CONV_2D" in kinds and "DEPTHWISE_CONV_2D" in kinds and "FULLY_CONNECTED" in kinds
     assert [e["index"] for e in ops] == sorted(e["index"] for e in ops)  # execution order
-    if precision == "fp16":  # the fp16 weights' DEQUANTIZEs go with the ops that read them
+    if precision != "int8-ptq":  # float input and output; the fp16 weights' DEQUANTIZEs go with the ops that read them
         assert "DEQUANTIZE" not in kinds
     else:
         assert kinds[0] == "QUANTIZE" and kinds[-1] == "DEQUANTIZE"  # the float input and output
