@@ -58,7 +58,7 @@ def plots(report: Report) -> list[Plot]:
             ax.set_ylabel("ms, the layer's ops alone")
             ax.set_title(f"{model.name}: time per layer on {target}")
             ax.legend(fontsize=7)
-            result.append(Plot(f"ops-{model.name}-{target}", f"Where the time goes: {model.name} on {target}",
+            result.append(Plot(f"op-time-{model.name}-{target}", f"Where the time goes: {model.name} on {target}",
                                f"Each TFLite artifact's ops timed alone on {target} ({pairs[0][1].threads} thread(s), XNNPACK, "
                                "real weights and quantization), summed per layer, in execution order. The layers a line "
                                "peaks at are the ones worth pruning, or keeping out of a slow precision.", png(fig)))

@@ -1,6 +1,8 @@
 """--profile-ops: each op of a TFLite artifact cut out as a model of its own, timed on the target."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -76,7 +78,10 @@ def test_a_build_with_profile_ops_reports_where_each_tflite_artifacts_time_goes(
         assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= {op.op for op in profile.ops}
         assert all(op.ms > 0 for op in profile.ops)
     assert "where the time goes on host" in (out / "report.md").read_text()
-    assert 'id="ops-tiny-host"' in (out / "report.html").read_text()
+    html = (out / "report.html").read_text()
+    assert 'id="ops-tiny-host"' in html and 'id="op-time-tiny-host"' in html  # the table and the plot
+    ids = re.findall(r'id="([^"]+)"', html)
+    assert len(ids) == len(set(ids))  # links to a section stay unambiguous
 
 
 @pytest.mark.slow
