@@ -29,7 +29,7 @@ def test_speedup_ratios_are_chosen_by_a_table_timed_here(bench_pruning, tmp_path
     from tests.compress.tiny import pointwise_model
 
     monkeypatch.setenv("DEPLOY_LATENCY_CACHE", str(tmp_path / "cache"))
-    graph = filter_pruning.read_graph(pointwise_model(size=64))
+    graph = filter_pruning.read_graph(pointwise_model(size=64, width=128))
     ratios, predicted = bench_pruning.speedup_ratios(graph, None, 1.2, 1, tmp_path)
     assert ratios and predicted >= 1.2
     assert list((tmp_path / "cache").glob("*.json"))  # the builds' latency cache, shared

@@ -72,14 +72,14 @@ def test_ratios_from_a_report_without_a_pruned_variant_of_the_model_are_refused(
 
 @pytest.mark.slow
 def test_a_speedup_variant_is_chosen_by_the_hosts_latency_table_and_its_speedup_measured(image_folder, tmp_path, monkeypatch):
-    """A 1x1-conv model at 96x96 (untrained: the choice needs the table, not accuracy; int8 without float
+    """A 1x1-conv model at 96x96, 128 filters wide (untrained: the choice needs the table, not accuracy; int8 without float
     fallback, which an untrained model would trigger), pruned to 1.3x on the host."""
     from pipeline.build import build
     from tests.compress.tiny import pointwise_model
 
     monkeypatch.setenv("DEPLOY_LATENCY_CACHE", str(tmp_path / "latency-cache"))
     path = tmp_path / "pointwise.keras"
-    pointwise_model(size=96).save(path)
+    pointwise_model(size=96, width=128).save(path)
     settings = {**FAST, "models": [str(path)], "data": str(image_folder), "precisions": ["fp32", "int8-ptq"], "int8_fallback": "off",
                 "prune_speedup": 1.3, "distill": False, "prune_epochs": 1, "mean": [127.5], "std": [127.5], "warmup": 5, "runs": 30}
     report = build(load_config(overrides={**settings, "out": tmp_path / "first"}))
