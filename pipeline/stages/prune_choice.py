@@ -108,10 +108,12 @@ class PruneChoiceStage(Stage):
 
         chosen = _search(path, config.speedup * (1 + config.check_margin), check, config.checks)
         ratios, predicted = path[chosen]
-        measured = next(c["measured"] for c in checks if c["step"] == chosen + 1)
+        chosen_check = next(c for c in checks if c["step"] == chosen + 1)
+        measured = chosen_check["measured"]
         if measured < config.speedup:
-            log.warning("--prune-speedup %g: the closest pruning measured %.2fx on %s after %d checks", config.speedup, measured,
-                        config.target, len(checks))
+            log.warning("--prune-speedup %g: the closest pruning measured %.2fx on %s after %d checks, keeping %.1f %% of the MACs; "
+                        "the rest of the time is in what filter pruning cannot thin (--profile-ops shows where)", config.speedup,
+                        measured, config.target, len(checks), 100 * chosen_check["macs_kept"])
         pruned_layers = {name: round(ms, 6) for name, ms in table.layers_ms(graph, graph.keep_mask(ratios)).items()}
         return {"group_ratios": {k: float(v) for k, v in ratios.items()}, "predicted_speedup": predicted,
                 "measured_speedup": measured, "speedup_checks": checks,
