@@ -184,7 +184,7 @@ def cli(ctx, debug):
 @click.option("--runs", type=int, help="Timed runs per benchmark [50].")
 @click.option("--profile-ops", is_flag=True, default=None,
               help="Also time each op of every TFLite artifact alone on the host and ssh boards it is benchmarked on: where its "
-                   "time goes (report.json benchmarks[].op_profile, a plot in report.html; docs/benchmarks.md).")
+                   "time goes (report.json benchmarks[].op_profile, a plot in report.html; docs/targets.md).")
 @click.option("--arm-val-images", type=int, help="Emulated targets: validation images run through their own ARM kernels for top-1 (0: off) [128].")
 @click.option("--max-accuracy-drop", type=float, help="Fail (exit 1) if any artifact's top-1 drops more than this many points.")
 @click.option("--max-size", "max_size_mb", type=float, help="Recommend only artifacts of at most this many MB (10^6 bytes).")
